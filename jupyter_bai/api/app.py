@@ -1,0 +1,122 @@
+"""``BaiApp``: the jupyter-server extension that hosts the engine and its REST API.
+
+All configuration is traitlets (``c.BaiApp.*``); ``JUPYTER_BAI_*`` environment
+variables only change the defaults, so there is one configuration path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+
+from ..engine.config import EngineConfig
+from ..engine.engine import Engine
+from ..spec.errors import BaiError
+from .handlers import route_table
+
+CONNECTION_FILE = "bai-engine.json"
+
+
+class BaiApp(ExtensionApp):
+    name = "jupyter_bai"
+    load_other_extensions = True
+
+    state_dir = Unicode(help="Where the engine keeps its SQLite store, sessions and logs.").tag(
+        config=True
+    )
+    storage_root = Unicode(
+        "", help="Root of vfolder storage (default: <state_dir>/vfolders)."
+    ).tag(config=True)
+    fake_gpus = List(
+        Dict(),
+        help='Fake GPUs for machines without one, e.g. [{"name": "Fake GPU", "memory": "80g"}].',
+    ).tag(config=True)
+    default_cpu = Unicode("1", help="cpu given to a session that asks for none.").tag(config=True)
+    default_mem = Unicode("1g", help="mem given to a session that asks for none.").tag(config=True)
+    sandbox = Enum(
+        ["auto", "bwrap", "none"], "auto",
+        help="local runtime sandbox: bwrap when it works (auto), required (bwrap), or off (none).",
+    ).tag(config=True)
+    stop_grace = Float(5.0, help="Seconds between SIGTERM and SIGKILL on destroy.").tag(config=True)
+    checker_interval = Float(5.0, help="Seconds between idle/lifetime checks.").tag(config=True)
+    use_mps = Bool(True, help="Enforce fractional GPUs with NVIDIA MPS when available.").tag(
+        config=True
+    )
+    connection_file = Unicode(help="Where to write the engine's URL and token.").tag(config=True)
+
+    @default("state_dir")
+    def _state_dir_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_STATE_DIR") or str(Path(jupyter_data_dir()) / "bai")
+
+    @default("fake_gpus")
+    def _fake_gpus_default(self) -> list[dict[str, Any]]:
+        raw = os.environ.get("JUPYTER_BAI_FAKE_GPUS", "").strip()
+        if not raw:
+            return []
+        if raw.isdigit():
+            return [{"name": "Fake GPU", "memory": "80g"} for _ in range(int(raw))]
+        return list(json.loads(raw))
+
+    @default("sandbox")
+    def _sandbox_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_SANDBOX", "auto")
+
+    @default("connection_file")
+    def _connection_file_default(self) -> str:
+        return str(Path(jupyter_runtime_dir()) / CONNECTION_FILE)
+
+    engine: Engine | None = None
+    engine_error: str | None = None
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            state_dir=Path(self.state_dir).expanduser(),
+            storage_root=Path(self.storage_root).expanduser() if self.storage_root else None,
+            fake_gpus=tuple(self.fake_gpus),
+            default_cpu=self.default_cpu,
+            default_mem=self.default_mem,
+            sandbox=self.sandbox,
+            stop_grace=self.stop_grace,
+            checker_interval=self.checker_interval,
+            use_mps=self.use_mps,
+        )
+
+    def initialize_settings(self) -> None:
+        self.settings["bai_app"] = self
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(route_table())
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        engine = Engine(self.engine_config())
+        try:
+            await engine.start()
+        except BaiError as exc:
+            self.engine_error = str(exc)
+            self.log.error("jupyter-bai engine not started: %s", exc)
+            return
+        self.engine = engine
+        url = serverapp.connection_url.rstrip("/")
+        token = serverapp.identity_provider.token
+        os.environ["JUPYTER_BAI_URL"] = url
+        os.environ["JUPYTER_BAI_TOKEN"] = token
+        from ..client.connection import EngineConnection, write_connection_file
+
+        write_connection_file(
+            EngineConnection(url=url, token=token), pid=os.getpid(),
+            state_dir=str(engine.config.state_dir), path=Path(self.connection_file),
+        )
+        self.log.info("jupyter-bai engine at %s (state in %s)", url, engine.config.state_dir)
+
+    async def stop_extension(self) -> None:
+        if self.engine is not None:
+            from ..client.connection import remove_connection_file
+
+            remove_connection_file(Path(self.connection_file))
+            await self.engine.close()
+            self.engine = None

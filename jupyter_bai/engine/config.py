@@ -1,0 +1,39 @@
+"""Typed engine configuration.
+
+``BaiApp``'s traitlets are the one place users configure things; they are
+turned into this frozen object so the engine never reads untyped dicts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+SandboxMode = Literal["auto", "bwrap", "none"]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    state_dir: Path
+    storage_root: Path | None = None
+    fake_gpus: tuple[dict[str, str], ...] = ()
+    default_cpu: str = "1"
+    default_mem: str = "1g"
+    sandbox: SandboxMode = "auto"
+    stop_grace: float = 5.0
+    agent_start_timeout: float = 30.0
+    checker_interval: float = 5.0
+    use_mps: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def vfolder_root(self) -> Path:
+        return self.storage_root or (self.state_dir / "vfolders")
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.state_dir / "sessions"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "engine.db"

@@ -1,0 +1,125 @@
+"""The engine: one per state directory, owning the store, node, folders and sessions.
+
+Hosted by the Jupyter server extension or by ``jupyter bai serve``; a file lock
+makes sure two processes never drive the same state directory.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from decimal import Decimal
+from typing import IO, Any
+
+from ..spec.errors import BaiError, Conflict
+from .config import EngineConfig
+from .events import EventBus
+from .mps import MPSControl
+from .node import NodeInfo, discover
+from .runtimes.base import Runtime
+from .runtimes.local import LocalRuntime
+from .sessions import SessionManager
+from .store import Store
+from .vfolders import VFolderManager
+
+log = logging.getLogger(__name__)
+
+
+class EngineLocked(BaiError):
+    status, code = 409, "engine-locked"
+
+
+class Engine:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self._lock_file: IO[str] | None = None
+        self.store: Store
+        self.events: EventBus
+        self.node: NodeInfo
+        self.vfolders: VFolderManager
+        self.sessions: SessionManager
+        self.runtimes: list[Runtime] = []
+        self.mps: MPSControl | None = None
+
+    def _acquire_lock(self) -> None:
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.config.state_dir / "engine.lock", "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise EngineLocked(
+                f"another jupyter-bai engine already uses {self.config.state_dir}"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock_file = lock
+
+    async def start(self) -> None:
+        self._acquire_lock()
+        cfg = self.config
+        self.store = Store(cfg.db_path)
+        self.events = EventBus(self.store)
+        self.node = discover(fake_gpus=list(cfg.fake_gpus) or None)
+        cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
+        self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
+        self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
+        self.runtimes = [LocalRuntime(cfg.sandbox)]
+        self.sessions = SessionManager(
+            cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
+        )
+        await self.sessions.start()
+        log.info("jupyter-bai engine started on %s", cfg.state_dir)
+
+    async def close(self) -> None:
+        await self.sessions.close()
+        self.store.close()
+        if self._lock_file:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- resources ---------------------------------------------------------
+    def resources(self) -> dict[str, Any]:
+        usage = self.sessions.usage()
+        used = usage["used"]
+        capacity = self.node.capacity()
+        free = {k: str(max(Decimal(0), capacity[k] - used[k])) for k in capacity}
+        holders: dict[int, list[str]] = {}
+        for s in self.sessions.list(status="SCHEDULED,PREPARING,RUNNING,TERMINATING"):
+            for idx in (s.get("allocation") or {}).get("devices", []):
+                holders.setdefault(int(idx), []).append(s["name"])
+        gpus = []
+        for gpu in self.node.gpus:
+            taken = usage["gpu_shares"].get(gpu.index, Decimal(0))
+            gpus.append({
+                "index": gpu.index, "name": gpu.name, "memory": gpu.memory,
+                "source": gpu.source, "shares_used": str(taken),
+                "shares_free": str(Decimal(1) - taken), "sessions": holders.get(gpu.index, []),
+            })
+        pending = self.store.one("SELECT COUNT(*) AS n FROM sessions WHERE status = 'PENDING'")
+        gpu_limit = "none"
+        if self.node.gpus:
+            gpu_limit = "enforced (MPS)" if self.mps and self.mps.available else "advisory"
+        return {
+            "node": self.node.to_json(),
+            "capacity": capacity.to_json(),
+            "used": used.to_json(),
+            "free": free,
+            "gpus": gpus,
+            "fractional_gpu_limit": gpu_limit,
+            "runtimes": [r.availability() for r in self.runtimes],
+            "pending": int(pending["n"]) if pending else 0,
+        }
+
+    # -- vfolders that sessions depend on ----------------------------------
+    def delete_vfolder(self, name: str) -> None:
+        self.vfolders.get(name)
+        users = self.sessions.in_use_vfolders().get(name)
+        if users:
+            raise Conflict(
+                f"vfolder '{name}' is mounted by live session(s) {', '.join(sorted(users))}"
+            )
+        self.vfolders.delete(name)
+        self.events.publish("vfolder", name, action="deleted")

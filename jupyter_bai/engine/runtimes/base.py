@@ -1,0 +1,94 @@
+"""The narrow interface every runtime (local sandbox, docker) implements.
+
+Shaped like jupyter_client's kernel provisioners: launch something, learn
+whether it is still alive, stop it with a grace period, and find it again
+after the engine restarts (``adopt``). Everything a runtime needs to find a
+session again lives in the JSON ``handle`` the engine stores in SQLite.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ResolvedMount:
+    """A vfolder mount after lookup: where it lives on the host and where it appears."""
+
+    name: str
+    host_path: Path
+    target: str
+    readonly: bool
+
+
+@dataclass
+class LaunchContext:
+    session_id: str
+    session_name: str
+    image: str
+    session_dir: Path
+    interactive: bool
+    command: str | None
+    env: dict[str, str]
+    mounts: list[ResolvedMount]
+    gpu_devices: list[int] = field(default_factory=list)
+    extra_dev_paths: list[str] = field(default_factory=list)
+    extra_bind_paths: list[str] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.session_dir / "logs" / "output.log"
+
+    @property
+    def exit_path(self) -> Path:
+        return self.session_dir / "run" / "exit"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.session_dir / "run" / "wrapper.pid"
+
+
+class Runtime(abc.ABC):
+    """Starts and supervises the processes or containers behind sessions."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def handles(self, image: str) -> bool:
+        """Whether an image reference belongs to this runtime."""
+
+    @abc.abstractmethod
+    def availability(self) -> dict[str, Any]:
+        """``{"name", "available", "sandbox", "notes": [...]}`` for ``resources``."""
+
+    @abc.abstractmethod
+    def start(self, ctx: LaunchContext) -> dict[str, Any]:
+        """Launch and return the handle to persist; must not block for long."""
+
+    @abc.abstractmethod
+    def adopt(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Find a session again after a restart; None when it is gone."""
+
+    @abc.abstractmethod
+    def exit_code(self, ctx: LaunchContext, handle: dict[str, Any]) -> int | None:
+        """The exit status once the session's main process ended, else None."""
+
+    @abc.abstractmethod
+    def is_alive(self, handle: dict[str, Any]) -> bool: ...
+
+    @abc.abstractmethod
+    async def wait(self, handle: dict[str, Any]) -> None:
+        """Return when the session's main process has ended."""
+
+    @abc.abstractmethod
+    async def stop(self, handle: dict[str, Any], grace: float) -> None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL everything."""
+
+    @abc.abstractmethod
+    def agent_socket(self, ctx: LaunchContext) -> str:
+        """Host path of the in-session agent's unix socket."""
+
+    def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
+        """Release what start() made (scratch dirs, containers); logs stay."""

@@ -1,0 +1,283 @@
+"""The ``local`` runtime: a session is a bubblewrap sandbox (or a plain process).
+
+Each session runs under a tiny ``/bin/sh`` wrapper in its own process group
+and session (so it outlives an engine killed with -9). The wrapper records
+its pid and, when the command ends, the exit status in the session's run
+directory: a restarted engine reads those files to adopt or finish sessions
+it did not start itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import sandbox
+from .base import LaunchContext, Runtime
+
+AGENT_FILE = Path(__file__).with_name("agent.py")
+
+# $1.. is the sandboxed command; BAI_RUN_DIR is the session's run directory.
+WRAPPER = (
+    'echo $$ > "$BAI_RUN_DIR/wrapper.pid"; "$@"; rc=$?; '
+    'echo $rc > "$BAI_RUN_DIR/exit"; exit $rc'
+)
+
+
+def proc_starttime(pid: int) -> int | None:
+    """Kernel start time of ``pid`` (tells a live session from a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    state = fields[0]
+    if state in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+class LocalRuntime(Runtime):
+    name = "local"
+
+    def __init__(self, sandbox_mode: str = "auto"):
+        self.bwrap = shutil.which("bwrap")
+        self.sandbox_error: str | None = None
+        if sandbox_mode == "none":
+            self.use_bwrap = False
+        else:
+            self.use_bwrap = bool(self.bwrap) and self._bwrap_works()
+            if sandbox_mode == "bwrap" and not self.use_bwrap:
+                raise RuntimeError(
+                    f"bubblewrap was required but cannot run: {self.sandbox_error or 'bwrap not found'}"
+                )
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def _bwrap_works(self) -> bool:
+        try:
+            proc = subprocess.run(
+                [self.bwrap or "bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev",
+                 "--proc", "/proc", "true"],
+                capture_output=True, text=True, timeout=10,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.sandbox_error = str(exc)
+            return False
+        if proc.returncode != 0:
+            self.sandbox_error = proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"
+            return False
+        return True
+
+    # -- description -------------------------------------------------------
+    def handles(self, image: str) -> bool:
+        return image == "local" or image.startswith("local:")
+
+    @property
+    def sandbox_kind(self) -> str:
+        return "bwrap" if self.use_bwrap else "none"
+
+    def availability(self) -> dict[str, Any]:
+        notes = [
+            "cpu and mem are reserved by the scheduler but not enforced by the kernel "
+            "(no cgroup delegation on this runtime)"
+        ]
+        if not self.use_bwrap:
+            reason = self.sandbox_error or "bwrap is not installed"
+            notes.insert(
+                0,
+                f"no sandbox ({reason}): sessions are plain processes; isolation and read-only "
+                "mounts are off, and the layout lives under $BAI_ROOT",
+            )
+        return {"name": self.name, "available": True, "sandbox": self.sandbox_kind, "notes": notes}
+
+    # -- launch ------------------------------------------------------------
+    def _prepare_dirs(self, ctx: LaunchContext) -> None:
+        for sub in ("work", "run", "logs"):
+            (ctx.session_dir / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (ctx.exit_path, ctx.pid_path):
+            stale.unlink(missing_ok=True)
+
+    def _plain_layout(self, ctx: LaunchContext) -> tuple[Path, dict[str, str]]:
+        """Without bwrap: the container layout as a directory tree of symlinks."""
+        root = ctx.session_dir / "root"
+        work = root / "home" / "work"
+        work.parent.mkdir(parents=True, exist_ok=True)
+        if not work.exists():
+            work.symlink_to(ctx.session_dir / "work")
+        for mount in ctx.mounts:
+            link = root / mount.target.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(mount.host_path)
+        env = {
+            **ctx.env,
+            "BAI_ROOT": str(root),
+            "HOME": str(work),
+            "PATH": ctx.env.get("PATH", os.environ.get("PATH", "/usr/bin:/bin")),
+        }
+        return work, env
+
+    def _command(self, ctx: LaunchContext, socket: str, agent: str) -> list[str]:
+        if ctx.interactive:
+            cmd = [sys.executable, agent, "--socket", socket]
+            if ctx.command:
+                cmd += ["--startup", ctx.command]
+            return cmd
+        return ["/bin/sh", "-c", ctx.command or "true"]
+
+    def start(self, ctx: LaunchContext) -> dict[str, Any]:
+        self._prepare_dirs(ctx)
+        run_dir = ctx.session_dir / "run"
+        log = open(ctx.log_path, "ab", buffering=0)
+        try:
+            if self.use_bwrap:
+                command = self._command(ctx, f"{sandbox.RUN_TARGET}/agent.sock", sandbox.AGENT_TARGET)
+                argv = sandbox.bwrap_argv(
+                    ctx, command, bwrap=self.bwrap or "bwrap", agent_path=str(AGENT_FILE),
+                    prefixes=sandbox.python_prefixes(),
+                )
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BAI_RUN_DIR": str(run_dir)}
+                cwd = str(ctx.session_dir)
+            else:
+                work, env = self._plain_layout(ctx)
+                argv = self._command(ctx, str(run_dir / "agent.sock"), str(AGENT_FILE))
+                env["BAI_RUN_DIR"] = str(run_dir)
+                cwd = str(work)
+            popen = subprocess.Popen(
+                ["/bin/sh", "-c", WRAPPER, "bai-session", *argv],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env, cwd=cwd, start_new_session=True, close_fds=True,
+            )
+        finally:
+            log.close()
+        self._children[popen.pid] = popen
+        return {
+            "pid": popen.pid,
+            "pgid": popen.pid,
+            "starttime": proc_starttime(popen.pid),
+            "sandbox": self.sandbox_kind,
+        }
+
+    # -- supervision -------------------------------------------------------
+    def is_alive(self, handle: dict[str, Any]) -> bool:
+        pid = int(handle["pid"])
+        start = proc_starttime(pid)
+        return start is not None and start == handle.get("starttime")
+
+    def adopt(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> dict[str, Any] | None:
+        if handle is None and ctx.pid_path.exists():
+            # Killed between spawn and recording the handle: the wrapper left its pid.
+            try:
+                pid = int(ctx.pid_path.read_text().strip())
+            except ValueError:
+                return None
+            handle = {"pid": pid, "pgid": pid, "starttime": proc_starttime(pid),
+                      "sandbox": self.sandbox_kind}
+        if handle is None or not self.is_alive(handle):
+            return None
+        return handle
+
+    def exit_code(self, ctx: LaunchContext, handle: dict[str, Any]) -> int | None:
+        try:
+            text = ctx.exit_path.read_text().strip()
+        except OSError:
+            text = ""
+        if text:
+            return int(text)
+        popen = self._children.get(int(handle["pid"]))
+        if popen is not None and popen.poll() is not None:
+            return popen.returncode
+        return None
+
+    async def wait(self, handle: dict[str, Any]) -> None:
+        pid = int(handle["pid"])
+        if not self.is_alive(handle):
+            self._finish(pid)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, AttributeError, OSError):
+            while self.is_alive(handle):
+                await asyncio.sleep(0.2)
+            self._finish(pid)
+            return
+        done: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+        try:
+            if self.is_alive(handle):  # it may have ended between the checks
+                await done
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        self._finish(pid)
+
+    def _finish(self, pid: int) -> None:
+        popen = self._children.pop(pid, None)
+        if popen is not None:
+            popen.wait()
+        else:
+            _reap(pid)
+
+    async def stop(self, handle: dict[str, Any], grace: float) -> None:
+        pgid = int(handle["pgid"])
+        if not self.is_alive(handle) and not self._group_alive(pgid):
+            return
+        self._signal(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            _reap(int(handle["pid"]))
+            if not self._group_alive(pgid):
+                return
+            await asyncio.sleep(0.05)
+        self._signal(pgid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            pass
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # A zombie leader still counts as a member: look for a live one.
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                fields = stat[stat.rfind(b")") + 2 :].split()
+                if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                    return True
+        return False
+
+    def agent_socket(self, ctx: LaunchContext) -> str:
+        return str(ctx.session_dir / "run" / "agent.sock")
+
+    def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
+        for sub in ("work", "root"):
+            shutil.rmtree(ctx.session_dir / sub, ignore_errors=True)

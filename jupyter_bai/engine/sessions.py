@@ -1,0 +1,643 @@
+"""Compute-session lifecycle: create, schedule, start, supervise, destroy, adopt.
+
+Every transition is written to SQLite (with a status-history row and an event)
+before the engine acts on it, so a restart can always tell what was going on.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ..spec.errors import Conflict, InvalidRequest, InvalidState, NotFound, RuntimeUnavailable
+from ..spec.resources import ResourceSlots
+from ..spec.session import SessionSpec, SessionStatus, SessionType
+from .config import EngineConfig
+from .events import EventBus
+from .mps import MPSControl
+from .node import NodeInfo
+from .runtimes.agent_client import AgentUnavailable, agent_request, wait_ready
+from .runtimes.base import LaunchContext, ResolvedMount, Runtime
+from .scheduler import Allocation, allocate, check_can_ever_fit, gpu_usage
+from .store import Store
+from .vfolders import VFolderManager
+
+log = logging.getLogger(__name__)
+
+S = SessionStatus
+HOLDS_RESOURCES = (S.SCHEDULED, S.PREPARING, S.RUNNING, S.TERMINATING)
+LIVE = (S.PENDING, *HOLDS_RESOURCES)
+LOG_TAIL_ON_ERROR = 10
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def tail_lines(path: Path, n: int) -> str:
+    """Last ``n`` lines of a log without reading a huge file whole."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024 * max(1, n // 100 + 1)))
+            data = f.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(lines[-n:])
+
+
+@dataclass
+class Tracked:
+    """In-memory companion of a live session: its supervision task."""
+
+    task: asyncio.Task[None] | None = None
+
+
+class SessionManager:
+    def __init__(
+        self,
+        config: EngineConfig,
+        store: Store,
+        events: EventBus,
+        node: NodeInfo,
+        vfolders: VFolderManager,
+        runtimes: list[Runtime],
+        mps: MPSControl | None = None,
+    ):
+        self.config = config
+        self.store = store
+        self.events = events
+        self.node = node
+        self.vfolders = vfolders
+        self.runtimes = runtimes
+        self.mps = mps
+        self.capacity = node.capacity()
+        self.defaults = ResourceSlots.parse({"cpu": config.default_cpu, "mem": config.default_mem})
+        self._wakeup = asyncio.Event()
+        self._tracked: dict[str, Tracked] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._main: list[asyncio.Task[None]] = []
+        self._seq = int((store.one("SELECT MAX(seq) AS s FROM sessions") or {"s": 0})["s"] or 0)
+
+    # -- rows --------------------------------------------------------------
+    def _row(self, ref: str) -> Any:
+        row = self.store.one(
+            "SELECT * FROM sessions WHERE id = ? OR (name = ? AND status IN (%s)) "
+            "ORDER BY seq DESC LIMIT 1" % ",".join("?" * len(LIVE)),
+            (ref, ref, *[s.value for s in LIVE]),
+        )
+        if row is None:
+            row = self.store.one(
+                "SELECT * FROM sessions WHERE name = ? ORDER BY seq DESC LIMIT 1", (ref,)
+            )
+        if row is None:
+            raise NotFound(f"session '{ref}' not found")
+        return row
+
+    def _to_json(self, row: Any, history: bool = True) -> dict[str, Any]:
+        spec = json.loads(row["spec"])
+        alloc = json.loads(row["allocation"]) if row["allocation"] else None
+        handle = json.loads(row["runtime_state"]) if row["runtime_state"] else {}
+        data: dict[str, Any] = {
+            "id": row["id"],
+            "name": row["name"],
+            "status": row["status"],
+            "status_info": row["status_info"],
+            "result": row["result"],
+            "exit_code": row["exit_code"],
+            "image": spec["image"],
+            "type": spec["type"],
+            "command": spec.get("command"),
+            "resources": spec["resources"],
+            "mounts": spec["mounts"],
+            "env": spec.get("env", {}),
+            "idle_timeout": spec.get("idle_timeout"),
+            "max_lifetime": spec.get("max_lifetime"),
+            "runtime": row["runtime"],
+            "sandbox": handle.get("sandbox"),
+            "allocation": alloc["cuda"] if alloc else None,
+            "created_at": _iso(row["created_at"]),
+            "started_at": _iso(row["started_at"]),
+            "terminated_at": _iso(row["terminated_at"]),
+        }
+        if history:
+            data["status_history"] = [
+                {"status": h["status"], "at": _iso(h["at"]), "info": h["info"]}
+                for h in self.store.query(
+                    "SELECT status, at, info FROM session_status_history "
+                    "WHERE session_id = ? ORDER BY at, rowid", (row["id"],),
+                )
+            ]
+        return data
+
+    def _transition(
+        self, sid: str, status: SessionStatus, info: str | None = None, **fields: Any
+    ) -> None:
+        now = time.time()
+        sets = ["status = ?", "status_info = ?"]
+        params: list[Any] = [status.value, info]
+        if status == S.RUNNING:
+            fields.setdefault("started_at", now)
+        if status.is_terminal:
+            fields.setdefault("terminated_at", now)
+        for key, value in fields.items():
+            sets.append(f"{key} = ?")
+            params.append(json.dumps(value) if isinstance(value, (dict, list)) else value)
+        with self.store.tx():
+            self.store.execute(f"UPDATE sessions SET {', '.join(sets)} WHERE id = ?", (*params, sid))
+            self.store.execute(
+                "INSERT INTO session_status_history(session_id, status, at, info) VALUES (?,?,?,?)",
+                (sid, status.value, now, info),
+            )
+        row = self.store.one("SELECT name, result, exit_code FROM sessions WHERE id = ?", (sid,))
+        self.events.publish(
+            "session", row["name"], id=sid, status=status.value, info=info,
+            result=row["result"], exit_code=row["exit_code"],
+        )
+
+    # -- public API --------------------------------------------------------
+    def runtime_for(self, image: str) -> Runtime:
+        for runtime in self.runtimes:
+            if runtime.handles(image):
+                return runtime
+        known = ", ".join(r.name for r in self.runtimes)
+        raise RuntimeUnavailable(
+            f"no available runtime runs image '{image}' (available: {known}; "
+            "use 'local' for the local sandbox)"
+        )
+
+    def _resolve_mounts(self, spec: SessionSpec) -> list[dict[str, Any]]:
+        resolved = []
+        for mount in spec.mounts:
+            folder = self.vfolders.get(mount.source)
+            folder_perm = getattr(folder.permission, "value", folder.permission)
+            perm = mount.perm or folder_perm
+            if perm == "rw" and folder_perm == "ro":
+                raise InvalidRequest(
+                    f"vfolder '{mount.source}' is read-only and cannot be mounted rw"
+                )
+            resolved.append({"source": mount.source, "target": mount.target, "perm": perm})
+        return resolved
+
+    def create(self, spec: SessionSpec) -> dict[str, Any]:
+        runtime = self.runtime_for(spec.image)
+        resources = spec.resources.with_defaults(self.defaults)
+        check_can_ever_fit(resources, self.capacity)
+        mounts = self._resolve_mounts(spec)
+        sid = str(uuid.uuid4())
+        name = spec.name or f"sess-{secrets.token_hex(3)}"
+        stored = spec.model_dump(mode="json")
+        stored.update(name=name, resources=resources.to_json(), mounts=mounts)
+        now = time.time()
+        self._seq += 1
+        import sqlite3
+
+        try:
+            with self.store.tx():
+                self.store.execute(
+                    "INSERT INTO sessions(id, seq, name, spec, status, runtime, created_at) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (sid, self._seq, name, json.dumps(stored), S.PENDING.value, runtime.name, now),
+                )
+                self.store.execute(
+                    "INSERT INTO session_status_history(session_id, status, at, info) "
+                    "VALUES (?,?,?,?)", (sid, S.PENDING.value, now, None),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"session name '{name}' is already in use by a live session") from None
+        self.events.publish("session", name, id=sid, status=S.PENDING.value)
+        self._wakeup.set()
+        return self.get(sid)
+
+    def get(self, ref: str) -> dict[str, Any]:
+        return self._to_json(self._row(ref))
+
+    def list(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status:
+            statuses = [s.strip().upper() for s in status.split(",")]
+            bad = [s for s in statuses if s not in S.__members__]
+            if bad:
+                raise InvalidRequest(
+                    f"unknown status '{bad[0]}' (known: {', '.join(S.__members__)})"
+                )
+            rows = self.store.query(
+                "SELECT * FROM sessions WHERE status IN (%s) ORDER BY seq" % ",".join("?" * len(statuses)),
+                statuses,
+            )
+        else:
+            rows = self.store.query("SELECT * FROM sessions ORDER BY seq")
+        return [self._to_json(r, history=False) for r in rows]
+
+    def logs(self, ref: str, tail: int | None = None) -> str:
+        row = self._row(ref)
+        path = self._session_dir(row["id"]) / "logs" / "output.log"
+        if tail is not None:
+            return tail_lines(path, tail)
+        try:
+            return path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_path(self, ref: str) -> Path:
+        return self._session_dir(self._row(ref)["id"]) / "logs" / "output.log"
+
+    async def destroy(self, ref: str, forced: bool = False) -> dict[str, Any]:
+        row = self._row(ref)
+        sid, status = row["id"], S(row["status"])
+        if status.is_terminal:
+            raise InvalidState(f"session '{row['name']}' is already {status.value}")
+        if status == S.PENDING:
+            self._transition(sid, S.CANCELLED, "user-requested")
+            return self.get(sid)
+        if status != S.TERMINATING:
+            self._transition(sid, S.TERMINATING, "user-requested")
+        await self._stop(sid, grace=0.0 if forced else self.config.stop_grace)
+        tracked = self._tracked.get(sid)
+        if tracked and tracked.task:
+            try:
+                await asyncio.wait_for(asyncio.shield(tracked.task), timeout=10)
+            except asyncio.TimeoutError:
+                pass
+        return self.get(sid)
+
+    def in_use_vfolders(self) -> dict[str, list[str]]:
+        """Which live sessions mount each folder (a mounted folder cannot be deleted)."""
+        used: dict[str, list[str]] = {}
+        rows = self.store.query(
+            "SELECT name, spec FROM sessions WHERE status IN (%s)" % ",".join("?" * len(LIVE)),
+            [s.value for s in LIVE],
+        )
+        for row in rows:
+            for mount in json.loads(row["spec"])["mounts"]:
+                used.setdefault(mount["source"], []).append(row["name"])
+        return used
+
+    # -- exec / run through the in-session agent ---------------------------
+    def _agent_for(self, ref: str) -> tuple[Any, str]:
+        row = self._row(ref)
+        spec = json.loads(row["spec"])
+        if row["status"] != S.RUNNING.value:
+            raise InvalidState(f"session '{row['name']}' is {row['status']}, not RUNNING")
+        if spec["type"] == SessionType.batch.value:
+            raise InvalidState(
+                f"session '{row['name']}' is a batch session; exec and run need an interactive one"
+            )
+        ctx = self._context(row)
+        return row, self.runtime_for(spec["image"]).agent_socket(ctx)
+
+    async def agent_stream(self, ref: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        row, socket = self._agent_for(ref)
+        try:
+            async for message in agent_request(socket, request):
+                yield message
+        except AgentUnavailable as exc:
+            raise InvalidState(f"session '{row['name']}' is not answering: {exc}") from None
+
+    # -- context -----------------------------------------------------------
+    def _session_dir(self, sid: str) -> Path:
+        return self.config.sessions_dir / sid
+
+    def _context(self, row: Any) -> LaunchContext:
+        spec = json.loads(row["spec"])
+        alloc = Allocation.from_json(json.loads(row["allocation"])) if row["allocation"] else None
+        mounts = []
+        for m in spec["mounts"]:
+            try:
+                host = self.vfolders.host_path(m["source"])
+            except NotFound:
+                host = Path("/nonexistent")
+            mounts.append(ResolvedMount(m["source"], host, m["target"], m["perm"] == "ro"))
+        devices = alloc.devices if alloc else []
+        env = self._session_env(row["id"], row["name"], spec, alloc)
+        extra_dev: list[str] = []
+        extra_bind: list[str] = []
+        real = [g for g in self.node.gpus if g.source == "nvml" and g.index in devices]
+        if real:
+            extra_dev = [p for p in map(str, sorted(Path("/dev").glob("nvidia*")))]
+            if self.mps and self.mps.available and alloc and alloc.gpu_shares:
+                extra_bind.append(str(self.mps.pipe_dir))
+        return LaunchContext(
+            session_id=row["id"],
+            session_name=row["name"],
+            image=spec["image"],
+            session_dir=self._session_dir(row["id"]),
+            interactive=spec["type"] != SessionType.batch.value,
+            command=spec.get("command"),
+            env=env,
+            mounts=mounts,
+            gpu_devices=devices,
+            extra_dev_paths=extra_dev,
+            extra_bind_paths=extra_bind,
+        )
+
+    def _session_env(
+        self, sid: str, name: str, spec: dict[str, Any], alloc: Allocation | None
+    ) -> dict[str, str]:
+        import os
+        import sys
+
+        devices = alloc.devices if alloc else []
+        path = os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
+        env = {
+            "PATH": path,
+            "HOME": "/home/work",
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            **self.config.extra_env,
+            **spec.get("env", {}),
+            "BACKENDAI_SESSION_ID": sid,
+            "BACKENDAI_SESSION_NAME": name,
+            "BACKENDAI_KERNEL_IMAGE": spec["image"],
+            "BACKENDAI_CLUSTER_SIZE": "1",
+            "CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices),
+            "GPU_COUNT": str(len(devices)),
+        }
+        if alloc and alloc.gpu_shares:
+            total = sum(alloc.gpu_shares.values(), Decimal(0))
+            env["BACKENDAI_GPU_SHARES"] = str(total)
+            fraction = str(min(alloc.gpu_shares.values()))
+            memory = {g.index: g.memory for g in self.node.gpus}
+            if self.mps and self.mps.available and self.mps.ensure_started():
+                env.update(self.mps.session_env(alloc.gpu_shares, memory))
+                env["BACKENDAI_GPU_LIMIT"] = "enforced (MPS)"
+            else:
+                # Advisory: frameworks that read these honour the share.
+                env["BACKENDAI_GPU_LIMIT"] = "advisory"
+                env["BACKENDAI_GPU_MEMORY_FRACTION"] = fraction
+                env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = fraction
+        return env
+
+    # -- scheduling --------------------------------------------------------
+    def current_allocations(self) -> list[Allocation]:
+        rows = self.store.query(
+            "SELECT allocation FROM sessions WHERE allocation IS NOT NULL AND status IN (%s)"
+            % ",".join("?" * len(HOLDS_RESOURCES)),
+            [s.value for s in HOLDS_RESOURCES],
+        )
+        return [Allocation.from_json(json.loads(r["allocation"])) for r in rows]
+
+    def usage(self) -> dict[str, Any]:
+        allocs = self.current_allocations()
+        used = ResourceSlots({})
+        for a in allocs:
+            used = used + a.slots
+        shares = gpu_usage(allocs)
+        return {"used": used, "gpu_shares": shares}
+
+    def _schedule_once(self) -> None:
+        pending = self.store.query(
+            "SELECT * FROM sessions WHERE status = ? ORDER BY seq", (S.PENDING.value,)
+        )
+        if not pending:
+            return
+        current = self.current_allocations()
+        indices = [g.index for g in self.node.gpus]
+        for row in pending:  # strict FIFO: the head blocks those behind it
+            spec = json.loads(row["spec"])
+            request = ResourceSlots.from_json(spec["resources"])
+            alloc = allocate(request, self.capacity, indices, current)
+            if alloc is None:
+                return
+            current.append(alloc)
+            self._transition(row["id"], S.SCHEDULED, allocation=alloc.to_json())
+            self._spawn(self._start_session(row["id"]), row["id"])
+
+    def _spawn(self, coro: Any, sid: str) -> None:
+        task = asyncio.create_task(coro)
+        self._tracked.setdefault(sid, Tracked()).task = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _scheduler_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                self._schedule_once()
+            except Exception:  # never let one bad row stop scheduling
+                log.exception("scheduler pass failed")
+
+    async def _start_session(self, sid: str) -> None:
+        ctx: LaunchContext | None = None
+        runtime: Runtime | None = None
+        try:
+            row = self._row(sid)
+            ctx = self._context(row)
+            runtime = self.runtime_for(ctx.image)
+            self._transition(sid, S.PREPARING)
+            handle = runtime.start(ctx)
+        except Exception as exc:
+            log.exception("start of %s failed", sid)
+            self._finish(sid, S.ERROR, f"failed to start: {exc}", ctx=ctx, runtime=runtime)
+            return
+        self.store.execute(
+            "UPDATE sessions SET runtime_state = ? WHERE id = ?", (json.dumps(handle), sid)
+        )
+        await self._run_until_exit(sid, ctx, runtime, handle, starting=True)
+
+    async def _run_until_exit(
+        self, sid: str, ctx: LaunchContext, runtime: Runtime, handle: dict[str, Any],
+        starting: bool,
+    ) -> None:
+        waiter = asyncio.ensure_future(runtime.wait(handle))
+        try:
+            if starting and ctx.interactive:
+                ready = asyncio.ensure_future(
+                    wait_ready(runtime.agent_socket(ctx), self.config.agent_start_timeout)
+                )
+                finished, _ = await asyncio.wait(
+                    {waiter, ready}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if ready in finished and ready.exception() is None:
+                    self._mark_running(sid)
+                elif ready not in finished:
+                    ready.cancel()
+                elif self._status(sid) == S.PREPARING:
+                    await runtime.stop(handle, grace=1.0)
+            elif starting:
+                self._mark_running(sid)
+            await waiter
+        except asyncio.CancelledError:
+            waiter.cancel()
+            raise
+        code = runtime.exit_code(ctx, handle)
+        self._on_exit(sid, ctx, runtime, handle, code)
+
+    def _mark_running(self, sid: str) -> None:
+        if self._status(sid) == S.PREPARING:
+            self._transition(sid, S.RUNNING)
+
+    def _status(self, sid: str) -> SessionStatus:
+        row = self.store.one("SELECT status FROM sessions WHERE id = ?", (sid,))
+        return S(row["status"])
+
+    def _on_exit(
+        self, sid: str, ctx: LaunchContext, runtime: Runtime, handle: dict[str, Any],
+        code: int | None,
+    ) -> None:
+        status = self._status(sid)
+        if status.is_terminal:
+            return
+        row = self._row(sid)
+        reason = row["status_info"] if status == S.TERMINATING else None
+        if status == S.TERMINATING:
+            result = "undefined" if ctx.interactive else ("success" if code == 0 else "failure")
+            self._finish(sid, S.TERMINATED, reason or "user-requested", ctx, runtime, handle,
+                         result=result, exit_code=code)
+        elif status == S.PREPARING:
+            tail = tail_lines(ctx.log_path, LOG_TAIL_ON_ERROR)
+            self._finish(sid, S.ERROR, f"exited during start with code {code}: {tail}".strip(),
+                         ctx, runtime, handle, result="failure", exit_code=code)
+        elif not ctx.interactive:
+            result = "success" if code == 0 else "failure"
+            self._finish(sid, S.TERMINATED, "finished" if code == 0 else f"exit code {code}",
+                         ctx, runtime, handle, result=result, exit_code=code)
+        elif code == 0:
+            self._finish(sid, S.TERMINATED, "process exited", ctx, runtime, handle, exit_code=code)
+        else:
+            tail = tail_lines(ctx.log_path, LOG_TAIL_ON_ERROR)
+            self._finish(sid, S.ERROR, f"exited with code {code}: {tail}".strip(),
+                         ctx, runtime, handle, result="failure", exit_code=code)
+
+    def _finish(
+        self, sid: str, status: SessionStatus, info: str, ctx: LaunchContext | None = None,
+        runtime: Runtime | None = None, handle: dict[str, Any] | None = None, **fields: Any,
+    ) -> None:
+        if ctx is not None and runtime is not None:
+            try:
+                runtime.cleanup(ctx, handle)
+            except Exception:
+                log.exception("cleanup of %s failed", sid)
+        self._transition(sid, status, info, **fields)
+        self._tracked.pop(sid, None)
+        self._wakeup.set()
+
+    async def _stop(self, sid: str, grace: float) -> None:
+        row = self._row(sid)
+        handle = json.loads(row["runtime_state"]) if row["runtime_state"] else None
+        runtime = self.runtime_for(json.loads(row["spec"])["image"])
+        tracked = self._tracked.get(sid)
+        if handle is None:
+            # Not launched yet: stop the start task and finish here.
+            if tracked and tracked.task and not tracked.task.done():
+                tracked.task.cancel()
+            ctx = self._context(row)
+            self._finish(sid, S.TERMINATED, row["status_info"] or "user-requested", ctx, runtime)
+            return
+        await runtime.stop(handle, grace)
+        if tracked is None or tracked.task is None or tracked.task.done():
+            ctx = self._context(row)
+            self._on_exit(sid, ctx, runtime, handle, runtime.exit_code(ctx, handle))
+
+    # -- restart: adopt what is still there --------------------------------
+    def _adopt_all(self) -> None:
+        rows = self.store.query(
+            "SELECT * FROM sessions WHERE status IN (%s) ORDER BY seq"
+            % ",".join("?" * len(HOLDS_RESOURCES)),
+            [s.value for s in HOLDS_RESOURCES],
+        )
+        for row in rows:
+            sid, status = row["id"], S(row["status"])
+            ctx = self._context(row)
+            try:
+                runtime = self.runtime_for(ctx.image)
+            except RuntimeUnavailable as exc:
+                self._finish(sid, S.ERROR, f"runtime unavailable after restart: {exc}")
+                continue
+            stored = json.loads(row["runtime_state"]) if row["runtime_state"] else None
+            handle = runtime.adopt(ctx, stored)
+            if handle is None:
+                code = runtime.exit_code(ctx, stored) if stored else None
+                if code is not None:
+                    self._on_exit(sid, ctx, runtime, stored or {}, code)
+                elif status == S.SCHEDULED or (status == S.PREPARING and stored is None):
+                    self._transition(sid, S.PENDING, "requeued after engine restart",
+                                     allocation=None)
+                elif status == S.TERMINATING:
+                    self._finish(sid, S.TERMINATED, row["status_info"] or "user-requested",
+                                 ctx, runtime, stored)
+                else:
+                    self._finish(sid, S.ERROR, "process lost while the engine was down",
+                                 ctx, runtime, stored, result="failure")
+                continue
+            if stored != handle:
+                self.store.execute(
+                    "UPDATE sessions SET runtime_state = ? WHERE id = ?", (json.dumps(handle), sid)
+                )
+            log.info("re-adopted session %s (%s)", row["name"], status.value)
+            starting = status in (S.SCHEDULED, S.PREPARING)
+            if starting:
+                if status == S.SCHEDULED:
+                    self._transition(sid, S.PREPARING, "re-adopted")
+            self._spawn(self._run_until_exit(sid, ctx, runtime, handle, starting), sid)
+            if status == S.TERMINATING:
+                self._spawn_stop(sid)
+
+    def _spawn_stop(self, sid: str) -> None:
+        task = asyncio.create_task(self._stop(sid, self.config.stop_grace))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- idle timeout / max lifetime (Backend.AI's idle checkers) ------------
+    async def _checker_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.checker_interval)
+            try:
+                await self._check_idle()
+            except Exception:
+                log.exception("idle checker failed")
+
+    async def _check_idle(self) -> None:
+        now = time.time()
+        rows = self.store.query("SELECT * FROM sessions WHERE status = ?", (S.RUNNING.value,))
+        for row in rows:
+            spec = json.loads(row["spec"])
+            started = row["started_at"] or row["created_at"]
+            reason = None
+            if spec.get("max_lifetime") and now - started > spec["max_lifetime"]:
+                reason = "max-lifetime-exceeded"
+            elif spec.get("idle_timeout") and spec["type"] != SessionType.batch.value:
+                last = started
+                try:
+                    async for msg in agent_request(
+                        self.runtime_for(spec["image"]).agent_socket(self._context(row)),
+                        {"op": "status"}, timeout=5,
+                    ):
+                        if msg.get("type") == "status":
+                            last = max(last, float(msg.get("last_activity") or 0))
+                            if msg.get("busy"):
+                                last = now
+                except AgentUnavailable:
+                    continue
+                if now - last > spec["idle_timeout"]:
+                    reason = "idle-timeout"
+            if reason:
+                self._transition(row["id"], S.TERMINATING, reason)
+                self._spawn_stop(row["id"])
+
+    # -- engine hooks ------------------------------------------------------
+    async def start(self) -> None:
+        self._adopt_all()
+        self._main = [
+            asyncio.create_task(self._scheduler_loop()),
+            asyncio.create_task(self._checker_loop()),
+        ]
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stop supervising; sessions keep running and are adopted next start."""
+        for task in [*self._main, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._main, *self._tasks, return_exceptions=True)

@@ -1,0 +1,65 @@
+"""Shared fixtures: a real engine process, and the rule that CI never skips."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from engine_proc import EngineProcess, start_engine
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip on a developer machine without ``what``; fail in CI, where it must exist."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required when CI=true")
+    pytest.skip(f"{what} is not available")
+
+
+@pytest.fixture(scope="session")
+def bwrap() -> str:
+    path = shutil.which("bwrap")
+    require(path is not None, "bubblewrap (bwrap)")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Iterator[EngineProcess]:
+    """One real engine (``jupyter bai serve``) shared by the end-to-end tests."""
+    eng = start_engine(
+        tmp_path_factory.mktemp("engine"),
+        {"JUPYTER_BAI_FAKE_GPUS": '[{"name": "Fake GPU A", "memory": "16g"}, '
+                                  '{"name": "Fake GPU B", "memory": "16g"}]'},
+    )
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture()
+def client(engine: EngineProcess):  # type: ignore[no-untyped-def]
+    from jupyter_bai.client import Client
+
+    c = Client(engine.url, engine.token)
+    yield c
+    c.close() if hasattr(c, "close") else None
+
+
+@pytest.fixture()
+def engine_env(engine: EngineProcess, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in engine.env.items():
+        monkeypatch.setenv(key, value)
+    return engine.env
+
+
+@pytest.fixture()
+def fresh_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
+    """A private engine for tests that kill or restart it."""
+    eng = start_engine(tmp_path / "eng")
+    yield eng
+    eng.stop()

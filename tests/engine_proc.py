@@ -1,0 +1,102 @@
+"""Start and stop real engines (``jupyter_bai.api.serve``) for tests and benchmarks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVE_CODE = (
+    "import sys; from jupyter_bai.api.serve import serve; "
+    "serve(sys.argv[1], int(sys.argv[2]), '127.0.0.1', sys.argv[3])"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class EngineProcess:
+    state_dir: Path
+    runtime_dir: Path
+    port: int
+    token: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "JUPYTER_BAI_URL": self.url,
+            "JUPYTER_BAI_TOKEN": self.token,
+            "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
+        }
+
+    def start(self, timeout: float = 60) -> "EngineProcess":
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), **self.extra_env}
+        env.pop("JUPYTER_BAI_URL", None)
+        env.pop("JUPYTER_BAI_TOKEN", None)
+        log = open(self.state_dir.parent / f"engine-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE_CODE, str(self.state_dir), str(self.port), self.token],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                r = httpx.get(f"{self.url}/bai/api/v1/resources",
+                              headers={"Authorization": f"token {self.token}"}, timeout=2)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"engine did not answer in {timeout}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            return (self.state_dir.parent / f"engine-{self.port}.log").read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def connection_file(self) -> dict[str, object]:
+        return json.loads((self.runtime_dir / "bai-engine.json").read_text())
+
+
+def start_engine(base: Path, extra_env: dict[str, str] | None = None) -> EngineProcess:
+    base.mkdir(parents=True, exist_ok=True)
+    return EngineProcess(
+        state_dir=base / "state", runtime_dir=base / "runtime", port=free_port(),
+        token="test-token-" + os.urandom(6).hex(), extra_env=extra_env or {},
+    ).start()
