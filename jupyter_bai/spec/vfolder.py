@@ -1,0 +1,142 @@
+"""VFolder data: names, modes, and the shapes the API returns. Pure; no I/O.
+
+Backend.AI's vocabulary (usage mode ``general | data | model``, permission ``rw | ro``)
+so its users recognise it; validation lives here so every front end rejects the same inputs.
+"""
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from jupyter_bai.spec.errors import InvalidRequest
+from jupyter_bai.spec.mounts import VFOLDER_NAME_RE
+from jupyter_bai.spec.resources import parse_size
+
+__all__ = [
+    "VFOLDER_NAME_RE",
+    "UsageMode",
+    "Permission",
+    "VFolderCreate",
+    "VFolderInfo",
+    "FileEntry",
+    "validate_vfolder_name",
+    "parse_quota",
+]
+
+#: One grammar for names, shared with the mount parser (``^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$``).
+_NAME = re.compile(VFOLDER_NAME_RE)
+
+
+class UsageMode(str, Enum):
+    """What a folder is for; ``model`` folders can back a model service."""
+
+    general = "general"
+    data = "data"
+    model = "model"
+
+
+class Permission(str, Enum):
+    """How sessions mount the folder by default (the owner can always manage it)."""
+
+    rw = "rw"
+    ro = "ro"
+
+
+def validate_vfolder_name(name: str) -> str:
+    """Return ``name`` or raise :class:`InvalidRequest`; shared by the spec and the engine."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidRequest(
+            f"invalid vfolder name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def parse_quota(value: Any) -> int | None:
+    """Quota as bytes: an int, or a size string such as ``"10m"``; must be positive."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"invalid quota {value!r}")
+    if isinstance(value, str):
+        try:
+            value = parse_size(value)
+        except (InvalidRequest, ValueError) as err:
+            raise ValueError(str(err)) from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"invalid quota {value!r}: give bytes or a size like '10g'")
+    if value <= 0:
+        raise ValueError(f"invalid quota {value!r}: must be greater than 0")
+    return value
+
+
+class VFolderCreate(BaseModel):
+    """A request to create a vfolder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    usage_mode: UsageMode = UsageMode.general
+    permission: Permission = Permission.rw
+    quota: int | None = Field(default=None, description="bytes; a size string is accepted")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        try:
+            return validate_vfolder_name(v)
+        except InvalidRequest as err:
+            raise ValueError(err.message) from None
+
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _check_quota(cls, v: Any) -> int | None:
+        return parse_quota(v)
+
+    @classmethod
+    def from_json(cls, data: Any) -> VFolderCreate:
+        """Validate API/CLI input; any problem becomes one :class:`InvalidRequest` line."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            parts = []
+            for err in exc.errors(include_url=False):
+                loc = ".".join(str(p) for p in err["loc"])
+                if err["type"] == "extra_forbidden":
+                    parts.append(f"unknown field '{loc}'")
+                elif err["type"] == "missing":
+                    parts.append(f"missing field '{loc}'")
+                else:
+                    msg = err["msg"].removeprefix("Value error, ")
+                    parts.append(f"{loc}: {msg}" if loc else msg)
+            raise InvalidRequest("invalid vfolder request: " + "; ".join(parts)) from None
+
+
+class VFolderInfo(BaseModel):
+    """A vfolder as the API shows it, with its current usage."""
+
+    id: str
+    name: str
+    usage_mode: UsageMode
+    permission: Permission
+    quota: int | None
+    usage_bytes: int
+    file_count: int
+    created_at: float
+    host: str = "local"
+
+
+class FileEntry(BaseModel):
+    """One entry of a folder listing; ``path`` is relative to the vfolder root."""
+
+    name: str
+    path: str
+    type: Literal["file", "dir", "symlink"]
+    size: int
+    mtime: float
+    mode: str
