@@ -1,0 +1,46 @@
+# Two entry points for a new machine: `make lab` and `make test`.
+# Both create .venv on first use and install what they need, Debian packages included
+# where the machine allows (root + apt-get).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-deps
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test install system-deps bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	$(VENV)/bin/jupyter server extension enable jupyter_bai --sys-prefix >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP) $(SYSTEM_STAMP)
+
+# bubblewrap sandboxes the local runtime; without it sessions run as plain processes.
+$(SYSTEM_STAMP):
+	@mkdir -p $(VENV)
+	@if ! command -v bwrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing bubblewrap"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) >/dev/null; \
+	  else \
+	    echo "note: bubblewrap is not installed and cannot be installed here; sessions will run unsandboxed"; \
+	  fi; \
+	fi
+	@touch $(SYSTEM_STAMP)
+
+lab: install
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/session_start.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
