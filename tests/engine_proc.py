@@ -15,7 +15,7 @@ import httpx
 
 SERVE_CODE = (
     "import sys; from jupyter_bai.api.serve import serve; "
-    "serve(sys.argv[1], int(sys.argv[2]), '127.0.0.1', sys.argv[3])"
+    "serve(sys.argv[1], int(sys.argv[2]), '127.0.0.1', sys.argv[3], extra_argv=sys.argv[4:])"
 )
 
 
@@ -32,6 +32,7 @@ class EngineProcess:
     port: int
     token: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_argv: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +54,8 @@ class EngineProcess:
         env.pop("JUPYTER_BAI_TOKEN", None)
         log = open(self.state_dir.parent / f"engine-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_CODE, str(self.state_dir), str(self.port), self.token],
+            [sys.executable, "-c", SERVE_CODE, str(self.state_dir), str(self.port), self.token,
+             *self.extra_argv],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -94,9 +96,63 @@ class EngineProcess:
         return json.loads((self.runtime_dir / "bai-engine.json").read_text())
 
 
-def start_engine(base: Path, extra_env: dict[str, str] | None = None) -> EngineProcess:
+def start_engine(
+    base: Path, extra_env: dict[str, str] | None = None, extra_argv: list[str] | None = None
+) -> EngineProcess:
     base.mkdir(parents=True, exist_ok=True)
     return EngineProcess(
         state_dir=base / "state", runtime_dir=base / "runtime", port=free_port(),
         token="test-token-" + os.urandom(6).hex(), extra_env=extra_env or {},
+        extra_argv=extra_argv or [],
     ).start()
+
+
+class Api:
+    """Raw HTTP against /bai/api/v1, for tests of the API itself (not the client)."""
+
+    def __init__(self, eng: EngineProcess, token: str | None = None):
+        self.base = f"{eng.url}/bai/api/v1"
+        tok = eng.token if token is None else token
+        self.http = httpx.Client(headers={"Authorization": f"token {tok}"} if tok else {},
+                                 timeout=60)
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.get(self.base + path, **kw)  # type: ignore[arg-type]
+
+    def post(self, path: str, json: object = None, **kw: object) -> httpx.Response:
+        return self.http.post(self.base + path, json=json, **kw)  # type: ignore[arg-type]
+
+    def put(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.put(self.base + path, **kw)  # type: ignore[arg-type]
+
+    def delete(self, path: str, **kw: object) -> httpx.Response:
+        return self.http.delete(self.base + path, **kw)  # type: ignore[arg-type]
+
+    def create(self, **spec: object) -> dict:  # type: ignore[type-arg]
+        r = self.post("/sessions", json={"image": "local", **spec})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def wait(self, name: str, statuses: tuple[str, ...] = ("RUNNING",), timeout: float = 60) -> dict:  # type: ignore[type-arg]
+        terminal = ("TERMINATED", "ERROR", "CANCELLED")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.get(f"/sessions/{name}").json()
+            if s["status"] in statuses or s["status"] in terminal:
+                return s
+            time.sleep(0.05)
+        raise AssertionError(f"session {name} stuck in {s['status']}")
+
+    def stream(self, path: str, body: object) -> list[dict]:  # type: ignore[type-arg]
+        out = []
+        with self.http.stream("POST", self.base + path, json=body) as r:
+            assert r.status_code == 200, r.read()
+            for line in r.iter_lines():
+                if line:
+                    out.append(json.loads(line))
+        return out
+
+    def run(self, name: str, code: str) -> tuple[str, list[dict]]:  # type: ignore[type-arg]
+        msgs = self.stream(f"/sessions/{name}/run", {"code": code})
+        text = "".join(m.get("text", "") for m in msgs if m["type"] == "stream")
+        return text, msgs

@@ -6,8 +6,17 @@ import secrets
 from traitlets.config import Config
 
 
-def serve(state_dir: str | None, port: int, ip: str = "127.0.0.1", token: str | None = None) -> None:
-    """Run a Jupyter server with only the jupyter_bai extension until interrupted."""
+def serve(
+    state_dir: str | None,
+    port: int,
+    ip: str = "127.0.0.1",
+    token: str | None = None,
+    extra_argv: list[str] | None = None,
+) -> None:
+    """Run a Jupyter server with only the jupyter_bai extension until interrupted.
+
+    ``extra_argv`` takes traitlets options such as ``--BaiApp.stop_grace=1``.
+    """
     from jupyter_server.serverapp import ServerApp
 
     config = Config()
@@ -21,5 +30,5 @@ def serve(state_dir: str | None, port: int, ip: str = "127.0.0.1", token: str | 
     if state_dir:
         config.BaiApp.state_dir = state_dir
     app = ServerApp.instance(config=config)
-    app.initialize(argv=[], find_extensions=False)
+    app.initialize(argv=list(extra_argv or []), find_extensions=False)
     app.start()

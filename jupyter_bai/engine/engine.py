@@ -86,6 +86,10 @@ class Engine:
         used = usage["used"]
         capacity = self.node.capacity()
         free = {k: str(max(Decimal(0), capacity[k] - used[k])) for k in capacity}
+        # GPU slots overlap (a whole device is also one share): count from the devices.
+        per_device = [Decimal(1) - usage["gpu_shares"].get(g.index, Decimal(0)) for g in self.node.gpus]
+        free["cuda.device"] = str(sum(1 for f in per_device if f == 1))
+        free["cuda.shares"] = str(sum(per_device, Decimal(0)))
         holders: dict[int, list[str]] = {}
         for s in self.sessions.list(status="SCHEDULED,PREPARING,RUNNING,TERMINATING"):
             for idx in (s.get("allocation") or {}).get("devices", []):
