@@ -47,7 +47,7 @@ class EngineProcess:
             "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
         }
 
-    def start(self, timeout: float = 60) -> "EngineProcess":
+    def start(self, timeout: float = 60, expect_status: int = 200) -> "EngineProcess":
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), **self.extra_env}
         env.pop("JUPYTER_BAI_URL", None)
@@ -65,7 +65,7 @@ class EngineProcess:
             try:
                 r = httpx.get(f"{self.url}/bai/api/v1/resources",
                               headers={"Authorization": f"token {self.token}"}, timeout=2)
-                if r.status_code == 200:
+                if r.status_code == expect_status:
                     return self
             except httpx.HTTPError:
                 pass
