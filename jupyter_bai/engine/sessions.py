@@ -297,7 +297,15 @@ class SessionManager:
         ctx = self._context(row)
         return row, self.runtime_for(spec["image"]).agent_socket(ctx)
 
+    async def wait_started(self, ref: str, timeout: float) -> None:
+        """Let a just-created session finish starting before code is sent to it."""
+        starting = (S.PENDING.value, S.SCHEDULED.value, S.PREPARING.value)
+        deadline = time.monotonic() + timeout
+        while self._row(ref)["status"] in starting and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     async def agent_stream(self, ref: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        await self.wait_started(ref, self.config.agent_start_timeout)
         row, socket = self._agent_for(ref)
         try:
             async for message in agent_request(socket, request):
@@ -323,11 +331,11 @@ class SessionManager:
         env = self._session_env(row["id"], row["name"], spec, alloc)
         extra_dev: list[str] = []
         extra_bind: list[str] = []
-        real = [g for g in self.node.gpus if g.source == "nvml" and g.index in devices]
-        if real:
-            extra_dev = [p for p in map(str, sorted(Path("/dev").glob("nvidia*")))]
-            if self.mps and self.mps.available and alloc and alloc.gpu_shares:
-                extra_bind.append(str(self.mps.pipe_dir))
+        if any(g.source == "nvml" and g.index in devices for g in self.node.gpus):
+            extra_dev = [str(p) for p in sorted(Path("/dev").glob("nvidia*"))]
+        if "CUDA_MPS_PIPE_DIRECTORY" in env:
+            # The MPS client finds its daemon here; a private /tmp would hide it (no limit).
+            extra_bind.append(env["CUDA_MPS_PIPE_DIRECTORY"])
         return LaunchContext(
             session_id=row["id"],
             session_name=row["name"],
