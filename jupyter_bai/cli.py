@@ -1,0 +1,555 @@
+"""``jupyter bai ...``: Backend.AI's CLI verbs over the local engine (also the tree behind ``%bai``).
+
+One click command tree serves the terminal and the notebook magic; a :class:`BaiContext`
+says which one is asking, so output is an aligned table / JSON in a terminal and rich HTML or a
+returned Python object in a notebook.  Every user error ends as one ``error: ...`` line, exit 1.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import click
+
+from jupyter_bai import render
+from jupyter_bai._version import __version__
+from jupyter_bai.spec.errors import BaiError
+
+#: Exit status for Ctrl-C, as shells report it.
+EXIT_INTERRUPTED = 130
+
+START_STEPS: tuple[str, ...] = ("PENDING", "SCHEDULED", "PREPARING", "RUNNING")
+BATCH_STEPS: tuple[str, ...] = (*START_STEPS, "TERMINATED")
+
+
+@dataclass
+class BaiContext:
+    """Per-invocation state shared by all commands: output mode, client, result, exit code."""
+
+    json: bool = False
+    notebook: bool = False
+    client_factory: Callable[[], Any] | None = None
+    result: Any = None
+    exit_code: int = 0
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def client(self) -> Any:
+        """The engine client, made on first use so ``--help`` works with no engine running."""
+        if self._client is None:
+            if self.client_factory is not None:
+                self._client = self.client_factory()
+            else:
+                from jupyter_bai.client import Client
+
+                self._client = Client()
+        return self._client
+
+    def close(self) -> None:
+        """Close the client if this context made it."""
+        if self._client is not None and self.client_factory is None:
+            self._client.close()
+        self._client = None
+
+    def emit(self, data: Any, rendered: Callable[[Any], render.Rendered]) -> None:
+        """Show a result: JSON or a table in a terminal; HTML (or the object) in a notebook."""
+        self.result = data
+        if self.notebook:
+            if not self.json:
+                from IPython.display import display
+
+                display(rendered(data))
+        elif self.json:
+            click.echo(json.dumps(data, indent=2, default=str))
+        else:
+            click.echo(str(rendered(data)))
+
+    def progress_bar(self, **kw: Any) -> Any:
+        """A tqdm bar: widgets in a notebook, stderr in a terminal; off for --json or no tty."""
+        stream: IO[str] = sys.stderr
+        if self.notebook:
+            from tqdm.auto import tqdm as auto_tqdm
+
+            if any(c.__module__ == "tqdm.notebook" for c in auto_tqdm.__mro__):
+                return auto_tqdm(disable=self.json, **kw)  # a widget in a kernel
+            # plain IPython: a text bar, only where someone watches
+        from tqdm import tqdm
+
+        return tqdm(file=stream, disable=self.json or not stream.isatty(), **kw)
+
+
+pass_bai = click.make_pass_decorator(BaiContext, ensure=True)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(BaiContext).json = True
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json`` accepted after any verb as well as before the noun."""
+    return click.option(
+        "--json", "json_output", is_flag=True, expose_value=False, callback=_set_json,
+        help="Print the API's JSON instead of a table.",
+    )(f)
+
+
+class _StatusBar:
+    """Progress of a session towards RUNNING (or its end, for batch) while ``--wait`` polls."""
+
+    def __init__(self, bai: BaiContext, steps: Sequence[str]) -> None:
+        self.steps = list(steps)
+        self.bai = bai
+        self.bar: Any = None
+
+    def __call__(self, sess: dict[str, Any]) -> None:
+        status = str(sess.get("status"))
+        desc = f"{sess.get('name')}: {status}"
+        if self.bar is None:
+            self.bar = self.bai.progress_bar(
+                total=len(self.steps), unit="step", leave=True, desc=desc,
+                bar_format="{desc} {bar} {n}/{total} [{elapsed}]",
+            )
+        self.bar.set_description_str(desc, refresh=False)
+        if status in self.steps:
+            self.bar.n = self.steps.index(status) + 1
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _TransferBar:
+    """Byte progress for uploads and downloads; created once the total is known."""
+
+    def __init__(self, bai: BaiContext, desc: str) -> None:
+        self.bai = bai
+        self.desc = desc
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if self.bar is None:
+            self.bar = self.bai.progress_bar(
+                total=total, desc=self.desc, unit="B", unit_scale=True, unit_divisor=1024,
+            )
+        if total != self.bar.total:
+            self.bar.total = total
+        self.bar.set_postfix_str(label, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+@click.group(
+    name="bai",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@json_option
+@click.version_option(__version__, prog_name="jupyter-bai")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """jupyter-bai: compute sessions, virtual folders and resources (Backend.AI's verbs)."""
+    ctx.ensure_object(BaiContext)
+
+
+# ---- session
+
+
+@cli.group()
+def session() -> None:
+    """Compute sessions: create, list, inspect, run code in, destroy."""
+
+
+@session.command("create")
+@click.argument("image")
+@click.option("-t", "--name", "name", help="Session name (default: generated).")
+@click.option("--type", "type_", type=click.Choice(["interactive", "batch"]), default="interactive",
+              show_default=True, help="Interactive sessions live until destroyed; batch ones end with their command.")
+@click.option("-c", "--startup-command", "command", help="Command to run (the batch job).")
+@click.option("-r", "--resources", "resources", multiple=True, metavar="KEY=VAL",
+              help="Resource slot, e.g. -r cpu=2 -r mem=4g -r cuda.shares=0.5 (repeatable).")
+@click.option("-v", "--mount", "mounts", multiple=True, metavar="MOUNT",
+              help="VFolder mount: NAME, NAME:/path, NAME:/path:ro (repeatable).")
+@click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
+@click.option("--idle-timeout", type=float, metavar="SEC", help="End the session after this long idle.")
+@click.option("--max-lifetime", type=float, metavar="SEC", help="End the session after this long.")
+@click.option("--wait", is_flag=True, help="Wait until it runs (batch: until it ends).")
+@json_option
+@pass_bai
+def session_create(
+    bai: BaiContext,
+    image: str,
+    name: str | None,
+    type_: str,
+    command: str | None,
+    resources: tuple[str, ...],
+    mounts: tuple[str, ...],
+    env: tuple[str, ...],
+    idle_timeout: float | None,
+    max_lifetime: float | None,
+    wait: bool,
+) -> None:
+    """Create a compute session from IMAGE ('local' runs on this machine)."""
+    bar = _StatusBar(bai, BATCH_STEPS if type_ == "batch" else START_STEPS) if wait else None
+    try:
+        sess = bai.client.create_session(
+            image, name=name, type=type_, command=command, resources=list(resources),
+            mounts=list(mounts), env=list(env), idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime, wait=wait, progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    bai.emit(sess, render.session_detail)
+
+
+@session.command("ls")
+@click.option("--status", help="Only sessions in this status (e.g. RUNNING).")
+@json_option
+@pass_bai
+def session_ls(bai: BaiContext, status: str | None) -> None:
+    """List sessions (live and finished); --json prints an array."""
+    bai.emit(bai.client.list_sessions(status=status.upper() if status else None), render.sessions_table)
+
+
+@session.command("info")
+@click.argument("name")
+@json_option
+@pass_bai
+def session_info(bai: BaiContext, name: str) -> None:
+    """Show one session (name or id) with its status history."""
+    bai.emit(bai.client.get_session(name), render.session_detail)
+
+
+@session.command("logs")
+@click.argument("name")
+@click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the session ends.")
+@json_option
+@pass_bai
+def session_logs(bai: BaiContext, name: str, tail: int | None, follow: bool) -> None:
+    """Print a session's output log."""
+    if follow:
+        for chunk in bai.client.follow_logs(name):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        return
+    logs = bai.client.session_logs(name, tail=tail)
+    bai.result = {"logs": logs}
+    if bai.json:
+        if not bai.notebook:
+            click.echo(json.dumps(bai.result, indent=2))
+        return
+    sys.stdout.write(logs if logs.endswith("\n") or not logs else logs + "\n")
+    sys.stdout.flush()
+
+
+@session.command(
+    "exec",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@json_option
+@pass_bai
+def session_exec(bai: BaiContext, name: str, command: tuple[str, ...]) -> None:
+    """Run a command inside a session: session exec NAME -- CMD ARGS...
+
+    One argument with spaces runs through the shell; the exit status is the command's.
+    """
+    argv: list[str] = [c for c in command]
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise click.UsageError("missing the command to run (session exec NAME -- CMD...)")
+    cmd: str | list[str] = argv[0] if len(argv) == 1 and " " in argv[0] else argv
+    if bai.json:
+        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        code = bai.client.exec(name, cmd, on_output=lambda s, t: out.setdefault(s, []).append(t))
+        bai.result = {"exit_code": code, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
+        if not bai.notebook:
+            click.echo(json.dumps(bai.result, indent=2))
+    else:
+        code = bai.client.exec(name, cmd)
+        bai.result = {"exit_code": code}
+        if bai.notebook and code != 0:
+            print(f"exit status {code}", file=sys.stderr)
+    bai.exit_code = code
+
+
+def print_remote_error(done: dict[str, Any]) -> None:
+    """The remote traceback, red, on stderr: no local frames (they would only confuse)."""
+    lines = done.get("traceback") or []
+    text = "\n".join(str(line).rstrip("\n") for line in lines) if lines else ""
+    if not text:
+        text = f"{done.get('ename', 'Error')}: {done.get('evalue', '')}"
+    sys.stderr.write(f"\x1b[31m{text}\x1b[0m\n")
+    sys.stderr.flush()
+
+
+@session.command("run")
+@click.argument("name")
+@click.argument("file", default="-", required=False, metavar="[FILE|-]")
+@json_option
+@pass_bai
+def session_run(bai: BaiContext, name: str, file: str) -> None:
+    """Run Python code from FILE (or stdin) in the session's persistent interpreter.
+
+    Variables persist between runs; Ctrl-C interrupts the remote code.
+    """
+    if file == "-":
+        if bai.notebook:
+            raise click.UsageError("name a file to run, or use a %%bai run SESSION cell")
+        code = sys.stdin.read()
+    else:
+        with open(file, encoding="utf-8") as f:
+            code = f.read()
+    if bai.json:
+        out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        done = bai.client.run_code(name, code, on_output=lambda s, t: out.setdefault(s, []).append(t))
+        bai.result = {**done, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
+        if not bai.notebook:
+            click.echo(json.dumps(bai.result, indent=2))
+    else:
+        done = bai.client.run_code(name, code, on_result=lambda text: click.echo(text))
+        bai.result = done
+        if done.get("status") == "error":
+            print_remote_error(done)
+    if done.get("status") == "error":
+        bai.exit_code = 1
+
+
+@session.command("destroy")
+@click.argument("name")
+@click.option("--forced", is_flag=True, help="Kill at once, without a grace period.")
+@json_option
+@pass_bai
+def session_destroy(bai: BaiContext, name: str, forced: bool) -> None:
+    """Terminate a session."""
+    sess = bai.client.destroy_session(name, forced=forced)
+    bai.emit(sess, lambda s: render.message(f"session {s.get('name')}: {s.get('status')}", s))
+
+
+# ---- vfolder
+
+
+@cli.group()
+def vfolder() -> None:
+    """Virtual folders: storage that sessions mount."""
+
+
+@vfolder.command("create")
+@click.argument("name")
+@click.option("-m", "--usage-mode", type=click.Choice(["general", "data", "model"]), default="general", show_default=True)
+@click.option("-p", "--permission", type=click.Choice(["rw", "ro"]), default="rw", show_default=True)
+@click.option("--quota", metavar="SIZE", help="Size limit, e.g. 10g.")
+@json_option
+@pass_bai
+def vfolder_create(bai: BaiContext, name: str, usage_mode: str, permission: str, quota: str | None) -> None:
+    """Create a virtual folder."""
+    bai.emit(bai.client.create_vfolder(name, usage_mode, permission, quota), render.vfolder_detail)
+
+
+@vfolder.command("ls")
+@json_option
+@pass_bai
+def vfolder_ls(bai: BaiContext) -> None:
+    """List virtual folders; --json prints an array."""
+    bai.emit(bai.client.list_vfolders(), render.vfolders_table)
+
+
+@vfolder.command("info")
+@click.argument("name")
+@json_option
+@pass_bai
+def vfolder_info(bai: BaiContext, name: str) -> None:
+    """Show one virtual folder."""
+    bai.emit(bai.client.get_vfolder(name), render.vfolder_detail)
+
+
+@vfolder.command("files")
+@click.argument("name")
+@click.argument("path", default="", required=False)
+@json_option
+@pass_bai
+def vfolder_files(bai: BaiContext, name: str, path: str) -> None:
+    """List files in a folder (or in PATH inside it)."""
+    bai.emit(bai.client.list_files(name, path), render.file_table)
+
+
+@vfolder.command("upload")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-d", "--dst", default="", help="Directory inside the folder to upload into.")
+@json_option
+@pass_bai
+def vfolder_upload(bai: BaiContext, name: str, files: tuple[str, ...], dst: str) -> None:
+    """Upload local files (directories recursively) into a folder."""
+    bar = _TransferBar(bai, f"upload to {name}")
+    try:
+        entries = bai.client.upload(name, list(files), dst, progress=bar)
+    finally:
+        bar.close()
+    bai.emit(entries, render.file_table)
+
+
+@vfolder.command("download")
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--dest", default=".", show_default=True, help="Local directory to write into.")
+@json_option
+@pass_bai
+def vfolder_download(bai: BaiContext, name: str, paths: tuple[str, ...], dest: str) -> None:
+    """Download files (directories recursively) from a folder."""
+    bar = _TransferBar(bai, f"download from {name}")
+    try:
+        written = bai.client.download(name, list(paths), dest, progress=bar)
+    finally:
+        bar.close()
+    bai.emit([str(p) for p in written], render.paths_list)
+
+
+@vfolder.command("mkdir")
+@click.argument("name")
+@click.argument("path")
+@click.option("-p", "--parents", is_flag=True, help="Create missing parents; no error if it exists.")
+@json_option
+@pass_bai
+def vfolder_mkdir(bai: BaiContext, name: str, path: str, parents: bool) -> None:
+    """Create a directory in a folder."""
+    bai.emit(bai.client.mkdir(name, path, parents=parents), lambda e: render.file_table([e]))
+
+
+@vfolder.command("mv")
+@click.argument("name")
+@click.argument("src")
+@click.argument("dst")
+@json_option
+@pass_bai
+def vfolder_mv(bai: BaiContext, name: str, src: str, dst: str) -> None:
+    """Move or rename a file or directory inside a folder."""
+    bai.emit(bai.client.move(name, src, dst), lambda e: render.file_table([e]))
+
+
+@vfolder.command("rm")
+@click.argument("name")
+@click.argument("path")
+@click.option("-r", "--recursive", is_flag=True, help="Remove a directory and its contents.")
+@json_option
+@pass_bai
+def vfolder_rm(bai: BaiContext, name: str, path: str, recursive: bool) -> None:
+    """Remove a file (or, with -r, a directory) from a folder."""
+    bai.client.rm(name, path, recursive=recursive)
+    bai.emit({"vfolder": name, "removed": path}, lambda d: render.message(f"removed {path} from {name}", d))
+
+
+@vfolder.command("delete")
+@click.argument("name")
+@json_option
+@pass_bai
+def vfolder_delete(bai: BaiContext, name: str) -> None:
+    """Delete a folder and everything in it."""
+    bai.client.delete_vfolder(name)
+    bai.emit({"deleted": name}, lambda d: render.message(f"vfolder {name} deleted", d))
+
+
+# ---- node and engine
+
+
+@cli.command("resources")
+@json_option
+@pass_bai
+def resources_cmd(bai: BaiContext) -> None:
+    """Node capacity and what is used/free: CPU, memory, whole GPUs and fGPU shares."""
+    bai.emit(bai.client.resources(), render.resources_view)
+
+
+@cli.command("serve")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Engine state (default: jupyter_data_dir()/bai).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8890, show_default=True)
+@click.option("--ip", default="127.0.0.1", show_default=True)
+@click.option("--token", help="API token (default: a random one, written to the connection file).")
+@pass_bai
+def serve_cmd(bai: BaiContext, state_dir: str | None, port: int, ip: str, token: str | None) -> None:
+    """Run a headless engine (no JupyterLab) until interrupted."""
+    if bai.notebook:
+        raise click.UsageError(
+            "serve runs a headless engine from a terminal; in JupyterLab the server extension already hosts one"
+        )
+    from jupyter_bai.api.serve import serve
+
+    serve(state_dir, port, ip, token)
+
+
+# --------------------------------------------------------------------------- running it
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _usage_hint(err: click.UsageError, prog_name: str) -> str:
+    path = err.ctx.command_path if err.ctx is not None else prog_name
+    return f" (see '{path} --help')"
+
+
+def run(
+    argv: Sequence[str] | None = None,
+    *,
+    bai: BaiContext | None = None,
+    prog_name: str = "jupyter bai",
+    stderr: IO[str] | None = None,
+) -> int:
+    """Run the command tree once; print any error as one line; return the exit status."""
+    bai = bai if bai is not None else BaiContext()
+    err_stream = stderr if stderr is not None else sys.stderr
+
+    def fail(message: str, code: int = 1) -> int:
+        print(f"error: {_one_line(message)}", file=err_stream)
+        err_stream.flush()
+        return code
+
+    try:
+        rv = cli.main(
+            args=list(argv if argv is not None else sys.argv[1:]),
+            prog_name=prog_name, standalone_mode=False, obj=bai,
+        )
+        if isinstance(rv, int) and rv != 0:  # click's Exit (e.g. from --version)
+            return rv
+        return bai.exit_code
+    except click.exceptions.NoArgsIsHelpError as err:
+        click.echo(err.ctx.get_help())
+        return 0
+    except click.UsageError as err:
+        return fail(err.format_message() + _usage_hint(err, prog_name))
+    except click.ClickException as err:
+        return fail(err.format_message())
+    except click.Abort:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except BaiError as err:
+        return fail(str(err))
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except OSError as err:  # local files: unreadable upload, unwritable download dir
+        where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        return fail(f"{err.strerror or err}{where}")
+    finally:
+        bai.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (``jupyter-bai``, so ``jupyter bai`` works)."""
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    main()
