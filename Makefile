@@ -15,7 +15,9 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
-	$(VENV)/bin/jupyter server extension enable jupyter_bai --sys-prefix >/dev/null
+	# Editable installs skip data_files: enable the server extension as a wheel install would.
+	install -D -m 644 jupyter-config/jupyter_server_config.d/jupyter_bai.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/jupyter_bai.json
 	touch $(STAMP)
 
 install: $(STAMP) $(SYSTEM_STAMP)
