@@ -46,6 +46,8 @@ def _iso(ts: float | None) -> str | None:
 
 def tail_lines(path: Path, n: int) -> str:
     """Last ``n`` lines of a log without reading a huge file whole."""
+    if n <= 0:
+        return ""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -307,11 +309,18 @@ class SessionManager:
     async def agent_stream(self, ref: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         await self.wait_started(ref, self.config.agent_start_timeout)
         row, socket = self._agent_for(ref)
+        # Output of runs and execs also goes to the session log, as a container's would.
+        log_file = open(self._session_dir(row["id"]) / "logs" / "output.log", "a", encoding="utf-8")
         try:
             async for message in agent_request(socket, request):
+                if message.get("type") == "stream":
+                    log_file.write(message.get("text", ""))
+                    log_file.flush()
                 yield message
         except AgentUnavailable as exc:
             raise InvalidState(f"session '{row['name']}' is not answering: {exc}") from None
+        finally:
+            log_file.close()
 
     # -- context -----------------------------------------------------------
     def _session_dir(self, sid: str) -> Path:
@@ -445,7 +454,8 @@ class SessionManager:
             ctx = self._context(row)
             runtime = self.runtime_for(ctx.image)
             self._transition(sid, S.PREPARING)
-            handle = runtime.start(ctx)
+            # Runtimes may block (a Docker API call); keep the event loop serving.
+            handle = await asyncio.get_running_loop().run_in_executor(None, runtime.start, ctx)
         except Exception as exc:
             log.exception("start of %s failed", sid)
             self._finish(sid, S.ERROR, f"failed to start: {exc}", ctx=ctx, runtime=runtime)
