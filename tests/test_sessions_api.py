@@ -204,3 +204,37 @@ def test_fractional_gpus_pack_onto_one_device(api: Api) -> None:
     assert api.wait(third)["status"] == "RUNNING"
     for n in (names[1], names[2], third):
         api.delete(f"/sessions/{n}")
+
+
+def test_symlink_made_inside_a_session_cannot_escape_the_folder(api: Api) -> None:
+    folder = uniq("links")
+    api.post("/vfolders", json={"name": folder})
+    name = uniq("linker")
+    api.create(name=name, type="batch", mounts=[folder],
+               command=f"cd /home/work/{folder} && ln -s /etc evil && ln -s /etc/hostname host "
+                       "&& echo inside > real.txt && ln -s real.txt good")
+    assert api.wait(name, ())["result"] == "success"
+    for path in ("evil/passwd", "host"):
+        r = api.get(f"/vfolders/{folder}/download", params={"path": path})
+        assert r.status_code == 400 and "escapes" in r.json()["message"], (path, r.text)
+    assert api.get(f"/vfolders/{folder}/files", params={"path": "evil"}).status_code == 400
+    r = api.put(f"/vfolders/{folder}/files", params={"path": "evil/x"}, content=b"x")
+    assert r.status_code == 400
+    # A link that stays inside the folder still works.
+    assert api.get(f"/vfolders/{folder}/download", params={"path": "good"}).content == b"inside\n"
+
+
+def test_twenty_sessions_created_at_once_all_finish(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [uniq("burst") for _ in range(20)]
+    body = {"type": "batch", "command": "echo $BACKENDAI_SESSION_NAME",
+            "resources": {"cpu": "0.1", "mem": "64m"}}
+    with ThreadPoolExecutor(20) as pool:
+        list(pool.map(lambda n: api.create(name=n, **body), names))
+    finals = [api.wait(n, ()) for n in names]
+    assert [(s["status"], s["result"]) for s in finals] == [("TERMINATED", "success")] * 20
+    listed = [s for s in api.get("/sessions").json()["sessions"] if s["name"] in names]
+    assert len(listed) == 20
+    for n in names:
+        assert n in api.get(f"/sessions/{n}/logs").json()["logs"]
