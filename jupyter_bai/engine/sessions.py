@@ -128,7 +128,7 @@ class SessionManager:
             "idle_timeout": spec.get("idle_timeout"),
             "max_lifetime": spec.get("max_lifetime"),
             "runtime": row["runtime"],
-            "sandbox": handle.get("sandbox"),
+            "sandbox": handle.get("sandbox") or self._sandbox_kind(row["runtime"]),
             "allocation": alloc["cuda"] if alloc else None,
             "created_at": _iso(row["created_at"]),
             "started_at": _iso(row["started_at"]),
@@ -143,6 +143,12 @@ class SessionManager:
                 )
             ]
         return data
+
+    def _sandbox_kind(self, runtime_name: str) -> str | None:
+        for runtime in self.runtimes:
+            if runtime.name == runtime_name:
+                return runtime.availability().get("sandbox")
+        return None
 
     def _transition(
         self, sid: str, status: SessionStatus, info: str | None = None, **fields: Any

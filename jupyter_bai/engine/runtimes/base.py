@@ -36,6 +36,8 @@ class LaunchContext:
     gpu_devices: list[int] = field(default_factory=list)
     extra_dev_paths: list[str] = field(default_factory=list)
     extra_bind_paths: list[str] = field(default_factory=list)
+    # The session's resource slots as stored (decimal strings; mem in bytes).
+    resources: dict[str, str] = field(default_factory=dict)
 
     @property
     def log_path(self) -> Path:
@@ -48,6 +50,10 @@ class LaunchContext:
     @property
     def pid_path(self) -> Path:
         return self.session_dir / "run" / "wrapper.pid"
+
+
+class RuntimeLost(Exception):
+    """The runtime itself went away (a Docker daemon that stopped answering)."""
 
 
 class Runtime(abc.ABC):
@@ -92,3 +98,10 @@ class Runtime(abc.ABC):
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
         """Release what start() made (scratch dirs, containers); logs stay."""
+
+    def check(self, image: str, resources: Any) -> None:
+        """Refuse at create what can never start (unknown image, too little memory)."""
+
+    def sweep(self, live: set[str]) -> list[str]:
+        """Remove leftovers (containers) of sessions not in ``live``; what was removed."""
+        return []
