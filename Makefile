@@ -11,13 +11,14 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: lab test install system-deps bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(wildcard kernels/*/kernel.json)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
 	# Editable installs skip data_files: enable the server extension as a wheel install would.
 	install -D -m 644 jupyter-config/jupyter_server_config.d/jupyter_bai.json \
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/jupyter_bai.json
+	for k in kernels/*/; do $(VENV)/bin/jupyter kernelspec install --sys-prefix --replace "$$k" >/dev/null; done
 	touch $(STAMP)
 
 install: $(STAMP) $(SYSTEM_STAMP)

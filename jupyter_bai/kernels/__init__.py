@@ -1,0 +1,1 @@
+"""Jupyter kernels that run inside compute sessions (see ``provisioner``)."""
