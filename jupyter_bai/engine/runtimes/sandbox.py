@@ -46,14 +46,17 @@ def bwrap_argv(
     """The full ``bwrap ... -- command`` line for one session."""
     work = ctx.session_dir / "work"
     run = ctx.session_dir / "run"
-    args = [bwrap, *_root_layout(), "--ro-bind", "/etc", "/etc"]
-    for prefix in prefixes:
-        args += ["--ro-bind", prefix, prefix]
-    args += [
+    args = [
+        bwrap, *_root_layout(), "--ro-bind", "/etc", "/etc",
         "--proc", "/proc",
         "--dev", "/dev",
         "--tmpfs", "/tmp",
         "--tmpfs", "/run",
+    ]
+    # After the tmpfs mounts, so a Python (or state dir) living under /tmp stays visible.
+    for prefix in prefixes:
+        args += ["--ro-bind", prefix, prefix]
+    args += [
         "--bind", str(run), RUN_TARGET,
         "--bind", str(work), WORK_TARGET,
     ]
