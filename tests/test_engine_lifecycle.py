@@ -38,7 +38,10 @@ def test_request_that_fits_later_waits_pending_in_fifo_order(quick_engine: Engin
     api.delete("/sessions/hog")
     first, second = api.wait("first", ()), api.wait("second", ())
     assert first["result"] == second["result"] == "success"
-    assert first["started_at"] <= second["started_at"]
+    def scheduled_at(s: dict) -> str:  # type: ignore[type-arg]
+        return next(h["at"] for h in s["status_history"] if h["status"] == "SCHEDULED")
+
+    assert scheduled_at(first) <= scheduled_at(second)
     # A pending session can be cancelled.
     api.create(name="hog2", resources={"cpu": cpus})
     api.wait("hog2")
