@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install system-deps bench clean
+.PHONY: lab test install system-deps docker-up bench clean
 
 $(STAMP): setup.cfg pyproject.toml $(wildcard kernels/*/kernel.json)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,16 +34,40 @@ $(SYSTEM_STAMP):
 	    echo "note: bubblewrap is not installed and cannot be installed here; sessions will run unsandboxed"; \
 	  fi; \
 	fi
+	@# Debian's docker.io runs the docker runtime's sessions (and its tests).
+	@if ! command -v dockerd >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing docker.io"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io) >/dev/null; \
+	  else \
+	    echo "note: docker.io is not installed and cannot be installed here; the docker runtime is off"; \
+	  fi; \
+	fi
 	@touch $(SYSTEM_STAMP)
 
-lab: install
+# A Docker daemon for the docker runtime: use one that answers, else start dockerd (as root)
+# in the background, logging to $(VENV)/dockerd.log; it is left running. Then build the
+# small test image locally (no registry; tests/docker_image.py, well under a second).
+docker-up: install
+	@if command -v docker >/dev/null && ! docker info >/dev/null 2>&1 \
+	    && command -v dockerd >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "starting dockerd (log: $(VENV)/dockerd.log)"; \
+	  setsid nohup dockerd >$(VENV)/dockerd.log 2>&1 < /dev/null & \
+	  for i in $$(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done; \
+	  docker info >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -5 $(VENV)/dockerd.log; }; \
+	fi
+	@if docker info >/dev/null 2>&1; then $(PY) tests/docker_image.py; \
+	else echo "note: no Docker daemon answers; the Docker tests skip (and fail when CI=true)"; fi
+
+lab: install docker-up
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
-test: install
+test: install docker-up
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
+bench: install docker-up
 	$(PY) bench/session_start.py
+	$(PY) bench/docker_start.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

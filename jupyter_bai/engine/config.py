@@ -24,7 +24,15 @@ class EngineConfig:
     agent_start_timeout: float = 30.0
     checker_interval: float = 5.0
     use_mps: bool = True
+    enforce_limits: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # docker runtime: on/off, daemon URL ("" = DOCKER_HOST or the local socket), container
+    # user (auto | image | UID[:GID]), extra binds every container gets, pull missing images.
+    docker: bool = True
+    docker_host: str = ""
+    docker_user: str = "auto"
+    docker_binds: tuple[str, ...] = ()
+    docker_pull: bool = False
 
     @property
     def vfolder_root(self) -> Path:

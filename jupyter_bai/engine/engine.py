@@ -17,6 +17,7 @@ from .events import EventBus
 from .mps import MPSControl
 from .node import NodeInfo, discover
 from .runtimes.base import Runtime
+from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
 from .sessions import SessionManager
 from .store import Store
@@ -66,11 +67,22 @@ class Engine:
         cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
         self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
         self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
-        self.runtimes = [LocalRuntime(cfg.sandbox)]
+        self.docker = DockerRuntime(
+            cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
+            binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,
+        )
+        self.runtimes = [LocalRuntime(cfg.sandbox, cfg.enforce_limits), self.docker]
         self.sessions = SessionManager(
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
         await self.sessions.start()
+        self.docker.live_sessions = self._live_session_ids
+        if self.docker.enabled:
+            # Containers whose session ended while the engine (or daemon) was away.
+            try:
+                self.docker.sweep(self._live_session_ids())
+            except BaiError as exc:
+                log.info("docker runtime: %s", exc)
         log.info("jupyter-bai engine started on %s", cfg.state_dir)
 
     async def close(self) -> None:
@@ -116,6 +128,26 @@ class Engine:
             "runtimes": [r.availability() for r in self.runtimes],
             "pending": int(pending["n"]) if pending else 0,
         }
+
+    def _live_session_ids(self) -> set[str]:
+        rows = self.store.query(
+            "SELECT id FROM sessions WHERE status IN "
+            "('PENDING','SCHEDULED','PREPARING','RUNNING','TERMINATING')"
+        )
+        return {r["id"] for r in rows}
+
+    def images(self) -> dict[str, Any]:
+        """Images sessions can use: ``local`` and those on the Docker engine."""
+        images: list[dict[str, Any]] = [
+            {"name": "local", "runtime": "local", "id": None, "size": None, "created": None,
+             "min_mem": None, "service_ports": None},
+        ]
+        notes: list[str] = []
+        try:
+            images += self.docker.images()
+        except BaiError as exc:
+            notes.append(str(exc))
+        return {"images": images, "notes": notes}
 
     # -- vfolders that sessions depend on ----------------------------------
     def delete_vfolder(self, name: str) -> None:

@@ -25,7 +25,7 @@ from .events import EventBus
 from .mps import MPSControl
 from .node import NodeInfo
 from .runtimes.agent_client import AgentUnavailable, agent_request, wait_ready
-from .runtimes.base import LaunchContext, ResolvedMount, Runtime
+from .runtimes.base import LaunchContext, ResolvedMount, Runtime, RuntimeLost
 from .scheduler import Allocation, allocate, check_can_ever_fit, gpu_usage
 from .store import Store
 from .vfolders import VFolderManager
@@ -204,6 +204,7 @@ class SessionManager:
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
         mounts = self._resolve_mounts(spec)
+        runtime.check(spec.image, resources)  # unknown image, below the image's minimum
         sid = str(uuid.uuid4())
         name = spec.name or f"sess-{secrets.token_hex(3)}"
         stored = spec.model_dump(mode="json")
@@ -363,6 +364,7 @@ class SessionManager:
             gpu_devices=devices,
             extra_dev_paths=extra_dev,
             extra_bind_paths=extra_bind,
+            resources=dict(spec.get("resources") or {}),
         )
 
     def _session_env(
@@ -496,6 +498,9 @@ class SessionManager:
         except asyncio.CancelledError:
             waiter.cancel()
             raise
+        except RuntimeLost as exc:  # e.g. the Docker daemon went away: ERROR, keep serving
+            self._finish(sid, S.ERROR, str(exc), ctx, runtime, handle, result="failure")
+            return
         code = runtime.exit_code(ctx, handle)
         self._on_exit(sid, ctx, runtime, handle, code)
 
@@ -526,13 +531,16 @@ class SessionManager:
                          ctx, runtime, handle, result="failure", exit_code=code)
         elif not ctx.interactive:
             result = "success" if code == 0 else "failure"
-            self._finish(sid, S.TERMINATED, "finished" if code == 0 else f"exit code {code}",
-                         ctx, runtime, handle, result=result, exit_code=code)
+            reason = runtime.exit_reason(ctx, handle) if code else None
+            info = "finished" if code == 0 else reason or f"exit code {code}"
+            self._finish(sid, S.TERMINATED, info, ctx, runtime, handle, result=result,
+                         exit_code=code)
         elif code == 0:
             self._finish(sid, S.TERMINATED, "process exited", ctx, runtime, handle, exit_code=code)
         else:
             tail = tail_lines(ctx.log_path, LOG_TAIL_ON_ERROR)
-            self._finish(sid, S.ERROR, f"exited with code {code}: {tail}".strip(),
+            reason = runtime.exit_reason(ctx, handle) or f"exited with code {code}"
+            self._finish(sid, S.ERROR, f"{reason}: {tail}".strip(),
                          ctx, runtime, handle, result="failure", exit_code=code)
 
     def _finish(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ class LaunchContext:
     extra_bind_paths: list[str] = field(default_factory=list)
     # The session's resource slots as stored (decimal strings; mem in bytes).
     resources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cpu(self) -> Decimal:
+        return Decimal(str(self.resources.get("cpu") or 0))
+
+    @property
+    def mem(self) -> int:
+        return int(Decimal(str(self.resources.get("mem") or 0)))
 
     @property
     def log_path(self) -> Path:
@@ -95,6 +104,10 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def agent_socket(self, ctx: LaunchContext) -> str:
         """Host path of the in-session agent's unix socket."""
+
+    def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
+        """Why the session ended, when the runtime knows better than an exit code (OOM)."""
+        return None
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
         """Release what start() made (scratch dirs, containers); logs stay."""

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from . import sandbox
+from .cgroups import CgroupLimits
 from .base import LaunchContext, Runtime
 
 AGENT_FILE = Path(__file__).with_name("agent.py")
 
 # $1.. is the sandboxed command; BAI_RUN_DIR is the session's run directory.
 WRAPPER = (
+    'for f in $BAI_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; '
     'echo $$ > "$BAI_RUN_DIR/wrapper.pid"; "$@"; rc=$?; '
     'echo $rc > "$BAI_RUN_DIR/exit"; exit $rc'
 )
@@ -54,7 +56,8 @@ def _reap(pid: int) -> None:
 class LocalRuntime(Runtime):
     name = "local"
 
-    def __init__(self, sandbox_mode: str = "auto"):
+    def __init__(self, sandbox_mode: str = "auto", enforce_limits: bool = True):
+        self.cgroups = CgroupLimits() if enforce_limits else None
         self.bwrap = shutil.which("bwrap")
         self.sandbox_error: str | None = None
         if sandbox_mode == "none":
@@ -91,10 +94,11 @@ class LocalRuntime(Runtime):
         return "bwrap" if self.use_bwrap else "none"
 
     def availability(self) -> dict[str, Any]:
-        notes = [
-            "cpu and mem are reserved by the scheduler but not enforced by the kernel "
-            "(no cgroup delegation on this runtime)"
-        ]
+        if self.cgroups is not None and self.cgroups.available:
+            notes = [f"cpu and mem limits are enforced with cgroups {self.cgroups.version}"]
+        else:
+            why = self.cgroups.error if self.cgroups is not None else "disabled by configuration"
+            notes = [f"cpu and mem are reserved by the scheduler but not enforced ({why})"]
         if not self.use_bwrap:
             reason = self.sandbox_error or "bwrap is not installed"
             notes.insert(
@@ -143,6 +147,9 @@ class LocalRuntime(Runtime):
     def start(self, ctx: LaunchContext) -> dict[str, Any]:
         self._prepare_dirs(ctx)
         run_dir = ctx.session_dir / "run"
+        cgroup_procs: list[str] = []
+        if self.cgroups is not None and self.cgroups.available:
+            cgroup_procs = self.cgroups.create(ctx.session_id, ctx.cpu, ctx.mem)
         log = open(ctx.log_path, "ab", buffering=0)
         try:
             if self.use_bwrap:
@@ -151,12 +158,14 @@ class LocalRuntime(Runtime):
                     ctx, command, bwrap=self.bwrap or "bwrap", agent_path=str(AGENT_FILE),
                     prefixes=sandbox.python_prefixes(),
                 )
-                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BAI_RUN_DIR": str(run_dir)}
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BAI_RUN_DIR": str(run_dir),
+                       "BAI_CGROUP_PROCS": " ".join(cgroup_procs)}
                 cwd = str(ctx.session_dir)
             else:
                 work, env = self._plain_layout(ctx)
                 argv = self._command(ctx, str(run_dir / "agent.sock"), str(AGENT_FILE))
                 env["BAI_RUN_DIR"] = str(run_dir)
+                env["BAI_CGROUP_PROCS"] = " ".join(cgroup_procs)
                 cwd = str(work)
             popen = subprocess.Popen(
                 ["/bin/sh", "-c", WRAPPER, "bai-session", *argv],
@@ -171,6 +180,7 @@ class LocalRuntime(Runtime):
             "pgid": popen.pid,
             "starttime": proc_starttime(popen.pid),
             "sandbox": self.sandbox_kind,
+            "cgroups": self.cgroups.version if cgroup_procs and self.cgroups else None,
         }
 
     # -- supervision -------------------------------------------------------
@@ -278,6 +288,23 @@ class LocalRuntime(Runtime):
     def agent_socket(self, ctx: LaunchContext) -> str:
         return str(ctx.session_dir / "run" / "agent.sock")
 
+    def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
+        if self.cgroups is None:
+            return None
+        for path in self.cgroups.paths(ctx.session_id):
+            for name in ("memory.events", "memory.oom_control"):
+                try:
+                    text = (path / name).read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and value.strip() not in ("", "0"):
+                        return "out of memory: the session used all of its mem"
+        return None
+
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
         for sub in ("work", "root"):
             shutil.rmtree(ctx.session_dir / sub, ignore_errors=True)
+        if self.cgroups is not None:
+            self.cgroups.remove(ctx.session_id)

@@ -1,0 +1,550 @@
+"""The ``docker`` runtime: a compute session is a container, through the ``docker`` SDK.
+
+Any image reference that is not ``local``/``local:...`` selects it. A container gets
+
+* CPU (``nano_cpus``) and memory (``mem_limit``, no extra swap) from the resource slots;
+* GPUs as NVIDIA device requests for exactly the allocated devices. Inside, the devices are
+  renumbered from 0, so ``CUDA_VISIBLE_DEVICES`` is ``0..n-1`` (the MPS limits already use
+  client ordinals); fractional sessions get the MPS pipe directory bound in and the host IPC
+  namespace, which MPS clients in containers need;
+* the session's scratch ``work/`` at ``/home/work`` (the working directory), its ``run/`` at
+  ``/run/bai`` (the agent's socket, as in the bubblewrap sandbox), its ``logs/`` at
+  ``/var/log/bai`` and the agent at ``/opt/bai/agent.py`` (read-only);
+* vfolders bound at their targets with ``ro``/``rw``;
+* the injected ``BACKENDAI_*`` env; ``PATH`` is the image's own unless the session sets one;
+* labels ``ai.backend.bai.*`` naming the engine (a hash of its state dir, and the dir), the
+  session id, name and kind, so a restarted engine finds its containers again;
+* ``init=True`` (signals reach the command, zombies are reaped);
+* the ports an image declares in Backend.AI's ``ai.backend.service-ports`` label, published
+  on 127.0.0.1 only (never on all interfaces).
+
+Which user runs the container (``docker_user``): ``auto`` runs as the engine's own uid:gid
+when the engine is not root (that user owns the scratch dir and the vfolders, so everything
+is writable and nothing runs as root); an engine running as root uses the image's ``USER``
+(root if it declares none). ``image`` always uses the image's ``USER``; ``UID[:GID]`` forces one.
+When the engine is root and the user is numeric, the session's scratch dirs are handed to it.
+
+Logs: the command runs under ``/bin/sh -c 'exec >>/var/log/bai/output.log 2>&1; exec "$@"'``,
+so output lands in the session's ``logs/output.log`` whether or not an engine is watching
+(``session logs`` works after an engine restart, and the ERROR message of a container that
+exits at once carries its last lines). The image therefore needs ``/bin/sh``; interactive
+sessions also need a ``python3`` for the stdlib-only agent.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import os
+import shutil
+import sys
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ...spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
+from ...spec.resources import ResourceSlots, format_size, parse_size
+from .base import LaunchContext, Runtime, RuntimeLost
+
+log = logging.getLogger(__name__)
+
+AGENT_FILE = Path(__file__).with_name("agent.py")
+AGENT_TARGET = "/opt/bai/agent.py"
+RUN_TARGET = "/run/bai"
+WORK_TARGET = "/home/work"
+LOG_TARGET = "/var/log/bai"
+LABEL = "ai.backend.bai."
+MIN_MEM_LABEL = "ai.backend.resource.min.mem"
+MIN_CPU_LABEL = "ai.backend.resource.min.cpu"
+PORTS_LABEL = "ai.backend.service-ports"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+WRAPPER = f'exec >>{LOG_TARGET}/output.log 2>&1; exec "$@"'
+
+
+def engine_id(state_dir: Path) -> str:
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def _explain(exc: BaseException) -> str:
+    """One readable line from a docker SDK / requests error."""
+    text = getattr(exc, "explanation", None) or str(exc) or exc.__class__.__name__
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " ".join(str(text).split())
+
+
+def parse_service_ports(label: str | None) -> dict[str, int]:
+    """Backend.AI's ``name:protocol:port[,...]`` label → ``{name: port}``."""
+    ports: dict[str, int] = {}
+    if not label:
+        return ports
+    for item in label.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 3:
+            continue
+        name, _proto, port = parts
+        port = port.strip("[]")
+        if port.isdigit():
+            ports[name] = int(port)
+    return ports
+
+
+def split_bind(spec: str) -> tuple[str, str, str]:
+    """``HOST[:TARGET][:ro|rw]`` → (host, target, mode); read-only unless ``rw`` is given."""
+    parts = spec.split(":")
+    host = parts[0]
+    target = parts[1] if len(parts) > 1 and parts[1] not in ("ro", "rw") else host
+    mode = parts[-1] if len(parts) > 1 and parts[-1] in ("ro", "rw") else "ro"
+    return host, target, mode
+
+
+class DockerRuntime(Runtime):
+    name = "docker"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        host: str = "",
+        user: str = "auto",
+        binds: Iterable[str] = (),
+        pull: bool = False,
+        enabled: bool = True,
+    ):
+        self.state_dir = Path(state_dir)
+        self.engine_id = engine_id(self.state_dir)
+        self.host = host or os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
+        self.user_setting = user or "auto"
+        self.binds = [split_bind(b) for b in binds]
+        self.pull = pull
+        self.enabled = enabled
+        self.error: str | None = None if enabled else "disabled by configuration (docker=off)"
+        self.version: str | None = None
+        self._client: Any = None
+        self._waiter_client: Any = None
+        self._lock = threading.Lock()
+        self._was_down = False
+        # Set by the engine: ids of sessions that may still own a container (for sweeps).
+        self.live_sessions: Callable[[], set[str]] | None = None
+
+    # -- connection ----------------------------------------------------------
+    def _connect(self) -> Any:
+        """A pinged client, or raise RuntimeUnavailable with the reason (one line)."""
+        if not self.enabled:
+            raise RuntimeUnavailable(f"docker runtime {self.error}")
+        try:
+            import docker
+        except ImportError:
+            self.error = "the 'docker' Python package is not installed"
+            raise RuntimeUnavailable(f"docker runtime unavailable: {self.error}") from None
+        with self._lock:
+            try:
+                if self._client is None:
+                    self._client = docker.DockerClient(
+                        base_url=self.host, timeout=60, max_pool_size=64
+                    )
+                self._client.ping()
+                if self.version is None:
+                    self.version = self._client.version().get("Version")
+            except Exception as exc:  # noqa: BLE001 - any failure means "not usable now"
+                self._client = None
+                self.error = f"docker daemon at {self.host} is not answering: {_explain(exc)}"
+                self._was_down = True
+                raise RuntimeUnavailable(self.error) from None
+            came_back = self._was_down
+            self._was_down = False
+            self.error = None
+            client = self._client
+        if came_back and self.live_sessions is not None:
+            try:
+                self.sweep(self.live_sessions())
+            except Exception:
+                log.exception("sweep after reconnect failed")
+        return client
+
+    def _waiter(self) -> Any:
+        """A second client without a read timeout, for container.wait()."""
+        import docker
+
+        with self._lock:
+            if self._waiter_client is None:
+                self._waiter_client = docker.APIClient(base_url=self.host, timeout=None,
+                                                       max_pool_size=256)
+            return self._waiter_client
+
+    # -- description ---------------------------------------------------------
+    def handles(self, image: str) -> bool:
+        return not (image == "local" or image.startswith("local:"))
+
+    def availability(self) -> dict[str, Any]:
+        try:
+            self._connect()
+        except RuntimeUnavailable:
+            pass
+        if self.error:
+            return {"name": self.name, "available": False, "sandbox": "docker",
+                    "host": self.host, "notes": [self.error]}
+        return {
+            "name": self.name, "available": True, "sandbox": "docker", "host": self.host,
+            "version": self.version,
+            "notes": [f"cpu and mem enforced by Docker (cgroups); user: {self.user_setting}; "
+                      f"pull: {'on' if self.pull else 'off'}"],
+        }
+
+    def images(self) -> list[dict[str, Any]]:
+        client = self._connect()
+        out = []
+        for img in client.images.list():
+            labels = img.labels or {}
+            tags = img.tags or [f"<none>@{img.short_id}"]
+            for tag in tags:
+                out.append({
+                    "name": tag,
+                    "runtime": self.name,
+                    "id": img.short_id.replace("sha256:", ""),
+                    "size": int(img.attrs.get("Size") or 0),
+                    "created": img.attrs.get("Created"),
+                    "min_mem": labels.get(MIN_MEM_LABEL),
+                    "service_ports": labels.get(PORTS_LABEL),
+                })
+        return sorted(out, key=lambda i: i["name"])
+
+    # -- create-time checks --------------------------------------------------
+    def _image(self, client: Any, image: str) -> Any:
+        import docker
+
+        try:
+            return client.images.get(image)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise InvalidRequest(f"image '{image}': {_explain(exc)}") from None
+
+    def check(self, image: str, resources: ResourceSlots) -> None:
+        client = self._connect()
+        img = self._image(client, image)
+        if img is None:
+            if self.pull:
+                return  # pulled when the session starts; a failure there is readable
+            raise InvalidRequest(
+                f"image '{image}' is not present on the Docker engine and pulling is off "
+                "(BaiApp.docker_pull); see 'image ls' for the images there"
+            )
+        labels = img.labels or {}
+        if labels.get(MIN_MEM_LABEL):
+            try:
+                minimum = parse_size(labels[MIN_MEM_LABEL])
+            except BaiError:
+                minimum = 0
+            if int(resources["mem"]) < minimum:
+                raise InvalidRequest(
+                    f"image '{image}' needs at least mem={format_size(minimum)} "
+                    f"({MIN_MEM_LABEL}); asked for mem={format_size(int(resources['mem']))}"
+                )
+        if labels.get(MIN_CPU_LABEL):
+            try:
+                min_cpu = Decimal(labels[MIN_CPU_LABEL])
+            except Exception:
+                min_cpu = Decimal(0)
+            if resources["cpu"] < min_cpu:
+                raise InvalidRequest(
+                    f"image '{image}' needs at least cpu={min_cpu} ({MIN_CPU_LABEL}); "
+                    f"asked for cpu={resources['cpu']}"
+                )
+
+    # -- launch --------------------------------------------------------------
+    def _resolve_user(self, image_user: str) -> str | None:
+        setting = self.user_setting
+        if setting == "image":
+            return image_user or None
+        if setting != "auto":
+            return setting
+        if os.geteuid() != 0:
+            return f"{os.geteuid()}:{os.getegid()}"
+        return image_user or None
+
+    def _prepare_dirs(self, ctx: LaunchContext, user: str | None) -> None:
+        for sub in ("work", "run", "logs"):
+            (ctx.session_dir / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (ctx.exit_path, ctx.pid_path, ctx.session_dir / "run" / "agent.sock"):
+            stale.unlink(missing_ok=True)
+        ctx.log_path.touch()
+        if os.geteuid() == 0 and user:
+            uid_s, _, gid_s = user.partition(":")
+            if uid_s.isdigit() and int(uid_s) != 0:
+                uid = int(uid_s)
+                gid = int(gid_s) if gid_s.isdigit() else uid
+                for path in (ctx.session_dir / "work", ctx.session_dir / "run",
+                             ctx.session_dir / "logs", ctx.log_path):
+                    os.chown(path, uid, gid)
+
+    def container_kwargs(
+        self, ctx: LaunchContext, image_config: dict[str, Any], image_labels: dict[str, str]
+    ) -> dict[str, Any]:
+        """Everything ``containers.create`` gets for one session (pure: unit-tested)."""
+        from docker.types import DeviceRequest
+
+        user = self._resolve_user(image_config.get("User") or "")
+        env = dict(ctx.env)
+        engine_path = os.pathsep.join(
+            [str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        )
+        if env.get("PATH") in (None, engine_path):
+            image_env = dict(e.split("=", 1) for e in image_config.get("Env") or [] if "=" in e)
+            env["PATH"] = image_env.get("PATH", DEFAULT_PATH)
+        volumes: dict[str, dict[str, str]] = {}
+
+        def bind(host: str | Path, target: str, mode: str) -> None:
+            volumes[str(host)] = {"bind": target, "mode": mode}
+
+        for host, target, mode in self.binds:
+            bind(host, target, mode)
+        bind(ctx.session_dir / "work", WORK_TARGET, "rw")
+        bind(ctx.session_dir / "run", RUN_TARGET, "rw")
+        bind(ctx.session_dir / "logs", LOG_TARGET, "rw")
+        bind(AGENT_FILE, AGENT_TARGET, "ro")
+        for mount in ctx.mounts:
+            bind(mount.host_path, mount.target, "ro" if mount.readonly else "rw")
+        for path in ctx.extra_bind_paths:
+            bind(path, path, "rw")
+
+        kwargs: dict[str, Any] = {}
+        res = ctx.resources
+        if res.get("cpu") and Decimal(str(res["cpu"])) > 0:
+            kwargs["nano_cpus"] = int(Decimal(str(res["cpu"])) * 1_000_000_000)
+        if res.get("mem") and int(Decimal(str(res["mem"]))) > 0:
+            mem = int(Decimal(str(res["mem"])))
+            kwargs["mem_limit"] = mem
+            kwargs["memswap_limit"] = mem  # no swap beyond the limit
+        real_gpus = bool(ctx.gpu_devices) and bool(ctx.extra_dev_paths)
+        if real_gpus:
+            kwargs["device_requests"] = [DeviceRequest(
+                driver="nvidia", device_ids=[str(d) for d in ctx.gpu_devices],
+                capabilities=[["gpu", "utility", "compute"]],
+            )]
+            # The container sees only its devices, numbered from 0.
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(ctx.gpu_devices)))
+            env["BACKENDAI_HOST_CUDA_DEVICES"] = ",".join(str(d) for d in ctx.gpu_devices)
+        if "CUDA_MPS_PIPE_DIRECTORY" in env:
+            kwargs["ipc_mode"] = "host"  # MPS clients in containers share the daemon's IPC
+
+        ports: dict[str, tuple[str, None]] = {}
+        if ctx.interactive:
+            for port in parse_service_ports(image_labels.get(PORTS_LABEL)).values():
+                ports[f"{port}/tcp"] = ("127.0.0.1", None)  # loopback only, ephemeral host port
+
+        if ctx.interactive:
+            command = ["python3", AGENT_TARGET, "--socket", f"{RUN_TARGET}/agent.sock"]
+            if ctx.command:
+                command += ["--startup", ctx.command]
+        else:
+            command = ["/bin/sh", "-c", ctx.command or "true"]
+        labels = {
+            LABEL + "engine": self.engine_id,
+            LABEL + "state-dir": str(self.state_dir.resolve()),
+            LABEL + "session-id": ctx.session_id,
+            LABEL + "session-name": ctx.session_name,
+            LABEL + "kind": "interactive" if ctx.interactive else "batch",
+        }
+        return {
+            "image": ctx.image,
+            "entrypoint": ["/bin/sh", "-c", WRAPPER, "bai-session"],
+            "command": command,
+            "name": f"bai-{ctx.session_name[:40]}-{ctx.session_id[:8]}",
+            "hostname": ctx.session_name[:63],
+            "environment": env,
+            "working_dir": WORK_TARGET,
+            "user": user,
+            "volumes": volumes,
+            "labels": labels,
+            "init": True,
+            "ports": ports,
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+            **kwargs,
+        }
+
+    def start(self, ctx: LaunchContext) -> dict[str, Any]:
+        import docker
+
+        client = self._connect()
+        img = self._image(client, ctx.image)
+        if img is None:
+            if not self.pull:
+                raise InvalidRequest(f"image '{ctx.image}' is not present on the Docker engine")
+            try:
+                img = client.images.pull(ctx.image)
+            except Exception as exc:  # noqa: BLE001
+                raise RuntimeError(f"could not pull image '{ctx.image}': {_explain(exc)}") from None
+        kwargs = self.container_kwargs(ctx, img.attrs.get("Config") or {}, img.labels or {})
+        self._prepare_dirs(ctx, kwargs["user"])
+        try:
+            container = client.containers.create(**kwargs)
+        except docker.errors.APIError as exc:
+            raise RuntimeError(f"docker could not create the container: {_explain(exc)}") from None
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            try:
+                container.remove(force=True)
+            except Exception:  # noqa: BLE001
+                pass
+            raise RuntimeError(f"docker could not start the container: {_explain(exc)}") from None
+        handle: dict[str, Any] = {"container": container.id, "name": kwargs["name"],
+                                  "sandbox": "docker"}
+        if kwargs["ports"]:
+            container.reload()
+            handle["ports"] = self._published(container)
+        return handle
+
+    @staticmethod
+    def _published(container: Any) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key, binds in (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+            for b in binds or []:
+                if b.get("HostIp") in ("127.0.0.1", ""):
+                    out[key.split("/")[0]] = int(b["HostPort"])
+        return out
+
+    # -- supervision ---------------------------------------------------------
+    def _container(self, handle: dict[str, Any] | None, ctx: LaunchContext | None = None) -> Any:
+        """The container, None when it is gone; RuntimeUnavailable when the daemon is."""
+        import docker
+
+        client = self._connect()
+        if handle and handle.get("container"):
+            try:
+                return client.containers.get(handle["container"])
+            except docker.errors.NotFound:
+                return None
+        if ctx is not None:
+            found = client.containers.list(all=True, filters={"label": [
+                f"{LABEL}engine={self.engine_id}", f"{LABEL}session-id={ctx.session_id}"]})
+            return found[0] if found else None
+        return None
+
+    def is_alive(self, handle: dict[str, Any]) -> bool:
+        try:
+            c = self._container(handle)
+        except RuntimeUnavailable:
+            return False
+        return c is not None and c.attrs["State"].get("Running", False)
+
+    def adopt(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> dict[str, Any] | None:
+        try:
+            container = self._container(handle, ctx)
+        except RuntimeUnavailable:
+            return None
+        if container is None or not container.attrs["State"].get("Running"):
+            return None
+        new = dict(handle or {})
+        new.update(container=container.id, name=container.name, sandbox="docker")
+        if container.attrs.get("NetworkSettings", {}).get("Ports"):
+            new["ports"] = self._published(container)
+        return new
+
+    def exit_code(self, ctx: LaunchContext, handle: dict[str, Any]) -> int | None:
+        try:
+            container = self._container(handle, ctx)
+        except RuntimeUnavailable:
+            return None
+        if container is None:
+            return None
+        state = container.attrs["State"]
+        if state.get("Running") or state.get("Status") in ("created", "restarting"):
+            return None
+        return int(state.get("ExitCode", -1))
+
+    def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
+        try:
+            container = self._container(handle, ctx)
+        except RuntimeUnavailable:
+            return None
+        if container is not None and container.attrs["State"].get("OOMKilled"):
+            mem = ctx.mem
+            shown = f"={format_size(mem)}" if mem else ""
+            return f"out of memory: the session used all of its mem{shown}"
+        return None
+
+    async def wait(self, handle: dict[str, Any]) -> None:
+        """Block (in a thread of its own) on the daemon's wait; RuntimeLost if it goes away."""
+        import docker
+
+        loop = asyncio.get_running_loop()
+        while True:
+            done: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def waiter() -> None:
+                err: BaseException | None = None
+                try:
+                    self._waiter().wait(handle["container"])
+                except docker.errors.NotFound:
+                    err = None
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    err = exc
+                try:
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(err))
+                except RuntimeError:
+                    pass  # the engine closed its loop meanwhile; the next one adopts
+
+            threading.Thread(target=waiter, name="bai-docker-wait", daemon=True).start()
+            err = await done
+            if err is None:
+                return
+            try:
+                await loop.run_in_executor(None, self._connect)
+            except RuntimeUnavailable as exc:
+                raise RuntimeLost(f"docker daemon went away: {exc}") from None
+            await asyncio.sleep(0.2)  # a transient error: the daemon answers, wait again
+
+    async def stop(self, handle: dict[str, Any], grace: float) -> None:
+        import docker
+
+        def stop() -> None:
+            try:
+                container = self._container(handle)
+            except RuntimeUnavailable:
+                return
+            if container is None:
+                return
+            try:
+                container.stop(timeout=max(0, math.ceil(grace)))
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.get_running_loop().run_in_executor(None, stop)
+
+    def agent_socket(self, ctx: LaunchContext) -> str:
+        return str(ctx.session_dir / "run" / "agent.sock")
+
+    def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
+        try:
+            container = self._container(handle, ctx)
+            if container is not None:
+                container.remove(force=True, v=True)
+        except RuntimeUnavailable:
+            log.warning("container of %s left behind: daemon unreachable (swept later)",
+                        ctx.session_name)
+        except Exception:  # noqa: BLE001
+            log.exception("could not remove the container of %s", ctx.session_name)
+        shutil.rmtree(ctx.session_dir / "work", ignore_errors=True)
+
+    # -- orphans -------------------------------------------------------------
+    def sweep(self, live: set[str]) -> list[str]:
+        """Remove this engine's containers whose session is no longer live; their names."""
+        client = self._connect()
+        removed = []
+        mine = {"label": f"{LABEL}engine={self.engine_id}"}
+        for c in client.containers.list(all=True, filters=mine):
+            if c.labels.get(LABEL + "session-id") not in live:
+                try:
+                    c.remove(force=True, v=True)
+                    removed.append(c.name)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not remove orphaned container %s", c.name)
+        if removed:
+            log.info("removed orphaned containers: %s", ", ".join(removed))
+        return removed

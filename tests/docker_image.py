@@ -1,0 +1,128 @@
+"""Build the small Docker test image locally, with no registry.
+
+The image is a ``docker import`` of a tiny root filesystem made here in Python: the
+merged-usr symlinks (``/bin -> usr/bin`` ...; ``/sbin`` is a real directory for
+Docker's init), an empty ``/usr``, ``/etc/passwd`` with a
+``work`` user, ``/home/work``, ``/tmp``. It holds no programs of its own: the engine runs
+it with the host's ``/usr`` bound read-only (``BaiApp.docker_binds = ["/usr"]``), which
+gives it ``/bin/sh`` and ``python3`` for the agent — the same host tree the ``local``
+runtime's bubblewrap sandbox binds. Building takes well under a second.
+
+Variants (all from the same rootfs, different ``docker import --change`` lines):
+
+* ``bai-test:<hash>`` — labels ``ai.backend.resource.min.mem=64m`` and
+  ``ai.backend.service-ports=web:http:8080``;
+* ``bai-test-nopy:<hash>`` — ``PATH=/nonexistent``: the agent cannot start, so an
+  interactive session exits at once.
+
+Run as a script (``python tests/docker_image.py``) it builds them and prints the tags.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from typing import Any
+
+IMAGE_REPO = "bai-test"
+NOPY_REPO = "bai-test-nopy"
+HOST_BINDS = ["/usr"]  # what the test image needs from the host, read-only
+MIN_MEM = "64m"
+SERVICE_PORTS = "web:http:8080"
+
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\n"
+    "work:x:1000:1000:work:/home/work:/bin/sh\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
+GROUP = "root:x:0:\nwork:x:1000:\nnogroup:x:65534:\n"
+
+
+def rootfs_tar() -> bytes:
+    """A tar of the minimal root filesystem (deterministic: same bytes every time)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+
+        def add_dir(name: str, mode: int = 0o755) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 0
+            tar.addfile(info)
+
+        def add_link(name: str, target: str) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.mode, info.mtime = tarfile.SYMTYPE, target, 0o777, 0
+            tar.addfile(info)
+
+        def add_file(name: str, text: str) -> None:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+
+        for d in ("usr", "etc", "home", "root", "run", "proc", "sys", "dev", "var", "opt"):
+            add_dir(d, 0o700 if d == "root" else 0o755)
+        add_dir("tmp", 0o1777)
+        add_dir("home/work")
+        # /sbin stays a real directory: Docker mounts its init (docker-init) at
+        # /sbin/docker-init, which cannot land inside the read-only /usr bind.
+        add_dir("sbin")
+        for name in ("bin", "lib", "lib64"):
+            if os.path.islink(f"/{name}"):
+                add_link(name, os.readlink(f"/{name}").lstrip("/"))
+            else:
+                add_link(name, f"usr/{name}")
+        add_file("etc/passwd", PASSWD)
+        add_file("etc/group", GROUP)
+        add_file("etc/hostname", "bai\n")
+    return buf.getvalue()
+
+
+def _changes(path: str) -> list[str]:
+    return [
+        f"ENV PATH={path}",
+        "ENV LANG=C.UTF-8",
+        "WORKDIR /home/work",
+        'CMD ["/bin/sh"]',
+        f"LABEL ai.backend.resource.min.mem={MIN_MEM}",
+        f"LABEL ai.backend.service-ports={SERVICE_PORTS}",
+    ]
+
+
+def _tag(data: bytes, changes: list[str]) -> str:
+    h = hashlib.sha256(data + "\n".join(changes).encode()).hexdigest()[:12]
+    return h
+
+
+def build(client: Any | None = None) -> dict[str, str]:
+    """Build (or reuse) the test images; ``{"image": tag, "nopy": tag}``."""
+    import docker
+
+    client = client or docker.from_env()
+    data = rootfs_tar()
+    out = {}
+    for key, repo, path in (
+        ("image", IMAGE_REPO, "/usr/local/bin:/usr/bin:/bin"),
+        ("nopy", NOPY_REPO, "/nonexistent"),
+    ):
+        changes = _changes(path)
+        tag = _tag(data, changes)
+        ref = f"{repo}:{tag}"
+        try:
+            client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            client.api.import_image_from_data(data, repository=repo, tag=tag, changes=changes)
+            client.images.get(ref)  # raises if the import failed
+        out[key] = ref
+        for old in client.images.list(name=repo):  # earlier builds of this repo
+            if ref not in old.tags:
+                try:
+                    client.images.remove(old.id)
+                except docker.errors.APIError:
+                    pass  # still used by a container: left alone
+    return out
+
+
+if __name__ == "__main__":
+    for key, ref in build().items():
+        print(f"{key}: {ref}")
