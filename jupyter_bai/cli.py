@@ -339,6 +339,22 @@ def session_destroy(bai: BaiContext, name: str, forced: bool) -> None:
     bai.emit(sess, lambda s: render.message(f"session {s.get('name')}: {s.get('status')}", s))
 
 
+# ---- image
+
+
+@cli.group()
+def image() -> None:
+    """Images sessions can use: 'local' and those on the Docker engine."""
+
+
+@image.command("ls")
+@json_option
+@pass_bai
+def image_ls(bai: BaiContext) -> None:
+    """List images (never pulls; a missing image is refused at session create)."""
+    bai.emit(bai.client.list_images(), render.images_table)
+
+
 # ---- vfolder
 
 
@@ -471,6 +487,57 @@ def vfolder_delete(bai: BaiContext, name: str) -> None:
 def resources_cmd(bai: BaiContext) -> None:
     """Node capacity and what is used/free: CPU, memory, whole GPUs and fGPU shares."""
     bai.emit(bai.client.resources(), render.resources_view)
+
+
+@cli.command("ask")
+@click.argument("question", nargs=-1)
+@click.option("--learn", "learn_path", metavar="PATH",
+              help="Add a folder (Markdown, Python, notebooks) or an OpenAPI file (JSON/YAML) to the index.")
+@click.option("--forget", "forget_path", metavar="PATH", help="Remove a learned file or folder.")
+@click.option("--sources", "list_sources", is_flag=True, help="List what the assistant has indexed.")
+@click.option("-k", "--top-k", type=click.IntRange(1, 50), default=5, show_default=True,
+              help="How many sources to return.")
+@json_option
+@pass_bai
+def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, forget_path: str | None,
+            list_sources: bool, top_k: int) -> None:
+    """Ask the API assistant how to do something with this platform's API.
+
+    The answer names the operation (REST method and path, client method, %bai line), shows a
+    ready-to-run example and lists its sources with scores; it says so when nothing relevant is
+    indexed.
+    """
+    from jupyter_bai import chat
+
+    text = " ".join(question).strip()
+    if not (text or learn_path or forget_path or list_sources):
+        raise click.UsageError("ask a question, or use --learn PATH, --forget PATH or --sources")
+    if learn_path:
+        done = bai.client.assistant_learn(learn_path)
+        bai.emit(done, lambda d: render.message(
+            f"learned {d['source']}: {d['docs']} documents ({', '.join(f'{v} {k}' for k, v in d['kinds'].items())})", d))
+    if forget_path:
+        done = bai.client.assistant_forget(forget_path)
+        bai.emit(done, lambda d: render.message(f"forgot {d['forgotten']}", d))
+    if list_sources:
+        bai.emit(bai.client.assistant_sources(), chat.sources_listing)
+    if not text:
+        return
+    if bai.json:
+        result = bai.client.ask(text, top_k=top_k)
+        bai.emit({"answer": result["answer"], "sources": result["sources"]}, lambda d: render.message(d["answer"], d))
+        return
+    if bai.notebook:
+        streamed = chat.StreamingAnswer()
+        result = bai.client.ask(text, top_k=top_k, on_delta=streamed)
+        chat.show_answer(result, streamed)
+        bai.result = result
+        return
+    result = bai.client.ask(text, top_k=top_k, on_delta=lambda piece: click.echo(piece, nl=False))
+    click.echo("")
+    if result.get("sources"):
+        click.echo("\n" + str(chat.sources_view(result["sources"])))
+    bai.result = result
 
 
 @cli.command("serve")

@@ -388,6 +388,28 @@ def _html_bar(frac: float) -> Html:
     return Html(markup, _text_bar(frac))
 
 
+def images_table(data: dict[str, Any]) -> Rendered:
+    """``image ls``: name, runtime, size, minimum memory, service ports; notes below."""
+    rows: list[Sequence[Any]] = [
+        [
+            i.get("name"),
+            i.get("runtime"),
+            i.get("id") or "-",
+            _size(i["size"]) if i.get("size") is not None else "-",
+            i.get("min_mem") or "-",
+            i.get("service_ports") or "-",
+        ]
+        for i in data.get("images") or []
+    ]
+    headers = ["name", "runtime", "id", "size", "min mem", "service ports"]
+    notes = list(data.get("notes") or [])
+    text = text_table(headers, rows) + "".join(f"\nnote: {n}" for n in notes)
+    markup = html_table(headers, rows) + "".join(
+        f"<p><i>note: {html.escape(n)}</i></p>" for n in notes
+    )
+    return Rendered(text, markup, data)
+
+
 def resources_view(res: dict[str, Any]) -> Rendered:
     """``resources``: node, used/free per slot and per GPU, runtimes, pending requests."""
     node = res.get("node") or {}

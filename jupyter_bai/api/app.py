@@ -47,7 +47,52 @@ class BaiApp(ExtensionApp):
     use_mps = Bool(True, help="Enforce fractional GPUs with NVIDIA MPS when available.").tag(
         config=True
     )
+    enforce_limits = Bool(
+        True, help="Enforce cpu and mem of local sessions with cgroups where the engine may."
+    ).tag(config=True)
     connection_file = Unicode(help="Where to write the engine's URL and token.").tag(config=True)
+    assistant_llm_url = Unicode(
+        "", help="OpenAI-compatible endpoint the API assistant synthesises answers with "
+        "(e.g. a model service's URL); empty: extractive answers only.",
+    ).tag(config=True)
+    assistant_llm_model = Unicode("default", help="Model name sent to the assistant's LLM.").tag(
+        config=True
+    )
+    assistant_llm_key_env = Unicode(
+        "JUPYTER_BAI_ASSISTANT_LLM_KEY",
+        help="Name of the environment variable holding the assistant LLM's API key (never the key).",
+    ).tag(config=True)
+    assistant_llm_timeout = Float(
+        20.0, help="Seconds to wait for the LLM's first token (and between tokens) before falling "
+        "back to the extractive answer.",
+    ).tag(config=True)
+    assistant_retrieval = Enum(
+        ["bm25", "auto", "dense", "hybrid"], "bm25",
+        help="API assistant retrieval. bm25 (default) met every target of bench/assistant_eval.py; "
+        "hybrid (BM25 + dense, reciprocal-rank fusion; needs the assistant-dense extra) ranks a "
+        "little better but misses the latency and 700-operation build budgets on 2 CPUs. auto: "
+        "hybrid when the packaged embedding model is installed, else bm25.",
+    ).tag(config=True)
+    assistant_index_dir = Unicode(
+        "", help="Where the API assistant keeps its index (default: <state_dir>/assistant)."
+    ).tag(config=True)
+    docker = Bool(True, help="Offer the docker runtime (images other than 'local').").tag(
+        config=True
+    )
+    docker_host = Unicode(
+        "", help="Docker daemon URL (default: $DOCKER_HOST or unix:///var/run/docker.sock)."
+    ).tag(config=True)
+    docker_user = Unicode(
+        "auto",
+        help="Container user: auto (the engine's uid:gid; as root, the image's USER), "
+        "image (the image's USER), or UID[:GID].",
+    ).tag(config=True)
+    docker_binds = List(
+        Unicode(), help="Extra binds for every container, HOST[:TARGET][:ro|rw] (read-only by default)."
+    ).tag(config=True)
+    docker_pull = Bool(
+        False, help="Pull an image missing on the Docker engine when a session starts."
+    ).tag(config=True)
 
     @default("state_dir")
     def _state_dir_default(self) -> str:
@@ -66,12 +111,50 @@ class BaiApp(ExtensionApp):
     def _sandbox_default(self) -> str:
         return os.environ.get("JUPYTER_BAI_SANDBOX", "auto")
 
+    @default("docker")
+    def _docker_default(self) -> bool:
+        return os.environ.get("JUPYTER_BAI_DOCKER", "on").lower() not in ("0", "off", "false", "no")
+
+    @default("docker_host")
+    def _docker_host_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_DOCKER_HOST", "")
+
+    @default("docker_user")
+    def _docker_user_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_DOCKER_USER", "auto")
+
+    @default("docker_binds")
+    def _docker_binds_default(self) -> list[str]:
+        raw = os.environ.get("JUPYTER_BAI_DOCKER_BINDS", "")
+        return [b for b in raw.split(",") if b.strip()]
+
+    @default("docker_pull")
+    def _docker_pull_default(self) -> bool:
+        return os.environ.get("JUPYTER_BAI_DOCKER_PULL", "").lower() in ("1", "on", "true", "yes")
+
     @default("connection_file")
     def _connection_file_default(self) -> str:
         return str(Path(jupyter_runtime_dir()) / CONNECTION_FILE)
 
     engine: Engine | None = None
     engine_error: str | None = None
+    _assistant: Any = None
+
+    def get_assistant(self) -> Any:
+        """The API assistant, made on first use (its index is built on the first question)."""
+        if self._assistant is None:
+            from ..assistant import Assistant, LLMConfig
+
+            llm = None
+            if self.assistant_llm_url:
+                llm = LLMConfig(
+                    url=self.assistant_llm_url, model=self.assistant_llm_model,
+                    api_key=os.environ.get(self.assistant_llm_key_env) or None,
+                    timeout=self.assistant_llm_timeout,
+                )
+            index_dir = self.assistant_index_dir or str(Path(self.state_dir).expanduser() / "assistant")
+            self._assistant = Assistant(Path(index_dir).expanduser(), llm=llm, mode=self.assistant_retrieval)
+        return self._assistant
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -84,6 +167,12 @@ class BaiApp(ExtensionApp):
             stop_grace=self.stop_grace,
             checker_interval=self.checker_interval,
             use_mps=self.use_mps,
+            enforce_limits=self.enforce_limits,
+            docker=self.docker,
+            docker_host=self.docker_host,
+            docker_user=self.docker_user,
+            docker_binds=tuple(self.docker_binds),
+            docker_pull=self.docker_pull,
         )
 
     def initialize_settings(self) -> None:

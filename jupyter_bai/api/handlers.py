@@ -126,6 +126,15 @@ class ResourcesHandler(BaiHandler):
         self.reply(self.engine.resources())
 
 
+class ImagesHandler(BaiHandler):
+    @api_method
+    async def get(self) -> None:
+        # A Docker API call (milliseconds on a local socket); keep the loop free anyway.
+        import asyncio
+
+        self.reply(await asyncio.get_running_loop().run_in_executor(None, self.engine.images))
+
+
 class SessionsHandler(BaiHandler):
     @api_method
     async def get(self) -> None:
@@ -244,9 +253,9 @@ class VFolderFilesHandler(BaiHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        if self.request.method == "PUT":
-            if not self.current_user:
-                raise web.HTTPError(403)
+        # Unauthenticated uploads are read and dropped, then refused with 403 by put():
+        # answering before the body is read would reset the client's connection.
+        if self.request.method == "PUT" and self.current_user:
             self.request.connection.set_max_body_size(1 << 40)
             self._spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
 
@@ -377,6 +386,7 @@ NAME = r"(?P<name>[^/]+)"
 def route_table() -> list[tuple[str, type[BaiHandler]]]:
     return [
         (rf"{API}/resources", ResourcesHandler),
+        (rf"{API}/images", ImagesHandler),
         (rf"{API}/sessions", SessionsHandler),
         (rf"{API}/sessions/{NAME}", SessionHandler),
         (rf"{API}/sessions/{NAME}/logs", SessionLogsHandler),
@@ -392,4 +402,14 @@ def route_table() -> list[tuple[str, type[BaiHandler]]]:
         (rf"{API}/vfolders/{NAME}/rm", VFolderRmHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/openapi.yaml", OpenAPIHandler),
+        *assistant_routes(),
+    ]
+
+
+def assistant_routes() -> list[tuple[str, type[BaiHandler]]]:
+    from .assistant_handlers import AssistantAskHandler, AssistantSourcesHandler
+
+    return [
+        (rf"{API}/assistant/ask", AssistantAskHandler),
+        (rf"{API}/assistant/sources", AssistantSourcesHandler),
     ]

@@ -164,6 +164,10 @@ class _ops:
         return Call("GET", "/resources")
 
     @staticmethod
+    def list_images() -> Call:
+        return Call("GET", "/images")
+
+    @staticmethod
     def create_session(
         image: str,
         *,
@@ -297,8 +301,41 @@ class _ops:
     def events(since: int | None) -> Call:
         return Call("GET", "/events", params={"since": str(int(since))} if since is not None else None)
 
+    @staticmethod
+    def ask(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool) -> Call:
+        body: dict[str, Any] = {"question": question, "top_k": top_k, "stream": stream}
+        if history:
+            body["history"] = [{"question": str(t.get("question", "")), "answer": str(t.get("answer", ""))}
+                               for t in history]
+        return Call("POST", "/assistant/ask", json=body)
+
+    @staticmethod
+    def assistant_sources() -> Call:
+        return Call("GET", "/assistant/sources")
+
+    @staticmethod
+    def assistant_learn(path: str | os.PathLike[str]) -> Call:
+        # the engine runs on this machine: send an absolute path so "./docs" means the caller's
+        return Call("POST", "/assistant/sources", json={"path": str(Path(path).expanduser().absolute())})
+
+    @staticmethod
+    def assistant_forget(source: str | os.PathLike[str]) -> Call:
+        src = str(source)
+        if not src.startswith("builtin:") and not os.path.isabs(src):
+            src = str(Path(src).expanduser().absolute())
+        return Call("DELETE", "/assistant/sources", params={"source": src})
+
 
 # --------------------------------------------------------------------------- response parsing
+
+
+def _assistant_done(msg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``done`` message of an assistant stream as the answer dict (errors raised)."""
+    if msg is None:
+        raise BaiError("the assistant's answer ended before it was complete", code="connection-lost")
+    if msg.get("status") == "error":
+        raise _stream_error(msg)
+    return {k: v for k, v in msg.items() if k != "type"}
 
 
 def _one_line(text: str) -> str:
@@ -781,6 +818,10 @@ class Client:
         """Node capacity, used/free slots, per-GPU shares, runtimes and pending count."""
         return self._json(_ops.resources())
 
+    def list_images(self) -> dict[str, Any]:
+        """Images sessions can use: ``local`` and the Docker engine's (``{"images", "notes"}``)."""
+        return self._json(_ops.list_images())
+
     # -- sessions
 
     def create_session(
@@ -1116,6 +1157,49 @@ class Client:
             except httpx.TransportError as exc:
                 raise _transport_error(exc, self.connection.url) from None
 
+    # -- API assistant
+
+    def ask(
+        self,
+        question: str,
+        *,
+        top_k: int = 5,
+        history: list[dict[str, str]] | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Ask the API assistant a question about this platform's API.
+
+        Returns ``{"answer", "sources", "examples", "abstained", "mode", "note", ...}``; each
+        source has title, ref, kind, method, path, operation_id and score. ``history`` (earlier
+        ``{"question", "answer"}`` turns) lets follow-ups refer back; ``on_delta`` receives the
+        answer's text as it streams (useful when an LLM writes it).
+        """
+        done = None
+        for msg in self.ask_stream(question, top_k=top_k, history=history):
+            if msg.get("type") == "delta" and on_delta is not None:
+                on_delta(str(msg.get("text", "")))
+            elif msg.get("type") == "done":
+                done = msg
+        return _assistant_done(done)
+
+    def ask_stream(
+        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
+    ) -> Generator[dict[str, Any], None, None]:
+        """The assistant's raw NDJSON messages: ``sources``, ``delta`` pieces, then ``done``."""
+        yield from self._messages(_ops.ask(question, top_k, history, stream=True))
+
+    def assistant_sources(self) -> dict[str, Any]:
+        """What the assistant has indexed: built-in and learned sources with document counts."""
+        return self._json(_ops.assistant_sources())
+
+    def assistant_learn(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Teach the assistant a folder (Markdown, Python, notebooks) or an OpenAPI file."""
+        return self._json(_ops.assistant_learn(path))
+
+    def assistant_forget(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+        """Forget a learned file or folder."""
+        return self._json(_ops.assistant_forget(source))
+
 
 class AsyncClient:
     """The asyncio twin of :class:`Client`: same methods, same arguments, awaitable.
@@ -1205,6 +1289,10 @@ class AsyncClient:
     async def resources(self) -> dict[str, Any]:
         """See :meth:`Client.resources`."""
         return await self._json(_ops.resources())
+
+    async def list_images(self) -> dict[str, Any]:
+        """See :meth:`Client.list_images`."""
+        return await self._json(_ops.list_images())
 
     # -- sessions
 
@@ -1485,3 +1573,41 @@ class AsyncClient:
                         yield event
             except httpx.TransportError as exc:
                 raise _transport_error(exc, self.connection.url) from None
+
+    # -- API assistant
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        top_k: int = 5,
+        history: list[dict[str, str]] | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """See :meth:`Client.ask`."""
+        done = None
+        async for msg in self.ask_stream(question, top_k=top_k, history=history):
+            if msg.get("type") == "delta" and on_delta is not None:
+                on_delta(str(msg.get("text", "")))
+            elif msg.get("type") == "done":
+                done = msg
+        return _assistant_done(done)
+
+    async def ask_stream(
+        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """See :meth:`Client.ask_stream`."""
+        async for msg in self._messages(_ops.ask(question, top_k, history, stream=True)):
+            yield msg
+
+    async def assistant_sources(self) -> dict[str, Any]:
+        """See :meth:`Client.assistant_sources`."""
+        return await self._json(_ops.assistant_sources())
+
+    async def assistant_learn(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """See :meth:`Client.assistant_learn`."""
+        return await self._json(_ops.assistant_learn(path))
+
+    async def assistant_forget(self, source: str | os.PathLike[str]) -> dict[str, Any]:
+        """See :meth:`Client.assistant_forget`."""
+        return await self._json(_ops.assistant_forget(source))
