@@ -6,6 +6,7 @@ object itself for ``--json``.  Errors are one ``error: ...`` line on stderr, nev
 """
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from collections.abc import Callable
@@ -17,6 +18,9 @@ from jupyter_bai.cli import BaiContext, print_remote_error, run
 from jupyter_bai.spec.errors import BaiError
 
 CELL_USAGE = "%%bai run SESSION"
+CHAT_USAGE = "%%bai chat [--reset] [--top-k K]"
+#: Turns of a chat sent back with a follow-up question.
+CHAT_MEMORY = 6
 
 
 def _error(message: str) -> None:
@@ -42,6 +46,8 @@ class BaiMagics(Magics):
     def __init__(self, shell: Any = None, client_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(shell)
         self.client_factory = client_factory
+        self.chat_history: list[dict[str, str]] = []
+        self.last_button: Any = None
 
     def _make_client(self) -> Any:
         if self.client_factory is not None:
@@ -59,6 +65,8 @@ class BaiMagics(Magics):
                %bai resources            (add --json to get the Python object back)
         Cell:  %%bai run SESSION         (runs the cell in the session's interpreter;
                                           variables persist from cell to cell)
+               %%bai chat                (asks the API assistant; follow-ups remember the chat)
+        Ask:   %bai ask how do I give my session half a GPU?   (--learn PATH, --forget, --sources)
         """
         if cell is None:
             return self._line(line)
@@ -68,8 +76,10 @@ class BaiMagics(Magics):
         try:
             argv = shlex.split(line)
         except ValueError as err:
-            _error(f"{err} (see '%bai --help')")
-            return None
+            if line.split()[:1] != ["ask"]:
+                _error(f"{err} (see '%bai --help')")
+                return None
+            argv = line.split()  # a question with an apostrophe ("what's ...") needs no quoting
         bai = BaiContext(notebook=True, client_factory=self.client_factory)
         code = run(argv, bai=bai, prog_name="%bai")
         if code == 0 and bai.json:
@@ -82,8 +92,10 @@ class BaiMagics(Magics):
         except ValueError as err:
             _error(f"{err} (usage: {CELL_USAGE})")
             return None
+        if argv[:1] == ["chat"]:
+            return self._chat(argv[1:], cell)
         if len(argv) != 2 or argv[0] != "run":
-            _error(f"cell mode takes: {CELL_USAGE} (see '%bai --help')")
+            _error(f"cell mode takes: {CELL_USAGE} or {CHAT_USAGE} (see '%bai --help')")
             return None
         name = argv[1]
         try:
@@ -109,6 +121,74 @@ class BaiMagics(Magics):
         return RemoteResult(result) if result is not None else None
 
 
+    def _chat(self, argv: list[str], cell: str) -> Any:
+        """``%%bai chat``: one turn of a conversation with the API assistant; ``--reset`` starts over."""
+        from jupyter_bai import chat
+
+        top_k, i = 5, 0
+        while i < len(argv):
+            if argv[i] == "--reset":
+                self.chat_history.clear()
+            elif argv[i] in ("-k", "--top-k") and i + 1 < len(argv) and argv[i + 1].isdigit():
+                top_k = int(argv[i + 1])
+                i += 1
+            else:
+                _error(f"unknown option {argv[i]!r} (usage: {CHAT_USAGE})")
+                return None
+            i += 1
+        question = " ".join(cell.split())
+        if not question:
+            if argv == ["--reset"] or "--reset" in argv:
+                print("chat history cleared")
+                return None
+            _error(f"write the question in the cell (usage: {CHAT_USAGE})")
+            return None
+        try:
+            client = self._make_client()
+        except BaiError as err:
+            _error(str(err))
+            return None
+        try:
+            turn = len(self.chat_history) + 1
+            from IPython.display import HTML, display
+
+            display(HTML(chat.chat_turn_html(question, {"mode": "…"}, turn)))
+            streamed = chat.StreamingAnswer()
+            result = client.ask(question, top_k=top_k, history=self.chat_history[-CHAT_MEMORY:],
+                                on_delta=streamed)
+        except BaiError as err:
+            _error(str(err))
+            return None
+        finally:
+            if self.client_factory is None:
+                client.close()
+        self.chat_history.append({"question": question, "answer": result["answer"]})
+        if result.get("note"):
+            print(result["note"])
+        self.last_button = chat.show_answer(result, streamed, self.shell)
+        return None
+
+
+_ASK_LINE = re.compile(r"^(\s*)%bai\s+ask\b(.*?)(\r?\n)?$")
+
+
+def protect_questions(lines: list[str]) -> list[str]:
+    """Keep IPython from reading ``%bai ask ... GPU?`` as a help request (``GPU?``): questions
+    end with a question mark. Runs as an input cleanup transform, before the help syntax."""
+    out = []
+    for line in lines:
+        m = _ASK_LINE.match(line)
+        if m and m.group(2).rstrip().endswith("?"):
+            arg = ("ask" + m.group(2)).rstrip()
+            out.append(f"{m.group(1)}get_ipython().run_line_magic('bai', {arg!r}){m.group(3) or ''}")
+        else:
+            out.append(line)
+    return out
+
+
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext jupyter_bai``: register ``%bai`` / ``%%bai``."""
     ip.register_magics(BaiMagics(ip))
+    cleanup = getattr(ip, "input_transformers_cleanup", None)
+    if cleanup is not None and protect_questions not in cleanup:
+        cleanup.insert(0, protect_questions)

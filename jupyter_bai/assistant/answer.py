@@ -1,0 +1,131 @@
+"""Extractive answers: the best operation with runnable examples, then the other sources.
+
+Abstention rule (one round number, checked on the evaluation's 15 unanswerable questions, see
+``bench/assistant_eval.py``): the assistant answers only when more than half
+(:data:`ABSTAIN_COVERAGE`) of the question's content words (stemmed, stop words dropped) occur in
+the top five retrieved documents, and abstains otherwise. Raw BM25 and cosine scores depend on question length and
+corpus, so a coverage fraction is used in every retrieval mode.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .corpus import Doc
+from .index import Hit
+from .text import glossary_terms, key_terms
+
+ABSTAIN_MESSAGE = "I couldn't find anything about that in the indexed API docs."
+#: The top documents must contain more than this share of the question's content words.
+ABSTAIN_COVERAGE = 0.5
+COVERAGE_DEPTH = 5
+EXAMPLE_LABELS = (("magic", "In a notebook (or `jupyter bai ...` in a terminal)"),
+                  ("client", "Python client"), ("http", "HTTP"))
+
+
+def source_json(hit: Hit) -> dict[str, Any]:
+    d = hit.doc
+    return {"title": d.title, "ref": d.ref, "kind": d.kind, "method": d.method, "path": d.path,
+            "operation_id": d.operation_id, "score": round(hit.score, 4)}
+
+
+def _stems(words: list[str]) -> set[str]:
+    import Stemmer  # PyStemmer, the stemmer llama-index's BM25 uses
+
+    return set(Stemmer.Stemmer("english").stemWords(words))
+
+
+def coverage(question: str, hits: list[Hit]) -> float:
+    """Share of the question's content words found in the top documents."""
+    terms = _stems(key_terms(question))
+    if not terms:
+        return 0.0
+    text = " ".join(h.doc.search_text().lower() for h in hits[:COVERAGE_DEPTH])
+    return len(terms & _stems(re.findall(r"[a-z0-9]+", text))) / len(terms)
+
+
+def should_abstain(question: str, hits: list[Hit], threshold: float = ABSTAIN_COVERAGE) -> bool:
+    return not hits or coverage(question, hits) <= threshold
+
+
+def _stem(w: str) -> str:
+    return w[:5]
+
+
+def relevant_lines(doc: Doc, question: str, limit: int = 4) -> list[str]:
+    """Lines of a doc that share the most key terms with the question (its "why")."""
+    terms = {_stem(t) for t in key_terms(question)}
+    scored = []
+    for i, line in enumerate(doc.text.splitlines()):
+        line = line.strip()
+        if not line or line.startswith("operationId:") or len(line) > 400:
+            continue
+        hit = {_stem(w) for w in re.findall(r"[a-z0-9]+", f"{line} {glossary_terms(line)}".lower())} & terms
+        if hit:
+            scored.append((-len(hit), i, line))
+    return [line for _, _, line in sorted(scored)[:limit]]
+
+
+def best_operation(hits: list[Hit], docs_by_op: dict[str, Doc]) -> tuple[Hit, Doc]:
+    """The top hit and the doc to take examples from (its operation's, when it has one)."""
+    # an answer is about an operation when one is among the top three (prose about it may rank first)
+    top = next((h for h in hits[:3] if h.doc.operation_id), hits[0])
+    op_doc = docs_by_op.get(top.doc.operation_id or "") if top.doc.kind != "operation" else top.doc
+    return top, op_doc or top.doc
+
+
+def examples_for(top: Doc, op_doc: Doc) -> dict[str, str]:
+    ex = dict(op_doc.examples)
+    for k, v in top.examples.items():
+        ex.setdefault(k, v)
+    return ex
+
+
+def extractive(question: str, hits: list[Hit], docs_by_op: dict[str, Doc],
+               threshold: float = ABSTAIN_COVERAGE) -> dict[str, Any]:
+    """``{"answer", "sources", "examples", "abstained"}`` from ranked hits, no LLM."""
+    sources = [source_json(h) for h in hits]
+    if should_abstain(question, hits, threshold):
+        return {"answer": ABSTAIN_MESSAGE, "sources": [], "examples": {}, "abstained": True}
+    top, op_doc = best_operation(hits, docs_by_op)
+    examples = examples_for(top.doc, op_doc)
+    parts = []
+    if op_doc.method and op_doc.path:
+        head = f"**{op_doc.title.split(' — ', 1)[-1]}** — `{op_doc.method} {op_doc.path}`"
+        if op_doc.operation_id:
+            head += f" (operation `{op_doc.operation_id}`)"
+        parts.append(head)
+    else:
+        parts.append(f"**{top.doc.title}** ({top.doc.ref})")
+    lines = relevant_lines(top.doc, question) or relevant_lines(op_doc, question)
+    if lines:
+        parts.append("\n".join(f"> {line}" for line in lines))
+    elif not examples:
+        parts.append(top.doc.text[:600])
+    for key, label in EXAMPLE_LABELS:
+        if key in examples:
+            lang = "python" if key == "client" else ""
+            parts.append(f"{label}:\n```{lang}\n{examples[key]}\n```")
+    others = [h for h in hits[1:]]
+    if others:
+        parts.append("Other sources:\n" + "\n".join(
+            f"- {h.doc.title} ({h.doc.ref}) — score {h.score:.3g}" for h in others))
+    return {"answer": "\n\n".join(parts), "sources": sources, "examples": examples, "abstained": False}
+
+
+def llm_messages(question: str, hits: list[Hit], history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A chat prompt that makes the model answer only from the numbered passages and cite them."""
+    passages = []
+    for i, h in enumerate(hits, 1):
+        ex = "\n".join(f"{k}: {v}" for k, v in h.doc.examples.items())
+        passages.append(f"[{i}] {h.doc.title} ({h.doc.ref})\n{h.doc.text[:1500]}\n{ex}".strip())
+    system = ("You answer questions about the jupyter-bai platform's API using ONLY the numbered "
+              "passages. Name the operation (REST method and path, client method, %bai line), give a "
+              "ready-to-run example, and cite passages as [n]. If the passages do not answer the "
+              "question, say you could not find it in the indexed API docs.")
+    msgs = [{"role": "system", "content": system}]
+    for turn in history[-3:]:
+        msgs.append({"role": "user", "content": turn.get("question", "")})
+        msgs.append({"role": "assistant", "content": turn.get("answer", "")[:2000]})
+    msgs.append({"role": "user", "content": "Passages:\n\n" + "\n\n".join(passages) + f"\n\nQuestion: {question}"})
+    return msgs

@@ -1,0 +1,422 @@
+"""Documents to index: one per API operation, function, CLI verb or Markdown section.
+
+Everything here is plain data (``Doc``) so an index pickles safely. Sources a user adds with
+``--learn`` are read by :func:`load_path`; a malformed file is a one-line
+:class:`~jupyter_bai.spec.errors.InvalidRequest` naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from ..spec.errors import InvalidRequest
+from .text import expand_identifiers, glossary_terms
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+MARKDOWN_EXT = (".md", ".markdown")
+OPENAPI_EXT = (".json", ".yaml", ".yml")
+#: Files bigger than this in a learned folder are skipped (generated data, not docs).
+MAX_FILE_BYTES = 50 << 20
+
+
+@dataclass
+class Doc:
+    """One retrievable unit. ``examples`` maps ``magic``/``client``/``http`` to runnable text."""
+
+    id: str
+    kind: str  # operation | client | cli | markdown | python | notebook
+    title: str
+    ref: str
+    text: str
+    source: str
+    method: str | None = None
+    path: str | None = None
+    operation_id: str | None = None
+    examples: dict[str, str] = field(default_factory=dict)
+
+    def search_text(self) -> str:
+        """What BM25 sees: the title twice (it is the strongest signal), then the body."""
+        head = f"{self.title}\n{self.title}"
+        if self.operation_id:
+            head += f"\n{self.operation_id}"
+        topic = f"{self.title}\n{self.text}"
+        return expand_identifiers(f"{head}\n{self.text}") + "\n" + glossary_terms(topic)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def _yaml_load(text: str, name: str) -> Any:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InvalidRequest(f"{name}: not valid YAML{where}: {problem}") from None
+
+
+def parse_spec_text(text: str, name: str) -> Any:
+    """JSON or YAML text → object; errors name the file and the line."""
+    if name.endswith(".json") or text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequest(f"{name}: not valid JSON at line {exc.lineno}: {exc.msg}") from None
+    return _yaml_load(text, name)
+
+
+def is_openapi(data: Any) -> bool:
+    return isinstance(data, dict) and ("openapi" in data or "swagger" in data)
+
+
+class _Refs:
+    """Resolves local ``$ref`` pointers (cycles and missing targets end as empty schemas)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+
+    def get(self, node: Any, depth: int = 0) -> Any:
+        while isinstance(node, dict) and "$ref" in node and depth < 20:
+            ref = node["$ref"]
+            if not isinstance(ref, str) or not ref.startswith("#/"):
+                return {}
+            target: Any = self.spec
+            for part in ref[2:].split("/"):
+                part = part.replace("~1", "/").replace("~0", "~")
+                target = target.get(part) if isinstance(target, dict) else None
+            node, depth = target if target is not None else {}, depth + 1
+        return node if depth < 20 else {}
+
+
+def _schema_fields(refs: _Refs, schema: Any, prefix: str = "", depth: int = 0) -> list[str]:
+    """``name (type): description`` for each property, one level of nesting."""
+    schema = refs.get(schema)
+    if not isinstance(schema, dict) or depth > 1:
+        return []
+    out: list[str] = []
+    if schema.get("description") and not prefix:
+        out.append(str(schema["description"]).strip())
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        for key, sub in props.items():
+            sub_r = refs.get(sub)
+            typ = sub_r.get("type", "") if isinstance(sub_r, dict) else ""
+            desc = sub_r.get("description", "") if isinstance(sub_r, dict) else ""
+            out.append(f"{prefix}{key} ({typ}): {str(desc).strip()}".rstrip(": "))
+            out.extend(_schema_fields(refs, sub_r, f"{prefix}{key}.", depth + 1))
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            out.extend(_schema_fields(refs, schema[key], prefix, depth + 1))
+    return out
+
+
+def _example_value(refs: _Refs, schema: Any, depth: int = 0) -> Any:
+    schema = refs.get(schema)
+    if not isinstance(schema, dict) or depth > 3:
+        return "VALUE"
+    for key in ("example", "default"):
+        if key in schema:
+            return schema[key]
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return schema["examples"][0]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    typ = schema.get("type")
+    typ = typ[0] if isinstance(typ, list) and typ else typ
+    if typ == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        required = schema.get("required") or list(props)[:3]
+        return {k: _example_value(refs, props[k], depth + 1) for k in required if k in props}
+    if typ == "array":
+        return [_example_value(refs, schema.get("items", {}), depth + 1)]
+    return {"integer": 1, "number": 1, "boolean": True}.get(str(typ), "VALUE")
+
+
+def _http_example(method: str, path: str, base: str, params: list[dict[str, Any]], body: Any) -> str:
+    url = path
+    for p in params:
+        if p.get("in") == "path":
+            url = url.replace("{" + str(p.get("name")) + "}", str(p.get("name", "")).upper())
+    query = [f"{p['name']}={str(p['name']).upper()}" for p in params
+             if p.get("in") == "query" and p.get("required")]
+    if query:
+        url += "?" + "&".join(query)
+    lines = [f'curl -X {method.upper()} "{base}{url}"', '-H "Authorization: token $JUPYTER_BAI_TOKEN"']
+    if body is not None:
+        lines.append('-H "Content-Type: application/json"')
+        lines.append("-d " + shlex.quote(json.dumps(body)))
+    return " \\\n  ".join(lines)
+
+
+def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None) -> list[Doc]:
+    """One :class:`Doc` per operation; raises InvalidRequest naming ``name`` on a bad document."""
+    if not isinstance(spec, dict):
+        raise InvalidRequest(f"{name}: an OpenAPI document must be a mapping at the top level")
+    if not is_openapi(spec):
+        raise InvalidRequest(f"{name}: not an OpenAPI document (no 'openapi' or 'swagger' key)")
+    paths = spec.get("paths")
+    if not isinstance(paths, dict):
+        raise InvalidRequest(f"{name}: 'paths' is missing or is not a mapping")
+    refs = _Refs(spec)
+    if base_url is None:
+        servers = spec.get("servers") or []
+        base_url = servers[0].get("url", "") if servers and isinstance(servers[0], dict) else ""
+        base_url = str(base_url).rstrip("/") or "$API_URL"
+    docs: list[Doc] = []
+    seen_ids: set[str] = set()
+    for path, item in paths.items():
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"{name}: path '{path}' must map methods to operations")
+        shared = item.get("parameters") or []
+        for method, op in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            if not isinstance(op, dict):
+                raise InvalidRequest(f"{name}: operation {method.upper()} {path} is not a mapping")
+            params = [refs.get(p) for p in [*shared, *(op.get("parameters") or [])]]
+            params = [p for p in params if isinstance(p, dict) and p.get("name")]
+            op_id = str(op.get("operationId") or f"{method}_{path}")
+            doc_id = f"op:{source}:{method.upper()} {path}"
+            if doc_id in seen_ids:
+                continue
+            seen_ids.add(doc_id)
+            summary = str(op.get("summary") or "").strip()
+            lines = [f"{method.upper()} {path}", f"operationId: {op_id}"]
+            if op.get("tags"):
+                lines.append("tags: " + ", ".join(map(str, op["tags"])))
+            if summary:
+                lines.append(summary)
+            if op.get("description"):
+                lines.append(str(op["description"]).strip())
+            for p in params:
+                desc = str(p.get("description") or "").strip()
+                lines.append(f"parameter {p['name']} (in {p.get('in', '?')}): {desc}".rstrip(": "))
+            body_schema = None
+            rb = refs.get(op.get("requestBody"))
+            if isinstance(rb, dict) and isinstance(rb.get("content"), dict):
+                for media in rb["content"].values():
+                    if isinstance(media, dict) and media.get("schema") is not None:
+                        body_schema = media["schema"]
+                        break
+                if body_schema is not None:
+                    lines.append("request body:")
+                    lines.extend("  " + f for f in _schema_fields(refs, body_schema))
+            body = _example_value(refs, body_schema) if body_schema is not None else None
+            title = f"{method.upper()} {path}" + (f" — {summary}" if summary else "")
+            docs.append(Doc(
+                id=doc_id, kind="operation", title=title, ref=f"{name}#{op_id}",
+                text="\n".join(lines), source=source, method=method.upper(), path=str(path),
+                operation_id=op_id,
+                examples={"http": _http_example(method, str(path), base_url, params, body)},
+            ))
+    return docs
+
+
+def load_openapi_file(path: Path, source: str | None = None) -> list[Doc]:
+    text = _read_text(path)
+    data = parse_spec_text(text, str(path))
+    return openapi_docs(data, str(path), source or str(path))
+
+
+# --------------------------------------------------------------------------- Markdown / Python / notebooks
+
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def markdown_docs(text: str, name: str, source: str, kind: str = "markdown") -> list[Doc]:
+    """Split at headings (outside code fences); each section keeps its heading path as title."""
+    docs: list[Doc] = []
+    trail: list[str] = []
+    body: list[str] = []
+    fence = False
+
+    def flush() -> None:
+        content = "\n".join(body).strip()
+        if content or trail:
+            title = " › ".join(trail) if trail else Path(name).name
+            if content:
+                docs.append(Doc(id=f"md:{source}:{len(docs)}", kind=kind, title=f"{Path(name).name} › {title}",
+                                ref=f"{name}#{trail[-1] if trail else ''}", text=content, source=source))
+        body.clear()
+
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            fence = not fence
+        m = None if fence else _HEADING.match(line)
+        if m:
+            flush()
+            level = len(m.group(1))
+            trail[:] = trail[: level - 1] + [m.group(2)]
+        else:
+            body.append(line)
+    flush()
+    return docs
+
+
+def python_docs(text: str, name: str, source: str) -> list[Doc]:
+    """Module docstring and each public function/class/method: signature plus docstring."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise InvalidRequest(f"{name}: not valid Python at line {exc.lineno}: {exc.msg}") from None
+    docs: list[Doc] = []
+    mod_doc = ast.get_docstring(tree)
+    if mod_doc:
+        docs.append(Doc(id=f"py:{source}:{name}", kind="python", title=Path(name).name, ref=name,
+                        text=mod_doc, source=source))
+
+    def visit(nodes: Iterable[ast.stmt], prefix: str) -> None:
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name.startswith("_"):
+                    continue
+                qual = f"{prefix}{node.name}"
+                if isinstance(node, ast.ClassDef):
+                    sig = f"class {qual}"
+                else:
+                    sig = f"def {qual}({ast.unparse(node.args)})"
+                doc = ast.get_docstring(node) or ""
+                docs.append(Doc(id=f"py:{source}:{name}:{qual}", kind="python", title=qual,
+                                ref=f"{name}:{node.lineno}", text=f"{sig}\n{doc}".strip(), source=source,
+                                examples={"client": f"{qual}(...)"}))
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, qual + ".")
+
+    visit(tree.body, "")
+    return docs
+
+
+#: Cells that put questions to the assistant are questions, not documentation.
+_ASKS = re.compile(r"^\s*%%bai chat|%bai ask|\.ask\(", re.M)
+
+
+def notebook_docs(text: str, name: str, source: str) -> list[Doc]:
+    """Markdown cells become sections; code cells are kept under the section they follow."""
+    try:
+        nb = json.loads(text)
+        cells = nb["cells"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidRequest(f"{name}: not a Jupyter notebook (expected JSON with 'cells')") from None
+    parts: list[str] = []
+    for cell in cells:
+        src = cell.get("source", "") if isinstance(cell, dict) else ""
+        src = "".join(src) if isinstance(src, list) else str(src)
+        if cell.get("cell_type") == "markdown":
+            parts.append(src)
+        elif cell.get("cell_type") == "code" and src.strip() and not _ASKS.search(src):
+            parts.append("```\n" + src + "\n```")
+    docs = markdown_docs("\n\n".join(parts), name, source, kind="notebook")
+    for d in docs:  # code in a section is its example
+        code = re.findall(r"```\n(.*?)\n```", d.text, flags=re.S)
+        if code:
+            d.examples = {"magic" if code[0].lstrip().startswith("%") else "client": code[0]}
+    return docs
+
+
+# --------------------------------------------------------------------------- learned paths
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def file_docs(path: Path, source: str, in_folder: bool) -> list[Doc]:
+    """Documents of one file; in a folder, JSON/YAML that is not OpenAPI is skipped."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN_EXT:
+        return markdown_docs(_read_text(path), name, source)
+    if suffix == ".py":
+        return python_docs(_read_text(path), name, source)
+    if suffix == ".ipynb":
+        return notebook_docs(_read_text(path), name, source)
+    if suffix in OPENAPI_EXT:
+        text = _read_text(path)
+        if in_folder and not re.search(r"""^\s*["']?(openapi|swagger)["']?\s*:""", text[:4096], re.M):
+            return []
+        return openapi_docs(parse_spec_text(text, name), name, source)
+    if in_folder:
+        return []
+    raise InvalidRequest(
+        f"{name}: cannot learn this kind of file (use Markdown, Python, notebooks, or an OpenAPI JSON/YAML file)"
+    )
+
+
+def folder_files(root: Path) -> list[Path]:
+    """Files under ``root`` that can be learned, sorted, hidden folders and big files skipped."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in ("node_modules", "__pycache__"))
+        for fn in sorted(filenames):
+            p = Path(dirpath) / fn
+            if p.suffix.lower() in (*MARKDOWN_EXT, ".py", ".ipynb", *OPENAPI_EXT):
+                try:
+                    if p.stat().st_size <= MAX_FILE_BYTES:
+                        found.append(p)
+                except OSError:
+                    continue
+    return found
+
+
+def path_hash(path: Path) -> str:
+    """Hash of a learned file, or of every learnable file of a folder (names and contents)."""
+    h = hashlib.sha256()
+    files = folder_files(path) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f).encode() + b"\0")
+        try:
+            h.update(f.read_bytes())
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read {f}: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def check_learnable(path: Path) -> Path:
+    """Absolute, existing and readable, or a one-line error."""
+    path = path.expanduser()
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if not path.exists():
+        raise InvalidRequest(f"cannot learn {path}: no such file or directory")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise InvalidRequest(f"cannot learn {path}: permission denied")
+    return path
+
+
+def load_path(path: Path) -> list[Doc]:
+    """Documents of a learned file or folder (the source id is the absolute path)."""
+    path = check_learnable(path)
+    source = str(path)
+    if path.is_dir():
+        docs: list[Doc] = []
+        for f in folder_files(path):
+            docs.extend(file_docs(f, source, in_folder=True))
+        if not docs:
+            raise InvalidRequest(f"{path}: found nothing to learn (no Markdown, Python, notebooks or OpenAPI files)")
+        return docs
+    docs = file_docs(path, source, in_folder=False)
+    if not docs:
+        raise InvalidRequest(f"{path}: found nothing to learn in this file")
+    return docs
