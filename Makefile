@@ -68,6 +68,7 @@ test: install docker-up
 bench: install docker-up
 	$(PY) bench/session_start.py
 	$(PY) bench/docker_start.py
+	$(PY) bench/assistant_eval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
