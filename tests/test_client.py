@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from jupyter_bai.client import AsyncClient, BaiError, Client, EngineConnection, find_engine
-from jupyter_bai.client.client import SSEParser, _LineSplitter, _plan_upload, error_from_response
+from jupyter_bai.client.wire import SSEParser, _LineSplitter, _plan_upload, error_from_response
 from jupyter_bai.client.connection import (
     EngineNotFound,
     read_connection_file,

@@ -29,7 +29,7 @@ def _src(obj: Any) -> str:
 
 def _ops_routes() -> dict[str, tuple[str, str]]:
     """``_ops`` builder name → (METHOD, /bai/api/v1/path/{param})."""
-    from ..client.client import _ops
+    from ..client.operations import _ops
 
     routes: dict[str, tuple[str, str]] = {}
     for name, fn in vars(_ops).items():
