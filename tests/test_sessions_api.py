@@ -44,12 +44,14 @@ def test_sandbox_layout_env_and_readonly_mount(api: Api) -> None:
     name = uniq("layout")
     api.create(
         name=name, type="batch", resources={"cpu": "1", "mem": "256m"},
-        mounts=[f"{folder}:ro", f"{out}:/home/work/results"], env={"MY_FLAG": "1"},
+        mounts=[f"{folder}:ro", f"{out}:/home/work/results"],
+        env={"MY_FLAG": "1", "HF_TOKEN": "hf_secret"},
         command=(
             f"set -e; cat /home/work/{folder}/in.txt; pwd; echo $MY_FLAG $BACKENDAI_SESSION_ID "
             f"$BACKENDAI_KERNEL_IMAGE $BACKENDAI_CLUSTER_SIZE gpus=[$CUDA_VISIBLE_DEVICES] $GPU_COUNT; "
             f"if touch /home/work/{folder}/new 2>/dev/null; then echo WROTE-RO; fi; "
-            "echo result > /home/work/results/r.txt; test ! -e /root/.bashrc || echo HOST-ROOT-VISIBLE"
+            "echo result > /home/work/results/r.txt; test ! -e /root/.bashrc || echo HOST-ROOT-VISIBLE; "
+            "echo token=$HF_TOKEN"
         ),
     )
     s = api.wait(name, ())
@@ -58,6 +60,9 @@ def test_sandbox_layout_env_and_readonly_mount(api: Api) -> None:
     assert "x/home/work" in logs.replace("\n", "")
     assert f"1 {s['id']} local 1 gpus=[] 0" in logs
     assert "WROTE-RO" not in logs and "HOST-ROOT-VISIBLE" not in logs
+    # The session gets the secret; session info never shows it.
+    assert "token=hf_secret" in logs
+    assert s["env"] == {"MY_FLAG": "1", "HF_TOKEN": "***"}
     files = api.get(f"/vfolders/{folder}/files").json()["files"]
     assert [f["name"] for f in files] == ["in.txt"]
     r = api.get(f"/vfolders/{out}/download", params={"path": "r.txt"})

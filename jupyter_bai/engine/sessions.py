@@ -44,6 +44,14 @@ def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
 
 
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CONNECTION")
+
+
+def redact_env(env: dict[str, str]) -> dict[str, str]:
+    """Session info is shown in tables and logs: never echo values that look like secrets."""
+    return {k: "***" if any(w in k.upper() for w in SECRET_WORDS) else v for k, v in env.items()}
+
+
 def tail_lines(path: Path, n: int) -> str:
     """Last ``n`` lines of a log without reading a huge file whole."""
     if n <= 0:
@@ -124,7 +132,7 @@ class SessionManager:
             "command": spec.get("command"),
             "resources": spec["resources"],
             "mounts": spec["mounts"],
-            "env": spec.get("env", {}),
+            "env": redact_env(spec.get("env", {})),
             "idle_timeout": spec.get("idle_timeout"),
             "max_lifetime": spec.get("max_lifetime"),
             "runtime": row["runtime"],
