@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
 from jupyter_bai.spec.errors import InvalidRequest
+from jupyter_bai.spec.pydantic_support import validated_by
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -415,14 +416,7 @@ class ResourceSlots(Mapping[str, Decimal]):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_plain_validator_function(
-            cls._pydantic_validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                lambda v: v.to_json(), info_arg=False
-            ),
-        )
+        return validated_by(cls._pydantic_validate)
 
     @classmethod
     def __get_pydantic_json_schema__(
