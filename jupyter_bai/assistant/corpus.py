@@ -398,9 +398,13 @@ def check_learnable(path: Path) -> Path:
     path = path.expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
-    if not path.exists():
+    try:
+        is_dir = path.is_dir() if path.exists() else None
+    except PermissionError:  # a parent folder we may not enter
+        raise InvalidRequest(f"cannot learn {path}: permission denied") from None
+    if is_dir is None:
         raise InvalidRequest(f"cannot learn {path}: no such file or directory")
-    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+    if not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):
         raise InvalidRequest(f"cannot learn {path}: permission denied")
     return path
 
