@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -30,53 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import docker_image  # noqa: E402
+from _watch import StatusWatcher  # noqa: E402
 from engine_proc import start_engine  # noqa: E402
+
 from jupyter_bai.engine.runtimes.agent_client import wait_ready  # noqa: E402
 from jupyter_bai.engine.runtimes.docker import AGENT_FILE  # noqa: E402
 
 CPU, MEM = "0.5", "256m"
-
-
-class Statuses:
-    """Follows the SSE event stream; records when each session first reached each status."""
-
-    def __init__(self, url: str, token: str):
-        self.seen: dict[tuple[str, str], tuple[float, dict]] = {}
-        self.cond = threading.Condition()
-        self.ready = threading.Event()
-        threading.Thread(target=self._follow, args=(url, token), daemon=True).start()
-        self.ready.wait(10)
-
-    def _follow(self, url: str, token: str) -> None:
-        headers = {"Authorization": f"token {token}"}
-        try:
-            with httpx.stream("GET", f"{url}/bai/api/v1/events", headers=headers, timeout=None) as r:
-                data = None
-                for line in r.iter_lines():
-                    self.ready.set()
-                    if line.startswith("data: "):
-                        data = json.loads(line[6:])
-                    elif line == "" and data:
-                        if data.get("id") and data.get("status"):
-                            with self.cond:
-                                self.seen.setdefault((data["id"], data["status"]),
-                                                     (time.perf_counter(), data))
-                                self.cond.notify_all()
-                        data = None
-        except httpx.HTTPError:
-            pass  # the engine stopped at the end of the run
-
-    def wait(self, sid: str, statuses: tuple[str, ...], timeout: float = 60) -> tuple[float, dict]:
-        def found() -> tuple[float, dict] | None:
-            for s in (*statuses, "ERROR", "TERMINATED"):
-                if (sid, s) in self.seen:
-                    return self.seen[(sid, s)]
-            return None
-
-        with self.cond:
-            if not self.cond.wait_for(lambda: found() is not None, timeout):
-                raise TimeoutError(sid)
-            return found()  # type: ignore[return-value]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -132,7 +90,7 @@ def main() -> None:
     try:
         http = httpx.Client(base_url=f"{engine.url}/bai/api/v1",
                             headers={"Authorization": f"token {engine.token}"}, timeout=60)
-        events = Statuses(engine.url, engine.token)
+        events = StatusWatcher(engine.url, engine.token)
         batch = {"image": image, "type": "batch", "command": "true",
                  "resources": {"cpu": CPU, "mem": MEM}}
         inter = {"image": image, "resources": {"cpu": CPU, "mem": MEM}}

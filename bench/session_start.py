@@ -8,13 +8,10 @@ Prints medians, p90, the engine's overhead in ms and the ratio. Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import queue
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +21,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from _watch import StatusWatcher  # noqa: E402
 from engine_proc import start_engine  # noqa: E402
+
 from jupyter_bai.engine.runtimes.base import LaunchContext  # noqa: E402
 from jupyter_bai.engine.runtimes.local import LocalRuntime  # noqa: E402
 from jupyter_bai.engine.runtimes.sandbox import bwrap_argv, python_prefixes  # noqa: E402
@@ -44,45 +43,6 @@ def bare_argv(tmp: Path) -> list[str]:
         return ["/bin/sh", "-c", "true"]
     return bwrap_argv(ctx, ["/bin/sh", "-c", "true"], bwrap=runtime.bwrap or "bwrap",
                       prefixes=python_prefixes())
-
-
-class Terminations:
-    """Follows the SSE event stream and records when each session reached a final status."""
-
-    def __init__(self, url: str, token: str):
-        self.done: dict[str, tuple[float, dict]] = {}
-        self.cond = threading.Condition()
-        self.ready = threading.Event()
-        t = threading.Thread(target=self._follow, args=(url, token), daemon=True)
-        t.start()
-        self.ready.wait(10)
-
-    def _follow(self, url: str, token: str) -> None:
-        try:
-            self._read(url, token)
-        except httpx.HTTPError:
-            pass  # the engine stopped at the end of the run
-
-    def _read(self, url: str, token: str) -> None:
-        headers = {"Authorization": f"token {token}"}
-        with httpx.stream("GET", f"{url}/bai/api/v1/events", headers=headers, timeout=None) as r:
-            data = None
-            for line in r.iter_lines():
-                self.ready.set()
-                if line.startswith("data: "):
-                    data = json.loads(line[6:])
-                elif line == "" and data:
-                    if data.get("status") in ("TERMINATED", "ERROR", "CANCELLED"):
-                        with self.cond:
-                            self.done[data["id"]] = (time.perf_counter(), data)
-                            self.cond.notify_all()
-                    data = None
-
-    def wait(self, sid: str, timeout: float = 60) -> tuple[float, dict]:
-        with self.cond:
-            if not self.cond.wait_for(lambda: sid in self.done, timeout):
-                raise TimeoutError(sid)
-            return self.done[sid]
 
 
 def pct(values: list[float], p: float) -> float:
@@ -109,10 +69,12 @@ def main() -> None:
     try:
         http = httpx.Client(base_url=f"{engine.url}/bai/api/v1",
                             headers={"Authorization": f"token {engine.token}"}, timeout=60)
-        events = Terminations(engine.url, engine.token)
+        events = StatusWatcher(engine.url, engine.token)
         body = {"image": "local", "type": "batch", "command": "true",
                 "resources": {"cpu": "0.1", "mem": "64m"}}
-        http.post("/sessions", json=body).raise_for_status()  # warm-up
+        warm = http.post("/sessions", json=body)  # warm-up; also proves the stream is live
+        warm.raise_for_status()
+        events.wait(warm.json()["id"])
         times = []
         for _ in range(args.runs):
             t0 = time.perf_counter()
