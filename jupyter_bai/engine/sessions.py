@@ -155,7 +155,7 @@ class SessionManager:
     def _sandbox_kind(self, runtime_name: str) -> str | None:
         for runtime in self.runtimes:
             if runtime.name == runtime_name:
-                return runtime.availability().get("sandbox")
+                return runtime.sandbox_kind
         return None
 
     def _transition(

@@ -70,6 +70,11 @@ class Runtime(abc.ABC):
 
     name: str = "abstract"
 
+    @property
+    def sandbox_kind(self) -> str:
+        """How sessions are isolated ("bwrap", "none", "docker"); cheap, no I/O."""
+        return self.name
+
     @abc.abstractmethod
     def handles(self, image: str) -> bool:
         """Whether an image reference belongs to this runtime."""
