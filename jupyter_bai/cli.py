@@ -178,7 +178,8 @@ def session() -> None:
 @click.option("-r", "--resources", "resources", multiple=True, metavar="KEY=VAL",
               help="Resource slot, e.g. -r cpu=2 -r mem=4g -r cuda.shares=0.5 (repeatable).")
 @click.option("-v", "--mount", "mounts", multiple=True, metavar="MOUNT",
-              help="VFolder mount: NAME, NAME:/path, NAME:/path:ro (repeatable).")
+              help="VFolder mount: NAME, NAME:ro, NAME:/path, NAME:/path:ro or "
+                   "type=bind,source=NAME,target=/path,perm=ro (repeatable).")
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
 @click.option("--idle-timeout", type=float, metavar="SEC", help="End the session after this long idle.")
 @click.option("--max-lifetime", type=float, metavar="SEC", help="End the session after this long.")
