@@ -5,7 +5,8 @@ import re
 
 import yaml
 
-from jupyter_bai.api.handlers import OPENAPI_PATH, route_table
+from jupyter_bai.api.base import OPENAPI_PATH
+from jupyter_bai.api.routes import route_table
 
 METHODS = ("get", "post", "put", "delete", "patch")
 

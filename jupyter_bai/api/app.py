@@ -17,7 +17,7 @@ from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
 from ..engine.config import EngineConfig
 from ..engine.engine import Engine
 from ..spec.errors import BaiError
-from .handlers import route_table
+from .routes import route_table
 
 CONNECTION_FILE = "bai-engine.json"
 

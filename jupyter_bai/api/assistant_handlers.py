@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec.errors import InvalidRequest
-from .handlers import BaiHandler, api_method
+from .base import BaiHandler, api_method
 
 
 class AssistantHandler(BaiHandler):

@@ -1,0 +1,57 @@
+"""Every route of ``/bai/api/v1``, listed once (a test checks it against ``openapi.yaml``)."""
+from __future__ import annotations
+
+from .base import API, BaiHandler
+from .events import EventsHandler
+from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
+from .sessions import (
+    SessionExecHandler,
+    SessionHandler,
+    SessionInterruptHandler,
+    SessionLogsHandler,
+    SessionRunHandler,
+    SessionsHandler,
+)
+from .vfolders import (
+    VFolderDownloadHandler,
+    VFolderFilesHandler,
+    VFolderHandler,
+    VFolderMkdirHandler,
+    VFolderMoveHandler,
+    VFolderRmHandler,
+    VFoldersHandler,
+)
+
+NAME = r"(?P<name>[^/]+)"
+
+
+def route_table() -> list[tuple[str, type[BaiHandler]]]:
+    return [
+        (rf"{API}/resources", ResourcesHandler),
+        (rf"{API}/images", ImagesHandler),
+        (rf"{API}/sessions", SessionsHandler),
+        (rf"{API}/sessions/{NAME}", SessionHandler),
+        (rf"{API}/sessions/{NAME}/logs", SessionLogsHandler),
+        (rf"{API}/sessions/{NAME}/exec", SessionExecHandler),
+        (rf"{API}/sessions/{NAME}/run", SessionRunHandler),
+        (rf"{API}/sessions/{NAME}/interrupt", SessionInterruptHandler),
+        (rf"{API}/vfolders", VFoldersHandler),
+        (rf"{API}/vfolders/{NAME}", VFolderHandler),
+        (rf"{API}/vfolders/{NAME}/files", VFolderFilesHandler),
+        (rf"{API}/vfolders/{NAME}/download", VFolderDownloadHandler),
+        (rf"{API}/vfolders/{NAME}/mkdir", VFolderMkdirHandler),
+        (rf"{API}/vfolders/{NAME}/move", VFolderMoveHandler),
+        (rf"{API}/vfolders/{NAME}/rm", VFolderRmHandler),
+        (rf"{API}/events", EventsHandler),
+        (rf"{API}/openapi.yaml", OpenAPIHandler),
+        *assistant_routes(),
+    ]
+
+
+def assistant_routes() -> list[tuple[str, type[BaiHandler]]]:
+    from .assistant_handlers import AssistantAskHandler, AssistantSourcesHandler
+
+    return [
+        (rf"{API}/assistant/ask", AssistantAskHandler),
+        (rf"{API}/assistant/sources", AssistantSourcesHandler),
+    ]
