@@ -12,7 +12,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from ..engine.config import EngineConfig
 from ..engine.engine import Engine
@@ -92,6 +92,13 @@ class BaiApp(ExtensionApp):
     ).tag(config=True)
     docker_pull = Bool(
         False, help="Pull an image missing on the Docker engine when a session starts."
+    ).tag(config=True)
+    event_buffer = Int(
+        1000, help="Events an event-stream subscriber (SSE, WebSocket) may fall behind before it "
+        "is sent a resync instead (bounds the server's memory per subscriber).",
+    ).tag(config=True)
+    metrics_interval = Float(
+        1.0, help="Seconds between live metrics samples (taken only while someone watches)."
     ).tag(config=True)
 
     @default("state_dir")
@@ -173,6 +180,8 @@ class BaiApp(ExtensionApp):
             docker_user=self.docker_user,
             docker_binds=tuple(self.docker_binds),
             docker_pull=self.docker_pull,
+            event_buffer=self.event_buffer,
+            metrics_interval=self.metrics_interval,
         )
 
     def initialize_settings(self) -> None:

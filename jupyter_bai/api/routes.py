@@ -1,8 +1,11 @@
 """Every route of ``/bai/api/v1``, listed once (a test checks it against ``openapi.yaml``)."""
 from __future__ import annotations
 
+from typing import Any
+
 from .base import API, BaiHandler
 from .events import EventsHandler
+from .metrics import MetricsHandler
 from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
 from .sessions import (
     SessionExecHandler,
@@ -21,11 +24,13 @@ from .vfolders import (
     VFolderRmHandler,
     VFoldersHandler,
 )
+from .ws import StreamSocket
+
 
 NAME = r"(?P<name>[^/]+)"
 
 
-def route_table() -> list[tuple[str, type[BaiHandler]]]:
+def route_table() -> list[tuple[str, type[Any]]]:
     return [
         (rf"{API}/resources", ResourcesHandler),
         (rf"{API}/images", ImagesHandler),
@@ -43,6 +48,8 @@ def route_table() -> list[tuple[str, type[BaiHandler]]]:
         (rf"{API}/vfolders/{NAME}/move", VFolderMoveHandler),
         (rf"{API}/vfolders/{NAME}/rm", VFolderRmHandler),
         (rf"{API}/events", EventsHandler),
+        (rf"{API}/ws", StreamSocket),
+        (rf"{API}/metrics", MetricsHandler),
         (rf"{API}/openapi.yaml", OpenAPIHandler),
         *assistant_routes(),
     ]

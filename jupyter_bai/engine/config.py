@@ -33,6 +33,10 @@ class EngineConfig:
     docker_user: str = "auto"
     docker_binds: tuple[str, ...] = ()
     docker_pull: bool = False
+    # event stream: events a subscriber may fall behind before it is told to resync;
+    # seconds between metrics samples (taken only while someone watches).
+    event_buffer: int = 1000
+    metrics_interval: float = 1.0
 
     @property
     def vfolder_root(self) -> Path:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from decimal import Decimal
 from typing import IO, Any
 
 from ..spec.errors import BaiError, Conflict
 from .config import EngineConfig
 from .events import EventBus
+from .metrics import MetricsCollector
 from .mps import MPSControl
 from .node import NodeInfo, discover
 from .runtimes.base import Runtime
@@ -41,6 +41,7 @@ class Engine:
         self.sessions: SessionManager
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
+        self.metrics: MetricsCollector | None = None
 
     def _acquire_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +61,16 @@ class Engine:
 
     async def start(self) -> None:
         self._acquire_lock()
+        try:
+            await self._start()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    async def _start(self) -> None:
         cfg = self.config
-        self.store = Store(cfg.db_path)
-        self.events = EventBus(self.store)
+        self.store = Store(cfg.db_path)  # migrates; refuses a store newer than this code
+        self.events = EventBus(self.store, buffer=cfg.event_buffer)
         self.node = discover(fake_gpus=list(cfg.fake_gpus) or None)
         cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
         self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
@@ -76,6 +84,9 @@ class Engine:
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
         await self.sessions.start()
+        self.metrics = MetricsCollector(
+            self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
+        )
         self.docker.live_sessions = self._live_session_ids
         if self.docker.enabled:
             # Containers whose session ended while the engine (or daemon) was away.
@@ -86,48 +97,46 @@ class Engine:
         log.info("jupyter-bai engine started on %s", cfg.state_dir)
 
     async def close(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.sessions.close()
         self.store.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
         if self._lock_file:
             self._lock_file.close()
             self._lock_file = None
 
     # -- resources ---------------------------------------------------------
     def resources(self) -> dict[str, Any]:
-        usage = self.sessions.usage()
-        used = usage["used"]
-        capacity = self.node.capacity()
-        free = {k: str(max(Decimal(0), capacity[k] - used[k])) for k in capacity}
-        # GPU slots overlap (a whole device is also one share): count from the devices.
-        per_device = [Decimal(1) - usage["gpu_shares"].get(g.index, Decimal(0)) for g in self.node.gpus]
-        free["cuda.device"] = str(sum(1 for f in per_device if f == 1))
-        free["cuda.shares"] = str(sum(per_device, Decimal(0)))
-        holders: dict[int, list[str]] = {}
-        for s in self.sessions.list(status="SCHEDULED,PREPARING,RUNNING,TERMINATING"):
-            for idx in (s.get("allocation") or {}).get("devices", []):
-                holders.setdefault(int(idx), []).append(s["name"])
-        gpus = []
-        for gpu in self.node.gpus:
-            taken = usage["gpu_shares"].get(gpu.index, Decimal(0))
-            gpus.append({
-                "index": gpu.index, "name": gpu.name, "memory": gpu.memory,
-                "source": gpu.source, "shares_used": str(taken),
-                "shares_free": str(Decimal(1) - taken), "sessions": holders.get(gpu.index, []),
-            })
-        pending = self.store.one("SELECT COUNT(*) AS n FROM sessions WHERE status = 'PENDING'")
+        summary = self.sessions.resource_summary()
         gpu_limit = "none"
         if self.node.gpus:
             gpu_limit = "enforced (MPS)" if self.mps and self.mps.available else "advisory"
         return {
             "node": self.node.to_json(),
-            "capacity": capacity.to_json(),
-            "used": used.to_json(),
-            "free": free,
-            "gpus": gpus,
+            "capacity": summary["capacity"],
+            "used": summary["used"],
+            "free": summary["free"],
+            "gpus": summary["gpus"],
             "fractional_gpu_limit": gpu_limit,
             "runtimes": [r.availability() for r in self.runtimes],
-            "pending": int(pending["n"]) if pending else 0,
+            "pending": summary["pending"],
         }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Sessions, vfolders and resources as of one event ``seq``: what a resync reloads."""
+        with self.store.consistent():
+            seq = self.events.last_seq()
+            sessions = self.sessions.list()
+            vfolders = [
+                {"id": r["id"], "name": r["name"], "usage_mode": r["usage_mode"],
+                 "permission": r["permission"], "quota": r["quota"]}
+                for r in self.store.query("SELECT * FROM vfolders ORDER BY name")
+            ]
+            resources = self.sessions.resource_summary()
+        return {"seq": seq, "sessions": sessions, "vfolders": vfolders, "resources": resources}
 
     def _live_session_ids(self) -> set[str]:
         rows = self.store.query(

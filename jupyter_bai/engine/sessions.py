@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import secrets
+import sqlite3
 import time
 import uuid
 from collections import deque
@@ -19,7 +20,7 @@ from typing import Any, AsyncIterator
 
 from ..spec.errors import Conflict, InvalidRequest, InvalidState, NotFound, RuntimeUnavailable
 from ..spec.resources import ResourceSlots
-from ..spec.session import SessionSpec, SessionStatus, SessionType
+from ..spec.session import SessionSpec, SessionStatus, SessionType, can_transition
 from .config import EngineConfig
 from .events import EventBus
 from .mps import MPSControl
@@ -66,6 +67,10 @@ def tail_lines(path: Path, n: int) -> str:
         return ""
     lines = data.decode("utf-8", "replace").splitlines()
     return "\n".join(lines[-n:])
+
+
+class IllegalTransition(RuntimeError):
+    """The engine tried a status change the life cycle forbids: a bug, logged and never written."""
 
 
 @dataclass
@@ -161,27 +166,53 @@ class SessionManager:
     def _transition(
         self, sid: str, status: SessionStatus, info: str | None = None, **fields: Any
     ) -> None:
+        """The ONE way a session's status changes: checked against the life cycle, then the
+        row, its history and its events are written in one transaction."""
         now = time.time()
-        sets = ["status = ?", "status_info = ?"]
-        params: list[Any] = [status.value, info]
         if status == S.RUNNING:
             fields.setdefault("started_at", now)
         if status.is_terminal:
             fields.setdefault("terminated_at", now)
+        sets = ["status = ?", "status_info = ?"]
+        params: list[Any] = [status.value, info]
         for key, value in fields.items():
             sets.append(f"{key} = ?")
             params.append(json.dumps(value) if isinstance(value, (dict, list)) else value)
         with self.store.tx():
+            row = self.store.one("SELECT name, status FROM sessions WHERE id = ?", (sid,))
+            if row is None:
+                raise IllegalTransition(f"status change of unknown session {sid} to {status.value}")
+            current = S(row["status"])
+            if not can_transition(current, status):
+                log.error("refused status change of session %s (%s): %s -> %s (%s)",
+                          row["name"], sid, current.value, status.value, info)
+                raise IllegalTransition(
+                    f"session '{row['name']}' may not go from {current.value} to {status.value}"
+                )
             self.store.execute(f"UPDATE sessions SET {', '.join(sets)} WHERE id = ?", (*params, sid))
             self.store.execute(
                 "INSERT INTO session_status_history(session_id, status, at, info) VALUES (?,?,?,?)",
                 (sid, status.value, now, info),
             )
-        row = self.store.one("SELECT name, result, exit_code FROM sessions WHERE id = ?", (sid,))
+            self._publish_status(sid, previous=current)
+            if status == S.SCHEDULED:
+                self._publish_resources("allocated", row["name"])
+            elif current in HOLDS_RESOURCES and status not in HOLDS_RESOURCES:
+                self._publish_resources("released", row["name"])
+
+    def _publish_status(self, sid: str, previous: SessionStatus | None = None) -> None:
+        row = self.store.one(
+            "SELECT name, status, status_info, result, exit_code FROM sessions WHERE id = ?", (sid,)
+        )
         self.events.publish(
-            "session", row["name"], id=sid, status=status.value, info=info,
+            "session", row["name"], id=sid, status=row["status"],
+            previous=previous.value if previous else None, info=row["status_info"],
             result=row["result"], exit_code=row["exit_code"],
         )
+
+    def _publish_resources(self, action: str, session: str) -> None:
+        self.events.publish("resources", "node", action=action, session=session,
+                            **self.resource_summary())
 
     # -- public API --------------------------------------------------------
     def runtime_for(self, image: str) -> Runtime:
@@ -219,8 +250,6 @@ class SessionManager:
         stored.update(name=name, resources=resources.to_json(), mounts=mounts)
         now = time.time()
         self._seq += 1
-        import sqlite3
-
         try:
             with self.store.tx():
                 self.store.execute(
@@ -232,9 +261,9 @@ class SessionManager:
                     "INSERT INTO session_status_history(session_id, status, at, info) "
                     "VALUES (?,?,?,?)", (sid, S.PENDING.value, now, None),
                 )
+                self._publish_status(sid)
         except sqlite3.IntegrityError:
             raise Conflict(f"session name '{name}' is already in use by a live session") from None
-        self.events.publish("session", name, id=sid, status=S.PENDING.value)
         self._wakeup.set()
         return self.get(sid)
 
@@ -275,8 +304,14 @@ class SessionManager:
         sid, status = row["id"], S(row["status"])
         if status.is_terminal:
             raise InvalidState(f"session '{row['name']}' is already {status.value}")
-        if status == S.PENDING:
+        if status in (S.PENDING, S.SCHEDULED):
+            # Not handed to a runtime yet (the start task leaves SCHEDULED before its first
+            # await): cancel it, as Backend.AI cancels a session that has not started.
+            tracked = self._tracked.pop(sid, None)
+            if tracked and tracked.task:
+                tracked.task.cancel()
             self._transition(sid, S.CANCELLED, "user-requested")
+            self._wakeup.set()
             return self.get(sid)
         if status != S.TERMINATING:
             self._transition(sid, S.TERMINATING, "user-requested")
@@ -428,6 +463,42 @@ class SessionManager:
             used = used + a.slots
         shares = gpu_usage(allocs)
         return {"used": used, "gpu_shares": shares}
+
+    def resource_summary(self) -> dict[str, Any]:
+        """Capacity, used and free slots and per-GPU shares: what ``resources`` events carry."""
+        usage = self.usage()
+        used = usage["used"]
+        capacity = self.capacity
+        free = {k: str(max(Decimal(0), capacity[k] - used[k])) for k in capacity}
+        # GPU slots overlap (a whole device is also one share): count from the devices.
+        per_device = [Decimal(1) - usage["gpu_shares"].get(g.index, Decimal(0)) for g in self.node.gpus]
+        free["cuda.device"] = str(sum(1 for f in per_device if f == 1))
+        free["cuda.shares"] = str(sum(per_device, Decimal(0)))
+        holders: dict[int, list[str]] = {}
+        rows = self.store.query(
+            "SELECT name, allocation FROM sessions WHERE allocation IS NOT NULL AND status IN (%s) "
+            "ORDER BY seq" % ",".join("?" * len(HOLDS_RESOURCES)),
+            [s.value for s in HOLDS_RESOURCES],
+        )
+        for row in rows:
+            for idx in (json.loads(row["allocation"]).get("cuda") or {}).get("devices", []):
+                holders.setdefault(int(idx), []).append(row["name"])
+        gpus = []
+        for gpu in self.node.gpus:
+            taken = usage["gpu_shares"].get(gpu.index, Decimal(0))
+            gpus.append({
+                "index": gpu.index, "name": gpu.name, "memory": gpu.memory,
+                "source": gpu.source, "shares_used": str(taken),
+                "shares_free": str(Decimal(1) - taken), "sessions": holders.get(gpu.index, []),
+            })
+        pending = self.store.one("SELECT COUNT(*) AS n FROM sessions WHERE status = 'PENDING'")
+        return {
+            "capacity": capacity.to_json(),
+            "used": used.to_json(),
+            "free": free,
+            "gpus": gpus,
+            "pending": int(pending["n"]) if pending else 0,
+        }
 
     def _schedule_once(self) -> None:
         pending = self.store.query(
@@ -602,7 +673,10 @@ class SessionManager:
                 code = runtime.exit_code(ctx, stored) if stored else None
                 if code is not None:
                     self._on_exit(sid, ctx, runtime, stored or {}, code)
-                elif status == S.SCHEDULED or (status == S.PREPARING and stored is None):
+                elif status == S.SCHEDULED:
+                    # Its start task was lost with the engine; nothing was launched: start it.
+                    self._spawn(self._start_session(sid), sid)
+                elif status == S.PREPARING and stored is None:
                     self._transition(sid, S.PENDING, "requeued after engine restart",
                                      allocation=None)
                 elif status == S.TERMINATING:
@@ -663,7 +737,7 @@ class SessionManager:
                     continue
                 if now - last > spec["idle_timeout"]:
                     reason = "idle-timeout"
-            if reason:
+            if reason and self._status(row["id"]) == S.RUNNING:  # it may have ended meanwhile
                 self._transition(row["id"], S.TERMINATING, reason)
                 self._spawn_stop(row["id"])
 

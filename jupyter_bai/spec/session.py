@@ -112,17 +112,27 @@ _TERMINAL = frozenset({SessionStatus.TERMINATED, SessionStatus.ERROR, SessionSta
 
 _S = SessionStatus
 ALLOWED_TRANSITIONS: dict[SessionStatus, frozenset[SessionStatus]] = {
+    # PENDING → CANCELLED: destroyed while waiting for resources.
     _S.PENDING: frozenset({_S.SCHEDULED, _S.ERROR, _S.CANCELLED}),
+    # SCHEDULED → CANCELLED: destroyed after it got resources but before a runtime launched
+    # anything (Backend.AI cancels such a session too); the allocation is released.
     _S.SCHEDULED: frozenset({_S.PREPARING, _S.ERROR, _S.CANCELLED}),
-    _S.PREPARING: frozenset({_S.RUNNING, _S.TERMINATING, _S.ERROR, _S.CANCELLED}),
-    # RUNNING → TERMINATED directly: a batch command that ended by itself
+    # PREPARING → TERMINATING: destroyed while the runtime starts it (it is stopped, not lost).
+    # PREPARING → PENDING: the engine restarted while starting it and the runtime had launched
+    # nothing; the allocation is released and the session waits again in FIFO order (a
+    # jupyter-bai addition: Backend.AI's manager does not restart mid-start this way).
+    _S.PREPARING: frozenset({_S.RUNNING, _S.TERMINATING, _S.ERROR, _S.CANCELLED, _S.PENDING}),
+    # RUNNING → TERMINATED directly: a batch command (or an interactive process) that ended
+    # by itself.
     _S.RUNNING: frozenset({_S.TERMINATING, _S.TERMINATED, _S.ERROR}),
     _S.TERMINATING: frozenset({_S.TERMINATED, _S.ERROR}),
     _S.TERMINATED: frozenset(),
     _S.ERROR: frozenset(),
     _S.CANCELLED: frozenset(),
 }
-"""Which status may follow which; the engine refuses any other change."""
+"""Which status may follow which. Every status change of the engine goes through one function
+(``SessionManager._transition``) that checks this table and refuses (raises, logs, writes
+nothing) any other change; a new status is never the same as the current one."""
 SessionStatus.ALLOWED_TRANSITIONS = ALLOWED_TRANSITIONS
 del _S
 

@@ -1,0 +1,159 @@
+"""Numbered schema migrations, keyed on SQLite's ``PRAGMA user_version``.
+
+Each step runs once, in order, and all pending steps of one start run in ONE
+transaction with the version bump, so an upgrade that fails halfway leaves the
+old data and the old version untouched. A state directory written by a newer
+jupyter-bai is refused: old code must never guess at a schema it does not know.
+
+To change the schema, append a :class:`Migration` with the next number; never
+edit a step that has shipped.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence, Union
+
+from ..spec.errors import BaiError
+
+Step = Union[Sequence[str], Callable[[sqlite3.Connection], None]]
+
+# The schema of the first released store (commit d390500), unchanged: state directories made
+# by it carry ``meta.schema_version = 1`` and ``user_version = 0``.
+V1_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS vfolders (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        usage_mode TEXT NOT NULL,
+        permission TEXT NOT NULL,
+        quota INTEGER,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_info TEXT,
+        result TEXT NOT NULL DEFAULT 'undefined',
+        exit_code INTEGER,
+        runtime TEXT NOT NULL,
+        allocation TEXT,
+        runtime_state TEXT,
+        created_at REAL NOT NULL,
+        started_at REAL,
+        terminated_at REAL
+    )""",
+    # Backend.AI: a name is unique among sessions that are not over yet.
+    """CREATE UNIQUE INDEX IF NOT EXISTS sessions_live_name ON sessions(name)
+        WHERE status NOT IN ('TERMINATED', 'ERROR', 'CANCELLED')""",
+    "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status, seq)",
+    """CREATE TABLE IF NOT EXISTS session_status_history (
+        session_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        at REAL NOT NULL,
+        info TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS history_session ON session_status_history(session_id, at)",
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1')",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    why: str
+    step: Step
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        if callable(self.step):
+            self.step(conn)
+            return
+        for statement in self.step:
+            # Never executescript(): it COMMITs first and would break the one transaction.
+            conn.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the first released schema", V1_SCHEMA),
+    Migration(
+        2,
+        "the schema version lives in PRAGMA user_version; the never-read meta table goes",
+        ("DROP TABLE meta",),
+    ),
+)
+
+
+class StateTooNew(BaiError):
+    """The state directory was written by a newer jupyter-bai; this one must not touch it."""
+
+    status, code = 503, "state-too-new"
+
+
+class MigrationFailed(BaiError):
+    status, code = 503, "migration-failed"
+
+
+def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    return migrations[-1].version if migrations else 0
+
+
+def stored_version(conn: sqlite3.Connection) -> int:
+    """The store's schema version; a store from before ``user_version`` reads its meta row."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0:
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if has_meta:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None:
+                return int(row[0])
+    return version
+
+
+def migrate(
+    conn: sqlite3.Connection, path: Path | str, migrations: Sequence[Migration] = MIGRATIONS
+) -> int:
+    """Bring the store at ``path`` to the latest version in one transaction; return it."""
+    numbers = [m.version for m in migrations]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ValueError(f"migrations must be numbered 1..n in order, got {numbers}")
+    latest = latest_version(migrations)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = stored_version(conn)
+        if current > latest:
+            raise StateTooNew(
+                f"the state in {path} has schema version {current}, newer than this jupyter-bai "
+                f"knows ({latest}): upgrade jupyter-bai, or use another BaiApp.state_dir"
+            )
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            try:
+                migration.apply(conn)
+            except Exception as exc:
+                raise MigrationFailed(
+                    f"upgrading the state in {path} from schema version {current} failed at "
+                    f"step {migration.version} ({migration.why}): {exc}; nothing was changed"
+                ) from exc
+            conn.execute(f"PRAGMA user_version = {int(migration.version)}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return latest
