@@ -89,6 +89,7 @@ class MetricsCollector:
         self._prev_cpu: dict[str, tuple[float, int]] = {}
         self._nvml: Any = None
         self._has_nvml = any(g.source == "nvml" for g in node.gpus)
+        psutil.cpu_percent(interval=None)  # the first reading only starts the measurement
 
     # -- who watches ---------------------------------------------------------
     @property
@@ -105,7 +106,7 @@ class MetricsCollector:
     async def current(self) -> dict[str, Any]:
         """Latest sample and the kept history; starts the sampler for a while if it was off."""
         self._watched_until = time.monotonic() + LINGER
-        if not self.history:
+        if not self.running:  # the newest kept sample may be old: take one now
             self._record(await self._sample_async())
         self._ensure_running()
         return {"interval": self.interval, "latest": self.history[-1],
