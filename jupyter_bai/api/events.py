@@ -8,8 +8,13 @@ from tornado.iostream import StreamClosedError
 
 from .base import SSE_HEARTBEAT, BaiHandler, api_method
 
+
 class EventsHandler(BaiHandler):
-    """Server-sent events; ``since`` replays what a reconnecting client missed."""
+    """Server-sent events; ``since`` replays what a reconnecting client missed.
+
+    A replay with a gap, or a client that falls ``BaiApp.event_buffer`` events behind (each
+    write waits for the socket), gets ``event: resync`` instead: reload the state, go on.
+    """
 
     @api_method
     async def get(self) -> None:

@@ -101,7 +101,9 @@ class StreamSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
                 if channel == "events" and since is not None and (
                     not isinstance(since, int) or isinstance(since, bool) or since < 0
                 ):
-                    raise BadOp(f"'since' must be an event seq (integer >= 0) or null, got {since!r}")
+                    raise BadOp(
+                        f"'since' must be an event seq (integer >= 0) or null, got {since!r}"
+                    )
                 run: Callable[[], Awaitable[None]] = (
                     (lambda: self._follow_events(since)) if channel == "events"
                     else self._follow_metrics

@@ -220,8 +220,8 @@ class MetricsCollector:
 
     def _sessions(self) -> list[dict[str, Any]]:
         rows = self.sessions.store.query(
-            "SELECT id, name, runtime, runtime_state FROM sessions WHERE status IN (%s) ORDER BY seq"
-            % ",".join("?" * len(SAMPLED_STATUSES)), SAMPLED_STATUSES,
+            "SELECT id, name, runtime, runtime_state FROM sessions WHERE status IN (%s) "
+            "ORDER BY seq" % ",".join("?" * len(SAMPLED_STATUSES)), SAMPLED_STATUSES,
         )
         now = time.monotonic()
         out, seen = [], set()

@@ -12,7 +12,6 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -471,7 +470,8 @@ class SessionManager:
         capacity = self.capacity
         free = {k: str(max(Decimal(0), capacity[k] - used[k])) for k in capacity}
         # GPU slots overlap (a whole device is also one share): count from the devices.
-        per_device = [Decimal(1) - usage["gpu_shares"].get(g.index, Decimal(0)) for g in self.node.gpus]
+        shares = usage["gpu_shares"]
+        per_device = [Decimal(1) - shares.get(g.index, Decimal(0)) for g in self.node.gpus]
         free["cuda.device"] = str(sum(1 for f in per_device if f == 1))
         free["cuda.shares"] = str(sum(per_device, Decimal(0)))
         holders: dict[int, list[str]] = {}

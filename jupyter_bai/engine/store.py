@@ -7,12 +7,15 @@ schema is built and upgraded by numbered steps in :mod:`.migrations`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .migrations import MIGRATIONS, Migration, migrate
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -56,7 +59,10 @@ class Store:
             self._conn.execute("COMMIT")
             callbacks, self._after_commit = self._after_commit, []
             for callback in callbacks:
-                callback()
+                try:
+                    callback()
+                except Exception:  # the change is committed: a failed notification must not undo it
+                    log.exception("after-commit callback failed")
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the open transaction commits (at once when none is open)."""
