@@ -20,7 +20,9 @@ async def take(stream: AsyncIterator[dict[str, Any]], n: int) -> list[dict[str, 
     return [await asyncio.wait_for(stream.__anext__(), 5) for _ in range(n)]
 
 
-def test_rolled_back_change_leaves_no_event_and_subscribers_see_only_commits(tmp_path: Path) -> None:
+def test_rolled_back_change_leaves_no_event_and_subscribers_see_only_commits(
+    tmp_path: Path,
+) -> None:
     async def run() -> None:
         store = Store(tmp_path / "engine.db")
         bus = EventBus(store)
@@ -117,7 +119,8 @@ def test_refused_status_change_and_refused_create_write_nothing(tmp_path: Path) 
                                      default_mem="64m", default_cpu="0.1"))
         await engine.start()
         try:
-            engine.sessions._wakeup.set = lambda: None  # type: ignore[method-assign]  # keep it PENDING
+            # Keep it PENDING: the scheduler is never woken.
+            engine.sessions._wakeup.set = lambda: None  # type: ignore[method-assign]
             s = engine.sessions.create(SessionSpec(image="local", name="held"))
             before = engine.events.last_seq()
             history = engine.store.query("SELECT * FROM session_status_history")
@@ -133,6 +136,36 @@ def test_refused_status_change_and_refused_create_write_nothing(tmp_path: Path) 
             (event,) = engine.events.history(before)
             assert (event["kind"], event["status"], event["previous"], event["info"]) == (
                 "session", "CANCELLED", "PENDING", "user-requested")
+        finally:
+            await engine.close()
+
+    asyncio.run(run())
+
+
+def test_destroying_a_scheduled_session_cancels_it_and_reports_the_release(tmp_path: Path) -> None:
+    async def run() -> None:
+        engine = Engine(EngineConfig(state_dir=tmp_path / "state", docker=False, sandbox="none",
+                                     default_mem="64m", default_cpu="0.5"))
+        await engine.start()
+        try:
+            engine.sessions._wakeup.set = lambda: None  # type: ignore[method-assign]  # we schedule
+            s = engine.sessions.create(SessionSpec(image="local", name="soon"))
+            before = engine.events.last_seq()
+            engine.sessions._schedule_once()  # SCHEDULED; its start task has not run yet
+            assert engine.sessions.get("soon")["status"] == "SCHEDULED"
+            assert engine.resources()["used"]["cpu"] == "0.5"
+            done = await engine.sessions.destroy(s["id"])
+            await asyncio.sleep(0.3)  # a start task that still ran would show up here
+            assert done["status"] == "CANCELLED"
+            assert [h["status"] for h in engine.sessions.get("soon")["status_history"]] == [
+                "PENDING", "SCHEDULED", "CANCELLED"]
+            assert engine.resources()["used"]["cpu"] == "0"
+            kinds = [(e["kind"], e.get("status") or e.get("action"))
+                     for e in engine.events.history(before)]
+            assert kinds == [("session", "SCHEDULED"), ("resources", "allocated"),
+                             ("session", "CANCELLED"), ("resources", "released")]
+            released = engine.events.history(before)[-1]
+            assert released["session"] == "soon" and released["used"]["cpu"] == "0"
         finally:
             await engine.close()
 

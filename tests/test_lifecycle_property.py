@@ -106,7 +106,9 @@ class Refusals(logging.Handler):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=st.lists(ops, min_size=1, max_size=8))
-def test_no_forbidden_transition_is_ever_recorded(script: list[tuple[str, Any]], bwrap: str) -> None:
+def test_no_forbidden_transition_is_ever_recorded(
+    script: list[tuple[str, Any]], bwrap: str
+) -> None:
     refusals = Refusals()
     logger = logging.getLogger("jupyter_bai.engine.sessions")
     logger.addHandler(refusals)

@@ -1,4 +1,5 @@
-"""Schema migrations: a landed state directory upgrades intact; failures and newer stores are refused."""
+"""Schema migrations: a landed state directory upgrades intact; a failed upgrade and a newer
+store are refused and change nothing."""
 from __future__ import annotations
 
 import asyncio

@@ -57,7 +57,9 @@ def ws(engine: EngineProcess) -> Iterator[websocket.WebSocket]:
     sock.close()
 
 
-def test_hello_then_a_sessions_status_changes_in_order(engine: EngineProcess, ws: websocket.WebSocket) -> None:
+def test_hello_then_a_sessions_status_changes_in_order(
+    engine: EngineProcess, ws: websocket.WebSocket
+) -> None:
     hello = recv(ws)
     assert hello["type"] == "hello" and hello["engine"] == "local" and isinstance(hello["seq"], int)
     send(ws, op="subscribe", channel="events", since=None)
@@ -74,7 +76,8 @@ def test_hello_then_a_sessions_status_changes_in_order(engine: EngineProcess, ws
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[0] > snap["seq"]
     mine = [e for e in events if e["kind"] == "session" and e["name"] == name]
-    assert [e["status"] for e in mine] == ["PENDING", "SCHEDULED", "PREPARING", "RUNNING", "TERMINATED"]
+    assert [e["status"] for e in mine] == [
+        "PENDING", "SCHEDULED", "PREPARING", "RUNNING", "TERMINATED"]
     assert [e["previous"] for e in mine] == [None, "PENDING", "SCHEDULED", "PREPARING", "RUNNING"]
     assert (mine[-1]["result"], mine[-1]["exit_code"]) == ("success", 0)
     res = [e for e in events if e["kind"] == "resources" and e["session"] == name]
@@ -165,7 +168,9 @@ def small_buffer_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
     eng.stop()
 
 
-def test_stalled_websocket_client_gets_resync_with_a_snapshot(small_buffer_engine: EngineProcess) -> None:
+def test_stalled_websocket_client_gets_resync_with_a_snapshot(
+    small_buffer_engine: EngineProcess,
+) -> None:
     eng = small_buffer_engine
     api = Api(eng)
     # A client that stops reading: a tiny receive window, and no recv() while events happen.
