@@ -70,8 +70,9 @@ def test_hello_then_a_sessions_status_changes_in_order(
     assert {"capacity", "used", "free", "gpus"} <= set(snap["snapshot"]["resources"])
     name = uniq("wsb")
     Api(engine).create(name=name, type="batch", command="true")
-    frames = until(ws, lambda m: m.get("channel") == "events" and m["event"].get("name") == name
-                   and m["event"].get("status") in TERMINAL)
+    # The session's last change, TERMINATED, is followed in the same transaction by the release.
+    frames = until(ws, lambda m: m.get("channel") == "events" and m["event"]["kind"] == "resources"
+                   and m["event"]["session"] == name and m["event"]["action"] == "released")
     events = [f["event"] for f in frames if f.get("channel") == "events"]
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[0] > snap["seq"]
@@ -81,9 +82,9 @@ def test_hello_then_a_sessions_status_changes_in_order(
     assert [e["previous"] for e in mine] == [None, "PENDING", "SCHEDULED", "PREPARING", "RUNNING"]
     assert (mine[-1]["result"], mine[-1]["exit_code"]) == ("success", 0)
     res = [e for e in events if e["kind"] == "resources" and e["session"] == name]
-    assert [e["action"] for e in res][:1] == ["allocated"]
-    assert len(res) == 2 or until(ws, lambda m: m.get("channel") == "events"
-                                  and m["event"].get("session") == name)
+    assert [e["action"] for e in res] == ["allocated", "released"]
+    assert res[0]["seq"] == mine[1]["seq"] + 1 and res[1]["seq"] == mine[-1]["seq"] + 1
+    assert {"used", "free", "capacity", "gpus"} <= set(res[1])
     # Control ops and bad ops on the same connection.
     send(ws, op="ping")
     assert until(ws, lambda m: m.get("type") == "pong")[-1] == {"type": "pong"}
