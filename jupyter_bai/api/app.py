@@ -12,7 +12,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from ..engine.config import EngineConfig
 from ..engine.engine import Engine
@@ -49,6 +49,10 @@ class BaiApp(ExtensionApp):
     )
     enforce_limits = Bool(
         True, help="Enforce cpu and mem of local sessions with cgroups where the engine may."
+    ).tag(config=True)
+    max_upload_size = Int(
+        16 << 30, min=1, help="Largest file one upload may carry, in bytes (413 past it, checked while "
+        "the body streams; the folder's quota applies too).",
     ).tag(config=True)
     connection_file = Unicode(help="Where to write the engine's URL and token.").tag(config=True)
     assistant_llm_url = Unicode(
@@ -173,6 +177,7 @@ class BaiApp(ExtensionApp):
             docker_user=self.docker_user,
             docker_binds=tuple(self.docker_binds),
             docker_pull=self.docker_pull,
+            max_upload_size=self.max_upload_size,
         )
 
     def initialize_settings(self) -> None:
