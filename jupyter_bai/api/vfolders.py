@@ -83,6 +83,7 @@ class VFolderFilesHandler(BaiHandler):
 
     _upload: Upload | None = None
     _pending: bytearray | None = None
+    _body_read = False
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -115,8 +116,16 @@ class VFolderFilesHandler(BaiHandler):
             parents=self.bool_arg("parents"), limit=self.engine.config.max_upload_size,
         )
 
+    def clear(self) -> None:
+        """An answer sent before the whole body was read (any refusal, Jupyter's own 403
+        included) makes tornado close the connection rather than read on; say so, or the
+        client reuses the connection and its next request is reset."""
+        super().clear()
+        if self.request.method == "PUT" and not self._body_read:
+            self.set_header("Connection", "close")
+
     def refuse(self, exc: BaiError) -> None:
-        """Answer now; tornado then closes the connection instead of reading the rest."""
+        """Answer now; tornado then stops reading the body and closes the connection."""
         self._pending = None
         if self._upload is not None:
             self._upload.abort()
@@ -154,6 +163,7 @@ class VFolderFilesHandler(BaiHandler):
 
     @api_method
     async def put(self, name: str) -> None:
+        self._body_read = True  # tornado calls put() once the body has ended
         upload = self._upload
         if upload is None:  # refused in prepare(); the error was sent there
             return
