@@ -554,3 +554,41 @@ def test_from_json_gives_one_line() -> None:
     assert "invalid vfolder name '.x'" in msg and "quota" in msg and "unknown field 'mode'" in msg
     with pytest.raises(InvalidRequest, match="missing field 'name'"):
         VFolderCreate.from_json({})
+
+
+def test_owner_gets_what_the_engine_makes(store: Store, tmp_path: Path) -> None:
+    """Sessions run as an unprivileged uid: folder roots, uploads and new directories are
+    theirs, while what existed before keeps its owner."""
+    if os.geteuid() != 0:
+        pytest.skip("giving files to another uid needs root")
+    owner = (65534, 65534)
+    mgr = VFolderManager(store, tmp_path / "storage", owner=owner)
+    path = make(mgr)
+    mgr.upload("data", "a/b/f.bin", b"1", size_hint=1)
+    mgr.mkdir("data", "m/n", parents=True)
+    mgr.upload("data", "plain", io.BytesIO(b"22"))
+    for rel in ("", "a", "a/b", "a/b/f.bin", "m", "m/n", "plain"):
+        st = os.lstat(path / rel)
+        assert (st.st_uid, st.st_gid) == owner, rel
+    os.chown(path / "plain", 0, 0)
+    mgr.upload("data", "plain", b"333")  # an overwrite is a new file: the owner's
+    assert os.stat(path / "plain").st_uid == 65534
+    mine = VFolderManager(store, tmp_path / "storage")
+    mine.upload("data", "root-owned", b"x")
+    assert os.stat(path / "root-owned").st_uid == 0
+
+
+def test_many_uploads_leave_no_descriptors(mgr: VFolderManager) -> None:
+    """Every path above opens descriptors; none may leak, even on refusals."""
+    make(mgr, quota=100)
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(200):
+        mgr.upload("data", f"d/f{i % 5}", b"x", size_hint=1)
+        with pytest.raises(QuotaExceeded):
+            mgr.upload("data", "big", Stream(1000))
+        with pytest.raises(InvalidRequest):
+            mgr.files("data", "d/f0")
+        dl = mgr.open_for_download("data", "d/f0")
+        dl.close()
+        mgr.files("data", "d")
+    assert len(os.listdir("/proc/self/fd")) == before
