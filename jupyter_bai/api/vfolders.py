@@ -39,12 +39,15 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def _entries_json(key: str, entries: list[Any]) -> str:
-    """Serialised in the executor too: 50,000 entries take a while to dump."""
-    return json.dumps({key: [e.model_dump(mode="json") for e in entries]})
+def _entries_json(key: str, entries: list[Any]) -> bytes:
+    """``{key: [...]}`` as UTF-8, built in the executor one entry at a time: one
+    ``json.dumps`` (or one ``encode`` on the loop) of 50,000 entries is a single C call that
+    holds the GIL, and so stalls the event loop, for a third of a second."""
+    items = ", ".join(json.dumps(e.model_dump(mode="json")) for e in entries)
+    return f"{{{json.dumps(key)}: [{items}]}}".encode()
 
 
-def _reply_text(handler: BaiHandler, body: str) -> None:
+def _reply_bytes(handler: BaiHandler, body: bytes) -> None:
     handler.set_header("Content-Type", "application/json")
     handler.finish(body)
 
@@ -53,7 +56,7 @@ class VFoldersHandler(BaiHandler):
     @api_method
     async def get(self) -> None:
         body = await blocking(lambda: _entries_json("vfolders", self.engine.vfolders.list()))
-        _reply_text(self, body)
+        _reply_bytes(self, body)
 
     @api_method
     async def post(self) -> None:
@@ -158,8 +161,9 @@ class VFolderFilesHandler(BaiHandler):
     @api_method
     async def get(self, name: str) -> None:
         path = self.get_argument("path", "")
-        body = await blocking(lambda: _entries_json("files", self.engine.vfolders.files(name, path)))
-        _reply_text(self, body)
+        files = self.engine.vfolders.files_json
+        body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
+        _reply_bytes(self, body)
 
     @api_method
     async def put(self, name: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import sqlite3
 import stat as stat_mod
@@ -23,7 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
 from jupyter_bai.engine import safefs
 from jupyter_bai.engine.safefs import Owner, closing_fd
@@ -37,6 +38,8 @@ from jupyter_bai.spec.vfolder import (
     VFolderInfo,
     validate_vfolder_name,
 )
+
+T = TypeVar("T")
 
 #: Uploads stream into a hidden temp file first; listings and usage skip these names.
 TEMP_PREFIX = ".bai-upload-"
@@ -242,8 +245,21 @@ class VFolderManager:
 
     def files(self, name: str, path: str = "") -> list[FileEntry]:
         """A directory's entries, directories first then by name; symlinks shown as such."""
+        return [FileEntry(**fields) for fields in self._scan(name, path, dict)]
+
+    def files_json(self, name: str, path: str = "") -> str:
+        """:meth:`files` as a JSON array, made without one model per entry: a listing of
+        50,000 files would otherwise keep ~250,000 objects alive for the garbage collector
+        to walk, and its full collections stall every thread (the event loop included)."""
+        return "[" + ", ".join(self._scan(name, path, json.dumps)) + "]"
+
+    def _scan(self, name: str, path: str, make: Callable[[dict[str, Any]], T]) -> list[T]:
+        """``make(fields)`` for each entry of the directory, in listing order."""
         t = self._target(name, path, allow_root=True)
-        entries: list[FileEntry] = []
+        # Two flat lists, not (key, item) tuples: no per-entry container outlives this loop
+        # for the garbage collector to count and walk (see files_json).
+        keys: list[str] = []
+        items: list[T] = []
         with self._fs("list", t), self._open_folder(t.folder) as root:
             try:
                 fd = safefs.open_dir(root, t.parts)
@@ -251,6 +267,7 @@ class VFolderManager:
                 raise InvalidRequest(
                     f"path {t.rel!r} in vfolder {name!r} is not a directory"
                 ) from None
+            prefix = f"{t.rel}/" if t.parts else ""
             with closing_fd(fd), os.scandir(fd) as it:
                 for e in it:
                     if _is_temp(e.name):
@@ -259,10 +276,10 @@ class VFolderManager:
                         st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
-                    rel = f"{t.rel}/{e.name}" if t.parts else e.name
-                    entries.append(_entry(st, e.name, rel))
-        entries.sort(key=lambda f: (f.type != "dir", f.name))
-        return entries
+                    # A str sort key (dirs first) keeps CPython's fast string sort.
+                    keys.append(("0" if stat_mod.S_ISDIR(st.st_mode) else "1") + e.name)
+                    items.append(make(_fields(st, e.name, prefix + e.name)))
+        return [items[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
     def stat(self, name: str, path: str) -> FileEntry:
         """One entry; a symlink is described as itself, not as what it names."""
@@ -588,21 +605,20 @@ def _usage(fd: int) -> tuple[int, int]:
     return total, count
 
 
-def _entry(st: os.stat_result, name: str, rel: str) -> FileEntry:
+def _fields(st: os.stat_result, name: str, rel: str) -> dict[str, Any]:
+    """The fields of a :class:`FileEntry` for ``st`` (a symlink described as itself)."""
     if stat_mod.S_ISLNK(st.st_mode):
         kind = "symlink"
     elif stat_mod.S_ISDIR(st.st_mode):
         kind = "dir"
     else:
         kind = "file"
-    return FileEntry(
-        name=name,
-        path=rel,
-        type=kind,
-        size=0 if kind == "dir" else st.st_size,
-        mtime=st.st_mtime,
-        mode=stat_mod.filemode(st.st_mode),
-    )
+    return {"name": name, "path": rel, "type": kind, "size": 0 if kind == "dir" else st.st_size,
+            "mtime": st.st_mtime, "mode": stat_mod.filemode(st.st_mode)}
+
+
+def _entry(st: os.stat_result, name: str, rel: str) -> FileEntry:
+    return FileEntry(**_fields(st, name, rel))
 
 
 def _quota_error(folder: _Folder, used: int, upload: str) -> QuotaExceeded:
