@@ -60,6 +60,11 @@ async def _probe(out: Path) -> None:
                 f.flush()
 
 
+def _freeze() -> None:
+    gc.collect()
+    gc.freeze()
+
+
 def serve_with_probe(state_dir: str, port: int, token: str, out: str, freeze: bool) -> None:
     """``jupyter_bai.api.serve`` with the probe scheduled on the loop the server will run.
 
@@ -73,7 +78,7 @@ def serve_with_probe(state_dir: str, port: int, token: str, out: str, freeze: bo
     asyncio.set_event_loop(loop)
     loop.create_task(_probe(Path(out)))
     if freeze:
-        loop.call_later(2.0, lambda: (gc.collect(), gc.freeze()))
+        loop.call_later(2.0, _freeze)
     serve(state_dir, port, "127.0.0.1", token, extra_argv=["--BaiApp.docker=False"])
 
 

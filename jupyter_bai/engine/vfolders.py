@@ -13,6 +13,7 @@ executor, never on the event loop.
 """
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import json
@@ -243,7 +244,7 @@ class VFolderManager:
 
     # ------------------------------------------------------------------ files
 
-    def files(self, name: str, path: str = "") -> list[FileEntry]:
+    def files(self, name: str, path: str = "") -> builtins.list[FileEntry]:
         """A directory's entries, directories first then by name; symlinks shown as such."""
         return [FileEntry(**fields) for fields in self._scan(name, path, dict)]
 
@@ -253,13 +254,13 @@ class VFolderManager:
         to walk, and its full collections stall every thread (the event loop included)."""
         return "[" + ", ".join(self._scan(name, path, json.dumps)) + "]"
 
-    def _scan(self, name: str, path: str, make: Callable[[dict[str, Any]], T]) -> list[T]:
+    def _scan(self, name: str, path: str, make: Callable[[dict[str, Any]], T]) -> builtins.list[T]:
         """``make(fields)`` for each entry of the directory, in listing order."""
         t = self._target(name, path, allow_root=True)
         # Two flat lists, not (key, item) tuples: no per-entry container outlives this loop
         # for the garbage collector to count and walk (see files_json).
-        keys: list[str] = []
-        items: list[T] = []
+        keys: builtins.list[str] = []
+        items: builtins.list[T] = []
         with self._fs("list", t), self._open_folder(t.folder) as root:
             try:
                 fd = safefs.open_dir(root, t.parts)
@@ -321,7 +322,7 @@ class VFolderManager:
         overwrite: bool = True,
         parents: bool = True,
         limit: int | None = None,
-    ) -> "Upload":
+    ) -> Upload:
         """Check the target, quota and ``limit`` (bytes) and open a hidden temp file in the
         folder; write to it with :meth:`Upload.write`, then ``commit`` or ``abort``. Missing
         parent directories are made on commit when ``parents``, else refused now.
