@@ -65,6 +65,7 @@ def test_symlink_swap_race_in_a_session_never_escapes(
     host = tmp_path / "host"
     host.mkdir()
     (host / "f").write_text("HOST-SECRET")
+    (host / "host-only").write_text("")
     before = everything_under(host)
     folder = uniq("race")
     assert api.post("/vfolders", json={"name": folder}).status_code == 201
@@ -95,6 +96,13 @@ def test_symlink_swap_race_in_a_session_never_escapes(
             seen[r.status_code + 1000] = seen.get(r.status_code + 1000, 0) + 1
             assert everything_under(host) == before, f"wrote outside after {i} tries"
             assert r.status_code in (201, 400), r.text
+            if i % 3 == 0:  # listings and mkdir race too, a little less often
+                r = api.get(f"/vfolders/{folder}/files", params={"path": "d"})
+                assert r.status_code in (200, 400), r.text
+                assert "host-only" not in r.text
+                r = api.post(f"/vfolders/{folder}/mkdir", json={"path": f"d/dir-{i}"})
+                assert r.status_code in (201, 400), r.text
+                assert everything_under(host) == before, f"made a directory outside after {i}"
         print("outcomes (download status, 1000 + upload status):", seen)
         # Both outcomes happened: the race was real, not lost to scheduling.
         assert seen.get(200) and seen.get(400) and seen.get(1201) and seen.get(1400), seen
