@@ -45,6 +45,8 @@ T = TypeVar("T")
 #: Uploads stream into a hidden temp file first; listings and usage skip these names.
 TEMP_PREFIX = ".bai-upload-"
 CHUNK_SIZE = 1 << 20
+#: A folder's own directory (``root/<id>``) is never a symlink; refuse one if it ever is.
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Deleted folders are renamed to this prefix under the storage root, then removed.
 TRASH_PREFIX = ".trash-"
 
@@ -485,7 +487,7 @@ class VFolderManager:
         """The folder's directory descriptor; a missing directory is a storage fault."""
         path = self.root / folder.id
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(path, _FOLDER_FLAGS)
         except OSError as err:
             raise _storage_error(
                 f"storage of vfolder {folder.name!r} is missing or unusable ({path}:"
@@ -526,7 +528,7 @@ class VFolderManager:
 
     def _info(self, folder: _Folder) -> VFolderInfo:
         try:
-            fd = os.open(self.root / folder.id, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self.root / folder.id, _FOLDER_FLAGS)
         except OSError:
             usage, count = 0, 0
         else:
