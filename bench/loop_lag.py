@@ -5,11 +5,11 @@ sleep 5 ms, record how late it woke up. Anything that blocks the loop (a folder 
 Docker call, a big JSON dump) shows up as lag. The parent drives the load over HTTP from
 its own process (so its work never holds the server's GIL), in phases:
 
-    idle          nothing
-    sessions x20  20 batch sessions created at once, until all have finished
-    list 50k      a folder of 50,000 files listed (and its usage read) repeatedly
-    upload 200MB  one 200 MB upload, streamed
-    all at once   the three together
+    idle             nothing
+    sessions x20     20 batch sessions created at once, until all succeeded (3 rounds)
+    list 50k files   a folder of 50,000 files listed, and its usage read (3 rounds)
+    upload 200 MB    a 200 MB upload, streamed (3 rounds)
+    all at once      the three together
 
 and prints p50/p99/max per phase with ratios against idle (target: p99 < 20 ms under load).
 Usage:
@@ -122,21 +122,27 @@ class Load:
             os.close(os.open(d / f"file-{i:06d}.txt", os.O_CREAT | os.O_WRONLY, 0o644))
         self.http.post("/vfolders", json={"name": "up"}).raise_for_status()
 
-    def sessions(self) -> None:
-        self._round += 1
+    def sessions(self, rounds: int = 3) -> None:
+        """``rounds`` times: start N batch sessions at once, wait until all succeeded."""
         body = {"image": "local", "type": "batch", "command": "true",
                 "resources": {"cpu": "0.1", "mem": "64m"}}
-        names = [f"lag-{self._round}-{i}" for i in range(self.sessions_n)]
-        with ThreadPoolExecutor(self.sessions_n) as pool:
-            list(pool.map(lambda n: self.http.post("/sessions", json={**body, "name": n})
-                          .raise_for_status(), names))
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            listed = {s["name"]: s["status"] for s in self.http.get("/sessions").json()["sessions"]}
-            if all(listed.get(n) in FINAL for n in names):
-                return
-            time.sleep(0.2)
-        raise RuntimeError("sessions did not finish in 300 s")
+        for _ in range(rounds):
+            self._round += 1
+            names = [f"lag-{self._round}-{i}" for i in range(self.sessions_n)]
+            with ThreadPoolExecutor(self.sessions_n) as pool:
+                list(pool.map(lambda n: self.http.post("/sessions", json={**body, "name": n})
+                              .raise_for_status(), names))
+            deadline = time.monotonic() + 300
+            while True:
+                listed = {s["name"]: s for s in self.http.get("/sessions").json()["sessions"]}
+                if all(listed[n]["status"] in FINAL for n in names):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("sessions did not finish in 300 s")
+                time.sleep(0.1)
+            failed = [n for n in names if listed[n]["result"] != "success"]
+            if failed:
+                raise RuntimeError(f"sessions failed: {listed[failed[0]]}")
 
     def listing(self, rounds: int = 3) -> None:
         for _ in range(rounds):
@@ -145,16 +151,18 @@ class Load:
             assert len(r.content) > self.files_n * 50
             self.http.get("/vfolders/wide").raise_for_status()
 
-    def upload(self) -> None:
+    def upload(self, rounds: int = 3) -> None:
         block = b"u" * (1 << 20)
 
         def body() -> Iterator[bytes]:
             for _ in range(self.upload_mb):
                 yield block
 
-        r = self.http.put("/vfolders/up/files", params={"path": "big.bin"}, content=body(),
-                          headers={"Content-Length": str(self.upload_mb << 20)})
-        r.raise_for_status()
+        for _ in range(rounds):
+            r = self.http.put("/vfolders/up/files", params={"path": "big.bin"}, content=body(),
+                              headers={"Content-Length": str(self.upload_mb << 20)})
+            r.raise_for_status()
+            assert r.json()["size"] == self.upload_mb << 20
 
     def everything(self) -> None:
         with ThreadPoolExecutor(3) as pool:
