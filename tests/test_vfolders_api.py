@@ -235,7 +235,8 @@ def test_upload_needs_parents_unless_asked(api: Api) -> None:
 # ---------------------------------------------------------------- downloads
 
 ODD_NAMES = ['say "hi".txt', "new\nline.txt", "c1\x85char.txt", "caf\u00e9 \u65e5\u672c.txt",
-             "back\\slash;x=1.txt", "emoji \U0001f600.bin", "semi;colon,comma.txt"]
+             "back\\slash;x=1.txt", "emoji \U0001f600.bin", "semi;colon,comma.txt",
+             " spaced out .txt "]
 
 
 @pytest.mark.parametrize("fname", ODD_NAMES)

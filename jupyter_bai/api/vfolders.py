@@ -104,7 +104,7 @@ class VFolderFilesHandler(BaiHandler):
     async def _begin(self) -> Upload:
         """Check everything the headers allow before a byte of the body is read."""
         name = self.path_kwargs.get("name") or (self.path_args[0] if self.path_args else "")
-        path = self.get_argument("path", "")
+        path = self.get_argument("path", "", strip=False)
         if not path:
             raise InvalidRequest("query parameter 'path' (the destination file) is required")
         size: int | None = None
@@ -160,7 +160,7 @@ class VFolderFilesHandler(BaiHandler):
 
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
+        path = self.get_argument("path", "", strip=False)
         files = self.engine.vfolders.files_json
         body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
         _reply_bytes(self, body)
@@ -183,7 +183,7 @@ class VFolderFilesHandler(BaiHandler):
 class VFolderDownloadHandler(BaiHandler):
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
+        path = self.get_argument("path", "", strip=False)
         dl = await blocking(self.engine.vfolders.open_for_download, name, path)
         try:
             self.set_header("Content-Type", "application/octet-stream")
