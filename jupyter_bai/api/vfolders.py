@@ -74,7 +74,9 @@ class VFolderHandler(BaiHandler):
 
     @api_method
     async def delete(self, name: str) -> None:
-        await blocking(self.engine.delete_vfolder, name)
+        # On the loop: the engine checks the folder's users and publishes the event there
+        # (EventBus is not thread-safe); the files themselves go in a background thread.
+        self.engine.delete_vfolder(name)
         self.set_status(204)
         self.finish()
 
