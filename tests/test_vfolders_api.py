@@ -165,7 +165,7 @@ def test_upload_over_quota_is_refused_while_streaming(private_engine: EngineProc
                                                       tmp_path: Path) -> None:
     eng = private_engine
     api = Api(eng)
-    assert api.post("/vfolders", json={"name": "q", "quota": "3m"}).status_code == 201
+    assert api.post("/vfolders", json={"name": "q", "quota": "10m"}).status_code == 201
     assert api.put("/vfolders/q/files", params={"path": "keep"}, content=b"k" * MB).status_code == 201
     tmp_before = spooled_bytes(tmp_path / "tmpdir")
     d = folder_dir(eng, api, "q")
@@ -175,7 +175,7 @@ def test_upload_over_quota_is_refused_while_streaming(private_engine: EngineProc
                     content=chunks(200 * MB, sent))
         assert r.status_code == 413, r.text
         assert r.json()["error"] == "quota-exceeded"
-        assert "quota of vfolder 'q' exceeded: 3m limit, 1m used" in r.json()["message"]
+        assert "quota of vfolder 'q' exceeded: 10m limit, 1m used" in r.json()["message"]
         # The server stopped reading: most of the 200 MB was never sent.
         assert sent[0] < 100 * MB, sent
         assert everything_under(d) == ["keep"]
