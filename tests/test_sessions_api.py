@@ -220,14 +220,16 @@ def test_symlink_made_inside_a_session_cannot_escape_the_folder(api: Api) -> Non
                command=f"cd /home/work/{folder} && ln -s /etc evil && ln -s /etc/hostname host "
                        "&& echo inside > real.txt && ln -s real.txt good")
     assert api.wait(name, ())["result"] == "success"
-    for path in ("evil/passwd", "host"):
+    for path in ("evil/passwd", "host", "good"):
         r = api.get(f"/vfolders/{folder}/download", params={"path": path})
-        assert r.status_code == 400 and "escapes" in r.json()["message"], (path, r.text)
+        assert r.status_code == 400 and "symlink" in r.json()["message"], (path, r.text)
     assert api.get(f"/vfolders/{folder}/files", params={"path": "evil"}).status_code == 400
     r = api.put(f"/vfolders/{folder}/files", params={"path": "evil/x"}, content=b"x")
     assert r.status_code == 400
-    # A link that stays inside the folder still works.
-    assert api.get(f"/vfolders/{folder}/download", params={"path": "good"}).content == b"inside\n"
+    # Links are listed as links and never followed, even those that stay inside the folder.
+    files = {f["name"]: f["type"] for f in api.get(f"/vfolders/{folder}/files").json()["files"]}
+    assert files == {"evil": "symlink", "host": "symlink", "good": "symlink", "real.txt": "file"}
+    assert api.get(f"/vfolders/{folder}/download", params={"path": "real.txt"}).content == b"inside\n"
 
 
 def test_twenty_sessions_created_at_once_all_finish(api: Api) -> None:

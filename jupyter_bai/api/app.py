@@ -50,6 +50,10 @@ class BaiApp(ExtensionApp):
     enforce_limits = Bool(
         True, help="Enforce cpu and mem of local sessions with cgroups where the engine may."
     ).tag(config=True)
+    max_upload_size = Int(
+        16 << 30, min=1, help="Largest file one upload may carry, in bytes (413 past it, checked while "
+        "the body streams; the folder's quota applies too).",
+    ).tag(config=True)
     connection_file = Unicode(help="Where to write the engine's URL and token.").tag(config=True)
     assistant_llm_url = Unicode(
         "", help="OpenAI-compatible endpoint the API assistant synthesises answers with "
@@ -182,6 +186,7 @@ class BaiApp(ExtensionApp):
             docker_pull=self.docker_pull,
             event_buffer=self.event_buffer,
             metrics_interval=self.metrics_interval,
+            max_upload_size=self.max_upload_size,
         )
 
     def initialize_settings(self) -> None:

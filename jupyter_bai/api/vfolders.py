@@ -1,26 +1,67 @@
-"""``/vfolders/*``: storage folders and the files in them."""
+"""``/vfolders/*``: storage folders and the files in them.
+
+Every call into :class:`~jupyter_bai.engine.vfolders.VFolderManager` does file I/O (whole-tree
+walks for usage, big listings, deletes), so it runs in an executor, never on the event loop.
+"""
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from typing import Any
+import functools
+import json
+import re
+from typing import Any, Callable, TypeVar
+from urllib.parse import quote
 
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..spec.errors import InvalidRequest
-from ..spec.vfolder import VFolderCreate
+from ..engine.vfolders import Upload
+from ..spec.errors import BaiError, InvalidRequest
+from ..spec.vfolder import FileEntry, VFolderCreate
 from .base import BaiHandler, api_method
+
+T = TypeVar("T")
+
+#: Body bytes gathered before one write in the executor (tornado hands over 64 KiB pieces).
+UPLOAD_BUFFER = 1 << 20
+DOWNLOAD_CHUNK = 1 << 20
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` in the default executor so the event loop keeps answering meanwhile."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback and the exact name (RFC 6266, RFC 5987)."""
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _entries_json(key: str, entries: list[Any]) -> bytes:
+    """``{key: [...]}`` as UTF-8, built in the executor one entry at a time: one
+    ``json.dumps`` (or one ``encode`` on the loop) of 50,000 entries is a single C call that
+    holds the GIL, and so stalls the event loop, for a third of a second."""
+    items = ", ".join(json.dumps(e.model_dump(mode="json")) for e in entries)
+    return f"{{{json.dumps(key)}: [{items}]}}".encode()
+
+
+def _reply_bytes(handler: BaiHandler, body: bytes) -> None:
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(body)
+
 
 class VFoldersHandler(BaiHandler):
     @api_method
     async def get(self) -> None:
-        self.reply({"vfolders": [f.model_dump(mode="json") for f in self.engine.vfolders.list()]})
+        body = await blocking(lambda: _entries_json("vfolders", self.engine.vfolders.list()))
+        _reply_bytes(self, body)
 
     @api_method
     async def post(self) -> None:
         req = VFolderCreate.model_validate(self.body_json())
-        info = self.engine.vfolders.create(req)
+        info = await blocking(self.engine.vfolders.create, req)
         self.engine.events.publish("vfolder", info.name, action="created")
         self.reply(info.model_dump(mode="json"), status=201)
 
@@ -28,10 +69,13 @@ class VFoldersHandler(BaiHandler):
 class VFolderHandler(BaiHandler):
     @api_method
     async def get(self, name: str) -> None:
-        self.reply(self.engine.vfolders.get(name).model_dump(mode="json"))
+        info = await blocking(self.engine.vfolders.get, name)
+        self.reply(info.model_dump(mode="json"))
 
     @api_method
     async def delete(self, name: str) -> None:
+        # On the loop: the engine checks the folder's users and publishes the event there
+        # (EventBus is not thread-safe); the files themselves go in a background thread.
         self.engine.delete_vfolder(name)
         self.set_status(204)
         self.finish()
@@ -39,46 +83,101 @@ class VFolderHandler(BaiHandler):
 
 @web.stream_request_body
 class VFolderFilesHandler(BaiHandler):
-    """Listing (GET) and upload (PUT, streamed to a spooled temp file, never whole in memory)."""
+    """Listing (GET) and upload (PUT): the body streams straight into a temp file in the
+    folder, checked against the quota and ``max_upload_size`` as it arrives."""
 
-    _spool: Any = None
+    _upload: Upload | None = None
+    _pending: bytearray | None = None
+    _body_read = False
 
     async def prepare(self) -> None:
         await super().prepare()
-        # Unauthenticated uploads are read and dropped, then refused with 403 by put():
-        # answering before the body is read would reset the client's connection.
-        if self.request.method == "PUT" and self.current_user:
-            self.request.connection.set_max_body_size(1 << 40)
-            self._spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+        # Unauthenticated uploads are read and dropped, then refused with 403 by put().
+        if self.request.method != "PUT" or not self.current_user:
+            return
+        self.request.connection.set_max_body_size(1 << 62)  # the cap is enforced below
+        try:
+            self._upload = await self._begin()
+        except BaiError as exc:
+            self.refuse(exc)
+            return
+        self._pending = bytearray()
 
-    def data_received(self, chunk: bytes) -> None:
-        if self._spool is not None:
-            self._spool.write(chunk)
+    async def _begin(self) -> Upload:
+        """Check everything the headers allow before a byte of the body is read."""
+        name = self.path_kwargs.get("name") or (self.path_args[0] if self.path_args else "")
+        path = self.get_argument("path", "", strip=False)
+        if not path:
+            raise InvalidRequest("query parameter 'path' (the destination file) is required")
+        size: int | None = None
+        raw = self.request.headers.get("Content-Length")
+        if raw is not None:
+            try:
+                size = int(raw)
+            except ValueError:
+                raise InvalidRequest(f"Content-Length {raw!r} is not a number") from None
+        return await blocking(
+            self.engine.vfolders.begin_upload, name, path, size_hint=size,
+            parents=self.bool_arg("parents"), limit=self.engine.config.max_upload_size,
+        )
+
+    def clear(self) -> None:
+        """An answer sent before the whole body was read (any refusal, Jupyter's own 403
+        included) makes tornado close the connection rather than read on; say so, or the
+        client reuses the connection and its next request is reset."""
+        super().clear()
+        if self.request.method == "PUT" and not self._body_read:
+            self.set_header("Connection", "close")
+
+    def refuse(self, exc: BaiError) -> None:
+        """Answer now; tornado then stops reading the body and closes the connection."""
+        self._pending = None
+        if self._upload is not None:
+            self._upload.abort()
+        self._send_error(exc)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._pending is None or self._upload is None:
+            return
+        self._pending += chunk
+        if len(self._pending) >= UPLOAD_BUFFER:
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
+        assert self._pending is not None and self._upload is not None
+        data, self._pending = bytes(self._pending), bytearray()
+        try:
+            await blocking(self._upload.write, data)
+        except BaiError as exc:
+            self.refuse(exc)
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        if self._upload is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._upload.abort)
 
     def on_finish(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
+        if self._upload is not None:
+            asyncio.get_running_loop().run_in_executor(None, self._upload.abort)
 
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
-        files = self.engine.vfolders.files(name, path)
-        self.reply({"files": [f.model_dump(mode="json") for f in files]})
+        path = self.get_argument("path", "", strip=False)
+        files = self.engine.vfolders.files_json
+        body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
+        _reply_bytes(self, body)
 
     @api_method
     async def put(self, name: str) -> None:
-        path = self.get_argument("path", "")
-        if not path:
-            raise InvalidRequest("query parameter 'path' (the destination file) is required")
-        folders = self.engine.vfolders
-        if self.bool_arg("parents") and "/" in path.strip("/"):
-            folders.mkdir(name, path.rsplit("/", 1)[0], parents=True, exist_ok=True)
-        size = self._spool.tell()
-        self._spool.seek(0)
-        loop = asyncio.get_running_loop()
-        entry = await loop.run_in_executor(
-            None, lambda: folders.upload(name, path, self._spool, size_hint=size)
-        )
+        self._body_read = True  # tornado calls put() once the body has ended
+        upload = self._upload
+        if upload is None:  # refused in prepare(); the error was sent there
+            return
+        if self._pending:
+            await self._flush_pending()
+        if self._finished:
+            return
+        entry: FileEntry = await blocking(upload.commit)
         self.engine.events.publish("vfolder", name, action="uploaded", path=entry.path)
         self.reply(entry.model_dump(mode="json"), status=201)
 
@@ -86,18 +185,24 @@ class VFolderFilesHandler(BaiHandler):
 class VFolderDownloadHandler(BaiHandler):
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
-        file_path = self.engine.vfolders.open_for_download(name, path)
-        self.set_header("Content-Type", "application/octet-stream")
-        self.set_header("Content-Length", str(file_path.stat().st_size))
-        self.set_header("Content-Disposition", f'attachment; filename="{file_path.name}"')
+        path = self.get_argument("path", "", strip=False)
+        dl = await blocking(self.engine.vfolders.open_for_download, name, path)
         try:
-            with open(file_path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    self.write(chunk)
-                    await self.flush()
+            self.set_header("Content-Type", "application/octet-stream")
+            self.set_header("Content-Length", str(dl.size))
+            self.set_header("Content-Disposition", content_disposition(dl.name))
+            left = dl.size  # a file growing meanwhile is cut at the announced length
+            while left > 0:
+                chunk = await blocking(dl.file.read, min(DOWNLOAD_CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                self.write(chunk)
+                await self.flush()
         except StreamClosedError:
             return
+        finally:
+            await blocking(dl.close)
         self.finish()
 
 
@@ -106,9 +211,8 @@ class VFolderMkdirHandler(BaiHandler):
     async def post(self, name: str) -> None:
         body = self.body_json()
         path = body.get("path") or ""
-        entry = self.engine.vfolders.mkdir(name, path, parents=bool(body.get("parents")))
-        self.reply(entry.model_dump(mode="json") if entry is not None else
-                   self.engine.vfolders.stat(name, path).model_dump(mode="json"), status=201)
+        entry = await blocking(self.engine.vfolders.mkdir, name, path, parents=bool(body.get("parents")))
+        self.reply(entry.model_dump(mode="json"), status=201)
 
 
 class VFolderMoveHandler(BaiHandler):
@@ -118,9 +222,8 @@ class VFolderMoveHandler(BaiHandler):
         src, dst = body.get("src"), body.get("dst")
         if not src or not dst:
             raise InvalidRequest("'src' and 'dst' are required")
-        entry = self.engine.vfolders.move(name, src, dst)
-        self.reply(entry.model_dump(mode="json") if entry is not None else
-                   self.engine.vfolders.stat(name, dst).model_dump(mode="json"))
+        entry = await blocking(self.engine.vfolders.move, name, src, dst)
+        self.reply(entry.model_dump(mode="json"))
 
 
 class VFolderRmHandler(BaiHandler):
@@ -130,6 +233,6 @@ class VFolderRmHandler(BaiHandler):
         path = body.get("path")
         if not path:
             raise InvalidRequest("'path' is required")
-        self.engine.vfolders.remove(name, path, recursive=bool(body.get("recursive")))
+        await blocking(self.engine.vfolders.remove, name, path, recursive=bool(body.get("recursive")))
         self.set_status(204)
         self.finish()

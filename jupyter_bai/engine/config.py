@@ -26,6 +26,7 @@ class EngineConfig:
     use_mps: bool = True
     enforce_limits: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    max_upload_size: int = 16 << 30  # bytes one PUT of a vfolder file may carry
     # docker runtime: on/off, daemon URL ("" = DOCKER_HOST or the local socket), container
     # user (auto | image | UID[:GID]), extra binds every container gets, pull missing images.
     docker: bool = True
