@@ -17,6 +17,7 @@ import click
 from jupyter_bai import render
 from jupyter_bai._version import __version__
 from jupyter_bai.spec.errors import BaiError
+from jupyter_bai.spec.models import to_jsonable
 
 #: Exit status for Ctrl-C, as shells report it.
 EXIT_INTERRUPTED = 130
@@ -63,7 +64,7 @@ class BaiContext:
 
                 display(rendered(data))
         elif self.json:
-            click.echo(json.dumps(data, indent=2, default=str))
+            click.echo(dumps(data))
         else:
             click.echo(str(rendered(data)))
 
@@ -79,6 +80,11 @@ class BaiContext:
         from tqdm import tqdm
 
         return tqdm(file=stream, disable=self.json or not stream.isatty(), **kw)
+
+
+def dumps(data: Any) -> str:
+    """``--json`` output: the API's JSON (models as the wire carries them)."""
+    return json.dumps(to_jsonable(data), indent=2, default=str)
 
 
 pass_bai = click.make_pass_decorator(BaiContext, ensure=True)
@@ -248,7 +254,7 @@ def session_logs(bai: BaiContext, name: str, tail: int | None, follow: bool) -> 
     bai.result = {"logs": logs}
     if bai.json:
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
         return
     sys.stdout.write(logs if logs.endswith("\n") or not logs else logs + "\n")
     sys.stdout.flush()
@@ -278,7 +284,7 @@ def session_exec(bai: BaiContext, name: str, command: tuple[str, ...]) -> None:
         code = bai.client.exec(name, cmd, on_output=lambda s, t: out.setdefault(s, []).append(t))
         bai.result = {"exit_code": code, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
     else:
         code = bai.client.exec(name, cmd)
         bai.result = {"exit_code": code}
@@ -319,7 +325,7 @@ def session_run(bai: BaiContext, name: str, file: str) -> None:
         done = bai.client.run_code(name, code, on_output=lambda s, t: out.setdefault(s, []).append(t))
         bai.result = {**done, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
     else:
         done = bai.client.run_code(name, code, on_result=lambda text: click.echo(text))
         bai.result = done

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from jupyter_bai.spec.models import SessionInfo
 from IPython.utils.capture import CapturedIO, capture_output
 
 from jupyter_bai.magics import BaiMagics, RemoteResult
@@ -133,7 +134,7 @@ def test_notebook_quickstart(live: InteractiveShell, tmp_path: Path, monkeypatch
     assert "bai-status-running" in html and f"/home/work/{folder}" in html
 
     info = line(ip, f"--json session info {sess}")[0]
-    assert isinstance(info, dict) and info["status"] == "RUNNING" and info["name"] == sess
+    assert isinstance(info, SessionInfo) and info["status"] == "RUNNING" and info["name"] == sess
     assert sess in [s["name"] for s in line(ip, "session ls --json")[0]]
     value, cap = line(ip, "session ls")
     assert value is None and "bai-status-running" in cap.outputs[0].data["text/html"]
