@@ -9,16 +9,24 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..spec.errors import InvalidRequest
+from ..spec.models import (
+    DownloadQuery, FileEntry, FileList, FilesQuery, MkdirRequest, MoveRequest, RmRequest,
+    UploadQuery, VFolderInfo, VFolderList,
+)
 from ..spec.vfolder import VFolderCreate
 from .base import BaiHandler, api_method
 
 class VFoldersHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="listVfolders", tag="vfolders", response=VFolderList,
+                summary="List virtual folders with their usage.", returns="The folders.")
     async def get(self) -> None:
         self.reply({"vfolders": [f.model_dump(mode="json") for f in self.engine.vfolders.list()]})
 
-    @api_method
+    @api_method("write", operation_id="createVfolder", tag="vfolders", request=VFolderCreate,
+                response=VFolderInfo, status=201, summary="Create a virtual folder.",
+                returns="The new folder.", errors=(400, 409))
     async def post(self) -> None:
+        """Example: `%bai vfolder create data -m data --quota 10g`."""
         req = VFolderCreate.model_validate(self.body_json())
         info = self.engine.vfolders.create(req)
         self.engine.events.publish("vfolder", info.name, action="created")
@@ -26,12 +34,15 @@ class VFoldersHandler(BaiHandler):
 
 
 class VFolderHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="getVfolder", tag="vfolders", response=VFolderInfo,
+                summary="One virtual folder.", returns="The folder.", errors=(404,))
     async def get(self, name: str) -> None:
         self.reply(self.engine.vfolders.get(name).model_dump(mode="json"))
 
-    @api_method
+    @api_method("write", operation_id="deleteVfolder", tag="vfolders", status=204,
+                summary="Delete a folder and its files.", returns="Deleted.", errors=(404, 409))
     async def delete(self, name: str) -> None:
+        """Refused with 409 while a live session mounts it."""
         self.engine.delete_vfolder(name)
         self.set_status(204)
         self.finish()
@@ -59,14 +70,23 @@ class VFolderFilesHandler(BaiHandler):
         if self._spool is not None:
             self._spool.close()
 
-    @api_method
+    @api_method("read", operation_id="listFiles", tag="vfolders", query=FilesQuery,
+                response=FileList, summary="List a directory inside the folder.",
+                returns="The directory's entries.", errors=(400, 404))
     async def get(self, name: str) -> None:
         path = self.get_argument("path", "")
         files = self.engine.vfolders.files(name, path)
         self.reply({"files": [f.model_dump(mode="json") for f in files]})
 
-    @api_method
+    @api_method("write", operation_id="uploadFile", tag="vfolders", query=UploadQuery,
+                request_content="application/octet-stream", response=FileEntry, status=201,
+                summary="Upload one file (the raw request body) to a path in the folder.",
+                returns="The written file.", errors=(400, 404, 409, 413))
     async def put(self, name: str) -> None:
+        """The body is streamed to disk, never held in memory whole. The parent directory must
+        exist unless `parents=true`. Example: `%bai vfolder upload data ./train.csv` (the
+        client checks that the folder exists before sending any byte).
+        """
         path = self.get_argument("path", "")
         if not path:
             raise InvalidRequest("query parameter 'path' (the destination file) is required")
@@ -84,7 +104,10 @@ class VFolderFilesHandler(BaiHandler):
 
 
 class VFolderDownloadHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="downloadFile", tag="vfolders", query=DownloadQuery,
+                content="application/octet-stream", headers=(("Content-Length", "integer"),),
+                summary="Download one file's bytes.", returns="The file content, with Content-Length.",
+                errors=(400, 404))
     async def get(self, name: str) -> None:
         path = self.get_argument("path", "")
         file_path = self.engine.vfolders.open_for_download(name, path)
@@ -102,7 +125,9 @@ class VFolderDownloadHandler(BaiHandler):
 
 
 class VFolderMkdirHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="makeDirectory", tag="vfolders", request=MkdirRequest,
+                response=FileEntry, status=201, summary="Create a directory in the folder.",
+                returns="The directory.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         path = body.get("path") or ""
@@ -112,7 +137,9 @@ class VFolderMkdirHandler(BaiHandler):
 
 
 class VFolderMoveHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="moveFile", tag="vfolders", request=MoveRequest,
+                response=FileEntry, summary="Move or rename a file or directory inside the folder.",
+                returns="The entry at its new path.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         src, dst = body.get("src"), body.get("dst")
@@ -124,7 +151,9 @@ class VFolderMoveHandler(BaiHandler):
 
 
 class VFolderRmHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="removeFile", tag="vfolders", request=RmRequest, status=204,
+                summary="Remove a file, or a directory with `recursive`.", returns="Removed.",
+                errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         path = body.get("path")
