@@ -131,6 +131,17 @@ def api_method(
 class BaiHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = "bai"
     _operation: Operation | None = None
+    _content_type: str | None = None
+
+    def set_header(self, name: str, value: Any) -> None:
+        if name.lower() == "content-type":
+            self._content_type = str(value)
+        super().set_header(name, value)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        """Keep the media type a handler chose (APIHandler would force application/json)."""
+        kwargs.setdefault("set_content_type", self._content_type or "application/json")
+        return super().finish(*args, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Tornado's own errors (403 from auth, 405, ...) as ``{"error", "message"}`` too."""
