@@ -2,7 +2,8 @@
 
 One click command tree serves the terminal and the notebook magic; a :class:`BaiContext`
 says which one is asking, so output is an aligned table / JSON in a terminal and rich HTML or a
-returned Python object in a notebook.  Every user error ends as one ``error: ...`` line, exit 1.
+returned Python object in a notebook.  Every user error ends as one ``error: ...`` line, exit 1;
+``session exec`` and ``session create --type batch --wait`` exit with the command's exit code.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from jupyter_bai.spec.models import to_jsonable
 EXIT_INTERRUPTED = 130
 
 START_STEPS: tuple[str, ...] = ("PENDING", "SCHEDULED", "PREPARING", "RUNNING")
-BATCH_STEPS: tuple[str, ...] = (*START_STEPS, "TERMINATED")
 
 
 @dataclass
@@ -163,7 +163,16 @@ class _TransferBar:
 @click.version_option(__version__, prog_name="jupyter-bai")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """jupyter-bai: compute sessions, virtual folders and resources (Backend.AI's verbs)."""
+    """jupyter-bai: compute sessions, virtual folders and resources (Backend.AI's verbs).
+
+    \b
+    Exit status:
+      0    success
+      1    a user error (one 'error: ...' line on stderr), or a session waited for
+           with --wait that ended in ERROR or CANCELLED
+      N    'session exec' and 'session create --type batch --wait': the command's exit code
+      130  interrupted (Ctrl-C)
+    """
     ctx.ensure_object(BaiContext)
 
 
@@ -189,7 +198,8 @@ def session() -> None:
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
 @click.option("--idle-timeout", type=float, metavar="SEC", help="End the session after this long idle.")
 @click.option("--max-lifetime", type=float, metavar="SEC", help="End the session after this long.")
-@click.option("--wait", is_flag=True, help="Wait until it runs (batch: until it ends).")
+@click.option("--wait", is_flag=True,
+              help="Wait until it runs; batch: stream its output until it ends and exit with its exit code.")
 @json_option
 @pass_bai
 def session_create(
@@ -205,18 +215,68 @@ def session_create(
     max_lifetime: float | None,
     wait: bool,
 ) -> None:
-    """Create a compute session from IMAGE ('local' runs on this machine)."""
-    bar = _StatusBar(bai, BATCH_STEPS if type_ == "batch" else START_STEPS) if wait else None
+    """Create a compute session from IMAGE ('local' runs on this machine).
+
+    With --wait: an interactive session is waited for until RUNNING; a batch session's output
+    is streamed while it runs (as `docker run` does) and the exit status is its command's.
+    Exit status: 0 when the session runs (batch: its command exit code), 1 when it ended in
+    ERROR or CANCELLED (or a user error), 130 on Ctrl-C (the session keeps running).
+    """
+    bar = _StatusBar(bai, START_STEPS) if wait else None
     try:
         sess = bai.client.create_session(
             image, name=name, type=type_, command=command, resources=list(resources),
             mounts=list(mounts), env=list(env), idle_timeout=idle_timeout,
-            max_lifetime=max_lifetime, wait=wait, progress=bar,
+            max_lifetime=max_lifetime, progress=bar,
         )
+        if bar is not None:
+            sess = bai.client.wait_session(sess["id"], {"RUNNING"}, timeout=None, progress=bar, initial=sess)
     finally:
         if bar is not None:
             bar.close()
+    if wait and type_ == "batch":
+        if not bai.json:
+            stream_output(bai, sess["id"])
+        sess = bai.client.wait_session(sess["id"], TERMINAL, timeout=None, initial=sess)
+        bai.exit_code = exit_status(sess, batch=True)
+        if not bai.json and not bai.notebook:
+            print(f"session {sess['name']}: {sess['status']}{_ended(sess)}", file=sys.stderr)
+            bai.result = sess
+            return
+    elif wait:
+        bai.exit_code = exit_status(sess, batch=False)
     bai.emit(sess, render.session_detail)
+    if bai.exit_code and not bai.json and sess["status"] != "TERMINATED":
+        print(f"error: session {sess['name']} ended {sess['status']}{_ended(sess)}", file=sys.stderr)
+
+
+TERMINAL = frozenset({"TERMINATED", "ERROR", "CANCELLED"})
+
+
+def exit_status(sess: Any, *, batch: bool) -> int:
+    """The CLI's exit status for a waited-for session (documented in README and --help)."""
+    status, code = sess["status"], sess.get("exit_code")
+    if batch and code is not None:
+        return int(code)
+    if batch:
+        return 0 if status == "TERMINATED" and sess.get("result") != "failure" else 1
+    return 0 if status == "RUNNING" else 1
+
+
+def _ended(sess: Any) -> str:
+    parts = []
+    if sess.get("exit_code") is not None:
+        parts.append(f"exit code {sess['exit_code']}")
+    if sess.get("status_info") and sess["status"] in ("ERROR", "CANCELLED"):
+        parts.append(str(sess["status_info"]))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def stream_output(bai: BaiContext, name: str) -> None:
+    """A session's output, live, to stdout (a terminal, or the notebook cell) until it ends."""
+    for chunk in bai.client.follow_logs(name):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
 
 
 @session.command("ls")
@@ -246,9 +306,7 @@ def session_info(bai: BaiContext, name: str) -> None:
 def session_logs(bai: BaiContext, name: str, tail: int | None, follow: bool) -> None:
     """Print a session's output log."""
     if follow:
-        for chunk in bai.client.follow_logs(name):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+        stream_output(bai, name)
         return
     logs = bai.client.session_logs(name, tail=tail)
     bai.result = {"logs": logs}

@@ -474,3 +474,11 @@ def test_async_client_end_to_end(engine: Any) -> None:
 
     sess, code, done = asyncio.run(go())
     assert sess["status"] == "RUNNING" and code == 0 and done["result"] == "10"
+
+
+def test_upload_to_a_missing_folder_fails_before_progress(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "f.bin").write_bytes(os.urandom(1 << 20))
+    ticks: list[tuple[int, int, str]] = []
+    with pytest.raises(NotFound, match="no-such-folder-c"):
+        client.upload("no-such-folder-c", [tmp_path / "f.bin"], progress=lambda *a: ticks.append(a))
+    assert ticks == []
