@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 from tornado.iostream import StreamClosedError
 
@@ -64,28 +66,40 @@ class SessionLogsHandler(BaiHandler):
         if not self.bool_arg("follow"):
             self.reply({"logs": sessions.logs(name, tail=self.int_arg("tail"))})
             return
-        session = sessions.get(name)
-        path = sessions.log_path(session["id"])
+        chunks = follow_log(sessions, name)
+        first = await anext(chunks, b"")  # a missing session is a 404 before the 200 is sent
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        offset = 0
         try:
-            while True:
-                chunk = b""
-                if path.exists():
-                    with open(path, "rb") as f:
-                        f.seek(offset)
-                        chunk = f.read(1 << 20)
-                if chunk:
-                    offset += len(chunk)
-                    self.write(chunk)
-                    await self.flush()
-                    continue
-                if sessions.get(session["id"])["status"] in ("TERMINATED", "ERROR", "CANCELLED"):
-                    break
-                await asyncio.sleep(0.2)
+            while first:
+                self.write(first)
+                await self.flush()
+                first = await anext(chunks, b"")
         except StreamClosedError:
             return
+        finally:
+            await chunks.aclose()
         self.finish()
+
+
+async def follow_log(sessions: Any, name: str) -> AsyncIterator[bytes]:
+    """A session's log from its start, as it grows, until the session ends (shared by the
+    logs route and the in-process driver)."""
+    session = sessions.get(name)
+    path = sessions.log_path(session["id"])
+    offset = 0
+    while True:
+        chunk = b""
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read(1 << 20)
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+            continue
+        if sessions.get(session["id"])["status"] in ("TERMINATED", "ERROR", "CANCELLED"):
+            return
+        await asyncio.sleep(0.2)
 
 
 class SessionExecHandler(BaiHandler):
