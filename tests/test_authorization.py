@@ -80,3 +80,14 @@ def test_every_route_checks_its_action_and_a_read_only_user_can_only_read(readon
         # nothing was made by the refused writes
         assert h.get("/bai/api/v1/sessions").json() == {"sessions": []}
         assert h.get("/bai/api/v1/vfolders").json() == {"vfolders": []}
+
+
+def test_a_refused_upload_does_not_break_the_next_request(engine: EngineProcess) -> None:
+    """An upload refused before its body is read (wrong token: xsrf/auth) closes the connection
+    instead of leaving unread bytes on it; the client's next request on its pool must work."""
+    base = f"{engine.url}/bai/api/v1"
+    for _ in range(30):
+        with httpx.Client(headers={"Authorization": "token wrong"}, timeout=30) as h:
+            r = h.put(f"{base}/vfolders/x/files", params={"path": "a"}, content=b"x" * 1000)
+            assert r.status_code == 403 and r.json()["error"] == "forbidden"
+            assert h.get(f"{base}/sessions").status_code == 403

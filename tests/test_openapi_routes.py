@@ -187,3 +187,23 @@ def test_live_answers_match_the_document(engine: Any, client: Any, tmp_path: Any
                   httpx.get(f"{base}/resources")):
             assert r.status_code in (400, 403, 404) and media(r) == "application/json"
             check("ErrorBody", r.json())
+
+
+def test_a_websocket_route_is_documented_as_an_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's multiplexed ``/ws`` (a tornado WebSocketHandler) is documented, not modelled."""
+    from tornado.websocket import WebSocketHandler
+
+    from jupyter_bai.api import openapi
+
+    class EventsSocketHandler(WebSocketHandler):
+        """One WebSocket that multiplexes event subscriptions.
+
+        Send `{"subscribe": ["session", "metrics"]}`; receive Event objects as JSON text frames.
+        """
+
+    table = [*route_table(), ("/bai/api/v1/ws", EventsSocketHandler)]
+    monkeypatch.setattr(openapi, "route_table", lambda: table)
+    op = openapi.build()["paths"]["/bai/api/v1/ws"]["get"]
+    assert op["summary"] == "One WebSocket that multiplexes event subscriptions."
+    assert "subscribe" in op["description"] and set(op["responses"]) == {"101", "403"}
+    assert op["operationId"] == "openEventsSocket" and op["x-bai-action"] == "read"

@@ -153,6 +153,9 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
             message = ("missing or wrong token: send 'Authorization: token <TOKEN>' "
                        "(JUPYTER_BAI_TOKEN or the connection file bai-engine.json)")
         code = ERROR_STATUSES.get(status_code, "invalid-request" if status_code < 500 else "internal-error")
+        if getattr(self, "_stream_request_body", False):
+            # refused before its body was read (auth, xsrf): the connection cannot be reused
+            self.set_header("Connection", "close")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": code, "message": message or responses.get(status_code, "error")}))
 
