@@ -76,6 +76,25 @@ PATH_PARAMETERS = {
 }
 
 
+#: Descriptions for fields of the request models in ``spec/`` that carry none of their own
+#: (the assistant indexes them); a model's own ``Field(description=...)`` always wins.
+FIELD_DOCS: dict[str, dict[str, str]] = {
+    "SessionSpec": {
+        "type": "`interactive` sessions live until destroyed; `batch` ones run `command` and end; "
+                "`inference` backs a model service.",
+        "mounts": "Backend.AI mount grammar: `NAME`, `NAME:/path`, `NAME:/path:ro`, "
+                  "`type=bind,source=NAME,target=/path,perm=ro`, or an object.",
+        "env": "Extra environment; `BACKENDAI_*`, `CUDA_MPS_*`, `CUDA_VISIBLE_DEVICES` and "
+               "`GPU_COUNT` are reserved.",
+    },
+    "VFolderCreate": {
+        "name": "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit; unique.",
+        "usage_mode": "`general`, `data` or `model` (a model folder can back a model service).",
+        "permission": "How sessions mount it by default: `rw` or `ro`.",
+    },
+}
+
+
 class UndeclaredOperation(RuntimeError):
     """A served route whose handler method does not declare its operation."""
 
@@ -216,6 +235,11 @@ def _schemas(ops: list[Operation]) -> dict[str, Any]:
         if variants:
             schemas[model.__name__] = {"description": inspect.cleandoc(model.__doc__ or ""),
                                        "anyOf": [_ref(v) for v in variants]}
+    for model_name, fields in FIELD_DOCS.items():
+        props = schemas.get(model_name, {}).get("properties", {})
+        for field, text in fields.items():
+            if field in props and not props[field].get("description"):
+                props[field] = {**props[field], "description": text}
     return {k: _strip_titles(schemas[k]) for k in sorted(schemas)}
 
 
