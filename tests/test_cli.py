@@ -456,3 +456,54 @@ def test_jupyter_bai_subcommand(engine: Any) -> None:
     proc = subprocess.run([str(jupyter), "bai", "--json", "session", "ls"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert isinstance(json.loads(proc.stdout), list)
+
+
+def test_serve_refuses_a_token_in_argv(no_engine: None, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run(["serve", "--token", "s3cret"]) == 1
+    assert "JUPYTER_BAI_TOKEN" in _one_error_line(capsys.readouterr().err)
+    loose = tmp_path / "tok"
+    loose.write_text("s3cret\n")
+    loose.chmod(0o644)
+    assert run(["serve", "--token-file", str(loose)]) == 1
+    assert "chmod 600" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_serve_takes_its_token_from_a_private_file_or_the_environment(tmp_path: Path, how: str) -> None:
+    import signal
+
+    import httpx
+
+    token = "tok-" + os.urandom(8).hex()
+    port = _free_port()
+    args = [*_cli_cmd(), "serve", "--port", str(port), "--state-dir", str(tmp_path / "state")]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "PYTHONPATH": str(REPO)}
+    env.pop("JUPYTER_BAI_URL", None)
+    if how == "file":
+        (tmp_path / "tok").write_text(token + "\n")
+        (tmp_path / "tok").chmod(0o600)
+        args += ["--token-file", str(tmp_path / "tok")]
+    else:
+        env["JUPYTER_BAI_TOKEN"] = token
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/bai/api/v1/resources",
+                                   headers={"Authorization": f"token {token}"}, timeout=2).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert status == 200
+        assert token not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert httpx.get(f"http://127.0.0.1:{port}/bai/api/v1/resources",
+                         headers={"Authorization": "token wrong"}, timeout=5).status_code == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
