@@ -2,7 +2,8 @@
 
 One click command tree serves the terminal and the notebook magic; a :class:`BaiContext`
 says which one is asking, so output is an aligned table / JSON in a terminal and rich HTML or a
-returned Python object in a notebook.  Every user error ends as one ``error: ...`` line, exit 1.
+returned Python object in a notebook.  Every user error ends as one ``error: ...`` line, exit 1;
+``session exec`` and ``session create --type batch --wait`` exit with the command's exit code.
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import click
 from jupyter_bai import render
 from jupyter_bai._version import __version__
 from jupyter_bai.spec.errors import BaiError
+from jupyter_bai.spec.models import to_jsonable
 
 #: Exit status for Ctrl-C, as shells report it.
 EXIT_INTERRUPTED = 130
 
 START_STEPS: tuple[str, ...] = ("PENDING", "SCHEDULED", "PREPARING", "RUNNING")
-BATCH_STEPS: tuple[str, ...] = (*START_STEPS, "TERMINATED")
 
 
 @dataclass
@@ -63,7 +64,7 @@ class BaiContext:
 
                 display(rendered(data))
         elif self.json:
-            click.echo(json.dumps(data, indent=2, default=str))
+            click.echo(dumps(data))
         else:
             click.echo(str(rendered(data)))
 
@@ -79,6 +80,11 @@ class BaiContext:
         from tqdm import tqdm
 
         return tqdm(file=stream, disable=self.json or not stream.isatty(), **kw)
+
+
+def dumps(data: Any) -> str:
+    """``--json`` output: the API's JSON (models as the wire carries them)."""
+    return json.dumps(to_jsonable(data), indent=2, default=str)
 
 
 pass_bai = click.make_pass_decorator(BaiContext, ensure=True)
@@ -157,7 +163,16 @@ class _TransferBar:
 @click.version_option(__version__, prog_name="jupyter-bai")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """jupyter-bai: compute sessions, virtual folders and resources (Backend.AI's verbs)."""
+    """jupyter-bai: compute sessions, virtual folders and resources (Backend.AI's verbs).
+
+    \b
+    Exit status:
+      0    success
+      1    a user error (one 'error: ...' line on stderr), or a session waited for
+           with --wait that ended in ERROR or CANCELLED
+      N    'session exec' and 'session create --type batch --wait': the command's exit code
+      130  interrupted (Ctrl-C)
+    """
     ctx.ensure_object(BaiContext)
 
 
@@ -183,7 +198,8 @@ def session() -> None:
 @click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
 @click.option("--idle-timeout", type=float, metavar="SEC", help="End the session after this long idle.")
 @click.option("--max-lifetime", type=float, metavar="SEC", help="End the session after this long.")
-@click.option("--wait", is_flag=True, help="Wait until it runs (batch: until it ends).")
+@click.option("--wait", is_flag=True,
+              help="Wait until it runs; batch: stream its output until it ends and exit with its exit code.")
 @json_option
 @pass_bai
 def session_create(
@@ -199,18 +215,68 @@ def session_create(
     max_lifetime: float | None,
     wait: bool,
 ) -> None:
-    """Create a compute session from IMAGE ('local' runs on this machine)."""
-    bar = _StatusBar(bai, BATCH_STEPS if type_ == "batch" else START_STEPS) if wait else None
+    """Create a compute session from IMAGE ('local' runs on this machine).
+
+    With --wait: an interactive session is waited for until RUNNING; a batch session's output
+    is streamed while it runs (as `docker run` does) and the exit status is its command's.
+    Exit status: 0 when the session runs (batch: its command exit code), 1 when it ended in
+    ERROR or CANCELLED (or a user error), 130 on Ctrl-C (the session keeps running).
+    """
+    bar = _StatusBar(bai, START_STEPS) if wait else None
     try:
         sess = bai.client.create_session(
             image, name=name, type=type_, command=command, resources=list(resources),
             mounts=list(mounts), env=list(env), idle_timeout=idle_timeout,
-            max_lifetime=max_lifetime, wait=wait, progress=bar,
+            max_lifetime=max_lifetime, progress=bar,
         )
+        if bar is not None:
+            sess = bai.client.wait_session(sess["id"], {"RUNNING"}, timeout=None, progress=bar, initial=sess)
     finally:
         if bar is not None:
             bar.close()
+    if wait and type_ == "batch":
+        if not bai.json:
+            stream_output(bai, sess["id"])
+        sess = bai.client.wait_session(sess["id"], TERMINAL, timeout=None, initial=sess)
+        bai.exit_code = exit_status(sess, batch=True)
+        if not bai.json and not bai.notebook:
+            print(f"session {sess['name']}: {sess['status']}{_ended(sess)}", file=sys.stderr)
+            bai.result = sess
+            return
+    elif wait:
+        bai.exit_code = exit_status(sess, batch=False)
     bai.emit(sess, render.session_detail)
+    if bai.exit_code and not bai.json and sess["status"] != "TERMINATED":
+        print(f"error: session {sess['name']} ended {sess['status']}{_ended(sess)}", file=sys.stderr)
+
+
+TERMINAL = frozenset({"TERMINATED", "ERROR", "CANCELLED"})
+
+
+def exit_status(sess: Any, *, batch: bool) -> int:
+    """The CLI's exit status for a waited-for session (documented in README and --help)."""
+    status, code = sess["status"], sess.get("exit_code")
+    if batch and code is not None:
+        return int(code)
+    if batch:
+        return 0 if status == "TERMINATED" and sess.get("result") != "failure" else 1
+    return 0 if status == "RUNNING" else 1
+
+
+def _ended(sess: Any) -> str:
+    parts = []
+    if sess.get("exit_code") is not None:
+        parts.append(f"exit code {sess['exit_code']}")
+    if sess.get("status_info") and sess["status"] in ("ERROR", "CANCELLED"):
+        parts.append(str(sess["status_info"]))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def stream_output(bai: BaiContext, name: str) -> None:
+    """A session's output, live, to stdout (a terminal, or the notebook cell) until it ends."""
+    for chunk in bai.client.follow_logs(name):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
 
 
 @session.command("ls")
@@ -240,15 +306,13 @@ def session_info(bai: BaiContext, name: str) -> None:
 def session_logs(bai: BaiContext, name: str, tail: int | None, follow: bool) -> None:
     """Print a session's output log."""
     if follow:
-        for chunk in bai.client.follow_logs(name):
-            sys.stdout.write(chunk)
-            sys.stdout.flush()
+        stream_output(bai, name)
         return
     logs = bai.client.session_logs(name, tail=tail)
     bai.result = {"logs": logs}
     if bai.json:
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
         return
     sys.stdout.write(logs if logs.endswith("\n") or not logs else logs + "\n")
     sys.stdout.flush()
@@ -278,7 +342,7 @@ def session_exec(bai: BaiContext, name: str, command: tuple[str, ...]) -> None:
         code = bai.client.exec(name, cmd, on_output=lambda s, t: out.setdefault(s, []).append(t))
         bai.result = {"exit_code": code, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
     else:
         code = bai.client.exec(name, cmd)
         bai.result = {"exit_code": code}
@@ -319,7 +383,7 @@ def session_run(bai: BaiContext, name: str, file: str) -> None:
         done = bai.client.run_code(name, code, on_output=lambda s, t: out.setdefault(s, []).append(t))
         bai.result = {**done, "stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"])}
         if not bai.notebook:
-            click.echo(json.dumps(bai.result, indent=2))
+            click.echo(dumps(bai.result))
     else:
         done = bai.client.run_code(name, code, on_result=lambda text: click.echo(text))
         bai.result = done
@@ -541,18 +605,47 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
     bai.result = result
 
 
+SERVE_TOKEN_ENV = "JUPYTER_BAI_TOKEN"
+
+
+def read_token_file(path: str) -> str:
+    """A token from a file only its owner can read (a secret never travels in argv)."""
+    import os
+    import stat
+
+    st = os.stat(path)
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise click.UsageError(f"token file {path} is readable by others: chmod 600 {path}")
+    token = open(path, encoding="utf-8").read().strip()
+    if not token:
+        raise click.UsageError(f"token file {path} is empty")
+    return token
+
+
 @cli.command("serve")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Engine state (default: jupyter_data_dir()/bai).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8890, show_default=True)
 @click.option("--ip", default="127.0.0.1", show_default=True)
-@click.option("--token", help="API token (default: a random one, written to the connection file).")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help=f"Read the API token from this file (mode 0600). Or set {SERVE_TOKEN_ENV}. "
+                   "Default: a random token, written to the connection file.")
+@click.option("--token", "argv_token", hidden=True)
 @pass_bai
-def serve_cmd(bai: BaiContext, state_dir: str | None, port: int, ip: str, token: str | None) -> None:
+def serve_cmd(bai: BaiContext, state_dir: str | None, port: int, ip: str, token_file: str | None,
+              argv_token: str | None) -> None:
     """Run a headless engine (no JupyterLab) until interrupted."""
+    import os
+
     if bai.notebook:
         raise click.UsageError(
             "serve runs a headless engine from a terminal; in JupyterLab the server extension already hosts one"
         )
+    if argv_token is not None:
+        raise click.UsageError(
+            f"--token would show the token to every user of this machine (ps): set {SERVE_TOKEN_ENV} "
+            "or use --token-file PATH (mode 0600)"
+        )
+    token = read_token_file(token_file) if token_file else os.environ.get(SERVE_TOKEN_ENV) or None
     from jupyter_bai.api.serve import serve
 
     serve(state_dir, port, ip, token)

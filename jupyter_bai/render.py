@@ -2,6 +2,8 @@
 
 Every function returns a :class:`Rendered` whose ``str()`` is the CLI table and whose
 ``_repr_html_`` is what Jupyter shows, so the CLI and ``%bai`` present the same columns.
+They take the answers of the client, :mod:`jupyter_bai.spec.models` (read through their
+mapping interface, so plain JSON dicts render the same).
 """
 from __future__ import annotations
 
@@ -192,7 +194,7 @@ def _short_id(value: Any) -> str:
 # --------------------------------------------------------------------------- sessions
 
 
-def sessions_table(sessions: list[dict[str, Any]]) -> Rendered:
+def sessions_table(sessions: Sequence[Mapping[str, Any]]) -> Rendered:
     """``session ls``: one row per session."""
     rows: list[Sequence[Any]] = [
         [
@@ -224,7 +226,7 @@ def _result(s: Mapping[str, Any]) -> Any:
     return Html(f"{badge} ({code})", f"{result} ({code})")
 
 
-def session_detail(s: dict[str, Any]) -> Rendered:
+def session_detail(s: Mapping[str, Any]) -> Rendered:
     """``session info``/``create``: the fields a person checks, then the status history."""
     alloc = s.get("allocation") or {}
     alloc = alloc.get("cuda", alloc) or {}
@@ -253,9 +255,9 @@ def session_detail(s: dict[str, Any]) -> Rendered:
         ("terminated", _when(s.get("terminated_at"))),
     ]
     if s.get("idle_timeout"):
-        fields.append(("idle timeout", f"{s['idle_timeout']} s"))
+        fields.append(("idle timeout", f"{float(s['idle_timeout']):g} s"))
     if s.get("max_lifetime"):
-        fields.append(("max lifetime", f"{s['max_lifetime']} s"))
+        fields.append(("max lifetime", f"{float(s['max_lifetime']):g} s"))
     history = s.get("status_history") or []
     text = _kv_text(fields)
     markup = _kv_html(fields, caption=f"session {s.get('name')}")
@@ -288,7 +290,7 @@ def _quota(v: Mapping[str, Any]) -> str:
     return _size(q) if q else "-"
 
 
-def vfolders_table(vfolders: list[dict[str, Any]]) -> Rendered:
+def vfolders_table(vfolders: Sequence[Mapping[str, Any]]) -> Rendered:
     """``vfolder ls``."""
     rows: list[Sequence[Any]] = [
         [
@@ -308,7 +310,7 @@ def vfolders_table(vfolders: list[dict[str, Any]]) -> Rendered:
     )
 
 
-def vfolder_detail(v: dict[str, Any]) -> Rendered:
+def vfolder_detail(v: Mapping[str, Any]) -> Rendered:
     """``vfolder info``/``create``."""
     fields: list[tuple[str, Any]] = [
         ("name", v.get("name")),
@@ -332,7 +334,7 @@ def _mode(value: Any) -> str:
     return str(value or "-")
 
 
-def file_table(files: list[dict[str, Any]], *, empty: str = "no files") -> Rendered:
+def file_table(files: Sequence[Mapping[str, Any]], *, empty: str = "no files") -> Rendered:
     """``vfolder files``/``upload``/``mkdir``: directory entries."""
     rows: list[Sequence[Any]] = [
         [
@@ -388,7 +390,7 @@ def _html_bar(frac: float) -> Html:
     return Html(markup, _text_bar(frac))
 
 
-def images_table(data: dict[str, Any]) -> Rendered:
+def images_table(data: Mapping[str, Any]) -> Rendered:
     """``image ls``: name, runtime, size, minimum memory, service ports; notes below."""
     rows: list[Sequence[Any]] = [
         [
@@ -410,7 +412,7 @@ def images_table(data: dict[str, Any]) -> Rendered:
     return Rendered(text, markup, data)
 
 
-def resources_view(res: dict[str, Any]) -> Rendered:
+def resources_view(res: Mapping[str, Any]) -> Rendered:
     """``resources``: node, used/free per slot and per GPU, runtimes, pending requests."""
     node = res.get("node") or {}
     capacity = res.get("capacity") or {}

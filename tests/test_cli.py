@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 import shutil
 import socket
 import subprocess
@@ -304,10 +306,96 @@ def test_cli_quickstart_flow(bai: Any, tmp_path: Path) -> None:
 
 def test_cli_batch_wait(bai: Any) -> None:
     name = f"clib{os.getpid()}"
-    out = json.loads(bai("session", "create", "local", "-t", name, "--type", "batch",
-                         "-c", "echo done; exit 3", "--wait", "--json").stdout)
+    proc = bai("session", "create", "local", "-t", name, "--type", "batch",
+               "-c", "echo done; exit 3", "--wait", "--json", check=False)
+    assert proc.returncode == 3, proc.stderr
+    out = json.loads(proc.stdout)
     assert out["status"] == "TERMINATED" and out["result"] == "failure" and out["exit_code"] == 3
     assert "done" in bai("session", "logs", name).stdout
+    ok = bai("session", "create", "local", "--type", "batch", "-c", "echo fine", "--wait")
+    assert ok.returncode == 0 and ok.stdout == "fine\n"
+    assert re.fullmatch(r"session \S+: TERMINATED \(exit code 0\)\n", ok.stderr)
+
+
+def _wait_for_go(folder: str) -> str:
+    """A batch job that prints, then waits (bounded) for a file the test uploads on seeing it."""
+    return (f"echo first; for i in $(seq 1200); do [ -e /home/work/{folder}/go ] && break; sleep 0.05; done; "
+            f"[ -e /home/work/{folder}/go ] && echo second || echo never; exit 5")
+
+
+def test_cli_batch_wait_streams_output_live_and_exits_with_its_code(
+    bai: Any, engine: Any, client: Any, tmp_path: Path
+) -> None:
+    folder, name = f"live{os.getpid()}", f"livej{os.getpid()}"
+    client.create_vfolder(folder)
+    (tmp_path / "go").write_text("")
+    env = {**os.environ, **engine.env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [*_cli_cmd(), "session", "create", "local", "-t", name, "--type", "batch", "-v", folder,
+         "-c", _wait_for_go(folder), "--wait"],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "first\n"  # printed while the job still runs
+        client.upload(folder, [tmp_path / "go"])
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 5, err
+    assert out == "second\n"
+    assert err.strip().splitlines()[-1] == f"session {name}: TERMINATED (exit code 5)"
+    client.delete_vfolder(folder)
+
+
+def test_cli_wait_exits_1_when_the_session_is_cancelled(engine: Any, client: Any, tmp_path: Path) -> None:
+    cpus = client.resources()["capacity"]["cpu"]
+    hog, name = f"hog{os.getpid()}", f"cancelled{os.getpid()}"
+    client.create_session("local", name=hog, resources={"cpu": cpus, "mem": "64m"}, wait=True, timeout=60)
+    env = {**os.environ, **engine.env, "PYTHONPATH": str(REPO)}
+    try:
+        proc = subprocess.Popen(
+            [*_cli_cmd(), "session", "create", "local", "-t", name, "-r", "cpu=1", "-r", "mem=64m", "--wait"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60  # a bound on a broken run, not a speed check
+        while name not in [x["name"] for x in client.list_sessions()] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get_session(name)["status"] == "PENDING"
+        client.destroy_session(name)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        client.destroy_session(hog, forced=True)
+    assert client.get_session(name)["status"] == "CANCELLED"
+    assert proc.returncode == 1, (out, err)
+    assert _one_error_line(err).startswith(f"error: session {name} ended CANCELLED")
+
+
+def test_upload_to_a_missing_folder_fails_before_any_progress(engine: Any, tmp_path: Path) -> None:
+    """stderr is a terminal here, so a progress bar would be drawn if the upload started."""
+    import pty
+
+    (tmp_path / "big.bin").write_bytes(os.urandom(1 << 20))
+    master, slave = pty.openpty()
+    env = {**os.environ, **engine.env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([*_cli_cmd(), "vfolder", "upload", "no-such-folder-u", "big.bin"], env=env,
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=120)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(master)
+    assert proc.returncode == 1 and proc.stdout == ""
+    raw = err.decode()
+    assert raw.startswith("error: ") and raw.count("\n") == 1, raw  # nothing before it: no bar
+    assert "no-such-folder-u" in _one_error_line(raw.replace("\r\n", "\n"))
 
 
 @pytest.mark.parametrize(
@@ -368,3 +456,54 @@ def test_jupyter_bai_subcommand(engine: Any) -> None:
     proc = subprocess.run([str(jupyter), "bai", "--json", "session", "ls"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert isinstance(json.loads(proc.stdout), list)
+
+
+def test_serve_refuses_a_token_in_argv(no_engine: None, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run(["serve", "--token", "s3cret"]) == 1
+    assert "JUPYTER_BAI_TOKEN" in _one_error_line(capsys.readouterr().err)
+    loose = tmp_path / "tok"
+    loose.write_text("s3cret\n")
+    loose.chmod(0o644)
+    assert run(["serve", "--token-file", str(loose)]) == 1
+    assert "chmod 600" in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_serve_takes_its_token_from_a_private_file_or_the_environment(tmp_path: Path, how: str) -> None:
+    import signal
+
+    import httpx
+
+    token = "tok-" + os.urandom(8).hex()
+    port = _free_port()
+    args = [*_cli_cmd(), "serve", "--port", str(port), "--state-dir", str(tmp_path / "state")]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "PYTHONPATH": str(REPO)}
+    env.pop("JUPYTER_BAI_URL", None)
+    if how == "file":
+        (tmp_path / "tok").write_text(token + "\n")
+        (tmp_path / "tok").chmod(0o600)
+        args += ["--token-file", str(tmp_path / "tok")]
+    else:
+        env["JUPYTER_BAI_TOKEN"] = token
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/bai/api/v1/resources",
+                                   headers={"Authorization": f"token {token}"}, timeout=2).status_code
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert status == 200
+        assert token not in Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert httpx.get(f"http://127.0.0.1:{port}/bai/api/v1/resources",
+                         headers={"Authorization": "token wrong"}, timeout=5).status_code == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -246,6 +246,7 @@ SSE_BODY = (
     b'id: 1\nevent: session\ndata: {"seq": 1, "kind": "session", "name": "s1", "status": "PENDING"}\n\n'
     b": ping\n\n"
     b'id: 2\r\nevent: vfolder\r\ndata: {"seq": 2, "kind": "vfolder", "name": "d",\r\ndata: "action": "created"}\r\n\r\n'
+    b'id: 40\nevent: resync\ndata: {"kind": "resync", "seq": 40}\n\n'
 )
 
 FAKE_ROUTES = {
@@ -298,7 +299,10 @@ def test_sse_events_through_http(fake_api: FakeApiServer) -> None:
     assert events == [
         {"seq": 1, "kind": "session", "name": "s1", "status": "PENDING", "event": "session"},
         {"seq": 2, "kind": "vfolder", "name": "d", "action": "created", "event": "vfolder"},
+        {"kind": "resync", "seq": 40, "event": "resync"},
     ]
+    assert [e.is_resync for e in events] == [False, False, True]  # passed through, not swallowed
+    assert events[-1].seq == 40 and events[-1]["kind"] == "resync"
     assert fake_api.requests[-1][1] == f"{API}/events?since=0"
 
 
@@ -312,7 +316,7 @@ def test_async_client_maps_errors_and_parses_sse(fake_api: FakeApiServer) -> Non
             return [e async for e in c.events()]
 
     events = asyncio.run(go())
-    assert [e["seq"] for e in events] == [1, 2]
+    assert [e["seq"] for e in events] == [1, 2, 40]
 
 
 def _free_port() -> int:
@@ -474,3 +478,11 @@ def test_async_client_end_to_end(engine: Any) -> None:
 
     sess, code, done = asyncio.run(go())
     assert sess["status"] == "RUNNING" and code == 0 and done["result"] == "10"
+
+
+def test_upload_to_a_missing_folder_fails_before_progress(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "f.bin").write_bytes(os.urandom(1 << 20))
+    ticks: list[tuple[int, int, str]] = []
+    with pytest.raises(NotFound, match="no-such-folder-c"):
+        client.upload("no-such-folder-c", [tmp_path / "f.bin"], progress=lambda *a: ticks.append(a))
+    assert ticks == []

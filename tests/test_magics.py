@@ -1,8 +1,11 @@
 """``%bai`` / ``%%bai run``: same verbs as the CLI, notebook output, one-line errors."""
 from __future__ import annotations
 
+import io
 import os
+import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +14,7 @@ from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from jupyter_bai.spec.models import SessionInfo
 from IPython.utils.capture import CapturedIO, capture_output
 
 from jupyter_bai.magics import BaiMagics, RemoteResult
@@ -133,7 +137,7 @@ def test_notebook_quickstart(live: InteractiveShell, tmp_path: Path, monkeypatch
     assert "bai-status-running" in html and f"/home/work/{folder}" in html
 
     info = line(ip, f"--json session info {sess}")[0]
-    assert isinstance(info, dict) and info["status"] == "RUNNING" and info["name"] == sess
+    assert isinstance(info, SessionInfo) and info["status"] == "RUNNING" and info["name"] == sess
     assert sess in [s["name"] for s in line(ip, "session ls --json")[0]]
     value, cap = line(ip, "session ls")
     assert value is None and "bai-status-running" in cap.outputs[0].data["text/html"]
@@ -186,3 +190,56 @@ def test_ctrl_c_interrupts_remote_code(live: InteractiveShell) -> None:
         assert repr(cell(ip, f"run {sess}", "'alive'")[0]) == "'alive'"
     finally:
         line(ip, f"session destroy {sess} --forced")
+
+
+class _GoOnFirst(io.StringIO):
+    """A cell's stdout that uploads the job's 'go' file as soon as the job's first line shows."""
+
+    def __init__(self, client: Any, folder: str, go: Path) -> None:
+        super().__init__()
+        self.client, self.folder, self.go, self.sent = client, folder, go, False
+
+    def write(self, text: str) -> int:
+        n = super().write(text)
+        if not self.sent and "first\n" in self.getvalue():
+            self.sent = True
+            self.client.upload(self.folder, [self.go])
+        return n
+
+
+def test_batch_wait_shows_the_jobs_output_live(live: InteractiveShell, client: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job waits for a file the cell's output sends only once 'first' has been shown."""
+    ip = live
+    folder, job = f"nblive{os.getpid()}", f"nblivej{os.getpid()}"
+    client.create_vfolder(folder)
+    (tmp_path / "go").write_text("")
+    command = (f"echo first; for i in $(seq 1200); do [ -e /home/work/{folder}/go ] && break; sleep 0.05; done; "
+               f"[ -e /home/work/{folder}/go ] && echo second || echo never; exit 4")
+    out = _GoOnFirst(client, folder, tmp_path / "go")
+    try:
+        with capture_output() as cap:
+            monkeypatch.setattr(sys, "stdout", out)
+            value = ip.run_line_magic(
+                "bai", f"session create local -t {job} --type batch -v {folder} -c {shlex.quote(command)} --wait")
+            monkeypatch.undo()
+        assert value is None and out.getvalue() == "first\nsecond\n"
+        html = cap.outputs[-1].data["text/html"]  # then the status table
+        assert "bai-status-terminated" in html and "failure" in html and "(4)" in html
+    finally:
+        client.delete_vfolder(folder)
+
+
+def test_upload_to_a_missing_folder_shows_only_the_error(live: InteractiveShell, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_bai import cli
+
+    drawn: list[tuple[int, int]] = []
+    bar_call = cli._TransferBar.__call__
+    monkeypatch.setattr(cli._TransferBar, "__call__",
+                        lambda self, done, total, label: (drawn.append((done, total)), bar_call(self, done, total, label)))
+    monkeypatch.chdir(tmp_path)
+    Path("data.bin").write_bytes(os.urandom(1 << 20))
+    value, cap = line(live, "vfolder upload no-such-folder-m data.bin")
+    assert drawn == [] and value is None and cap.outputs == [] and cap.stdout == ""  # no progress bar
+    assert "no-such-folder-m" in error_line(cap)

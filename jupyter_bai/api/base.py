@@ -1,51 +1,163 @@
 """The base of every REST handler under ``/bai/api/v1``: auth, JSON errors, bodies, streams.
 
-Every handler is authenticated with Jupyter's own auth (403 otherwise) and
-turns a :class:`BaiError` into ``{"error": code, "message": line}`` with its
-4xx status. Routes are listed once in :func:`jupyter_bai.api.routes.route_table`;
-a test checks that table against ``openapi.yaml``.
+Every handler method is declared with :func:`api_method`: authenticated with Jupyter's own
+auth, authorized (``auth_resource = "bai"``, action read/write/execute) by the server's
+``Authorizer``, and turning a :class:`BaiError` into ``{"error": code, "message": line}`` with
+its 4xx status. Its declaration (models, status, summary) is what ``openapi.py`` documents.
+Routes are listed once in :func:`jupyter_bai.api.routes.route_table`.
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+from dataclasses import dataclass
+from http.client import responses
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Literal, TypeVar
 
 import pydantic
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
+from pydantic import BaseModel
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..engine.engine import Engine
 from ..spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
+from ..spec.models import ApiModel
 from ..spec.session import spec_error
 
 API = "/bai/api/v1"
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 SSE_HEARTBEAT = 15.0
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Action = Literal["read", "write", "execute"]
+#: What each HTTP status means in this API (the error responses openapi.yaml lists).
+ERROR_STATUSES: dict[int, str] = {
+    400: "invalid-request", 403: "forbidden", 404: "not-found", 409: "conflict",
+    413: "quota-exceeded", 503: "runtime-unavailable",
+}
 
 
-def api_method(method: F) -> F:
-    """Authenticate, then map user errors to JSON 4xx."""
+class ResponseMismatch(RuntimeError):
+    """An answer that does not match its declared model (a 500, never a 4xx)."""
 
-    @web.authenticated
-    @functools.wraps(method)
-    async def wrapper(self: "BaiHandler", *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await method(self, *args, **kwargs)
-        except BaiError as exc:
-            self._send_error(exc)
-        except pydantic.ValidationError as exc:
-            self._send_error(spec_error(exc))
 
-    return wrapper  # type: ignore[return-value]
+@dataclass(frozen=True)
+class Operation:
+    """One REST operation as its handler method declares it; ``openapi.py`` documents it.
+
+    ``request``/``query`` are the JSON body and query-string models, ``response`` the answer's
+    model (every JSON answer is validated through it), ``content`` its media type (``stream``
+    is the model of each item of an NDJSON/SSE stream), ``errors`` the 4xx/5xx it can answer
+    (403 is always possible). The description is the handler method's docstring.
+    """
+
+    action: Action
+    operation_id: str
+    summary: str
+    tag: str
+    response: type[BaseModel] | None = None
+    status: int = 200
+    request: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    content: str = "application/json"
+    stream: type[BaseModel] | None = None
+    alt_content: tuple[tuple[str, str], ...] = ()
+    request_content: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    errors: tuple[int, ...] = ()
+    returns: str = "OK."
+    description: str = ""
+
+
+def api_method(
+    action: Action | F | None = None,
+    *,
+    operation_id: str = "",
+    summary: str = "",
+    tag: str = "",
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    request: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    content: str = "application/json",
+    stream: type[BaseModel] | None = None,
+    alt_content: tuple[tuple[str, str], ...] = (),
+    request_content: str = "application/json",
+    headers: tuple[tuple[str, str], ...] = (),
+    errors: tuple[int, ...] = (),
+    returns: str = "OK.",
+) -> Any:
+    """Declare a REST operation: authenticate, authorize ``action`` on ``bai``, map errors to JSON.
+
+    ``@api_method("read", operation_id=..., summary=..., response=Model, ...)``; the bare form
+    ``@api_method`` authorizes by HTTP method (GET read, others write) and documents nothing
+    (``openapi.py`` refuses such a route until it is declared).
+    """
+
+    def decorate(method: F) -> F:
+        verb = method.__name__.upper()
+        act: Action = action if isinstance(action, str) else ("read" if verb in ("GET", "HEAD") else "write")
+        op = Operation(
+            action=act, operation_id=operation_id, summary=summary, tag=tag, response=response,
+            status=status, request=request, query=query, content=content, stream=stream,
+            alt_content=alt_content, request_content=request_content, headers=headers,
+            errors=errors, returns=returns, description=inspect.cleandoc(method.__doc__ or ""),
+        )
+
+        @functools.wraps(method)
+        async def handle(self: BaiHandler, *args: Any, **kwargs: Any) -> Any:
+            self._operation = op
+            try:
+                return await method(self, *args, **kwargs)
+            except BaiError as exc:
+                self._send_error(exc)
+            except pydantic.ValidationError as exc:
+                self._send_error(spec_error(exc))
+
+        guarded = web.authenticated(authorized(act, message=f"not allowed to {act} bai resources")(handle))
+        guarded.operation = op  # type: ignore[attr-defined]
+        return guarded  # type: ignore[return-value]
+
+    if callable(action):
+        method, action = action, None
+        return decorate(method)
+    return decorate
 
 
 class BaiHandler(ExtensionHandlerMixin, APIHandler):
     auth_resource = "bai"
+    _operation: Operation | None = None
+    _content_type: str | None = None
+
+    def set_header(self, name: str, value: Any) -> None:
+        if name.lower() == "content-type":
+            self._content_type = str(value)
+        super().set_header(name, value)
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        """Keep the media type a handler chose (APIHandler would force application/json)."""
+        kwargs.setdefault("set_content_type", self._content_type or "application/json")
+        return super().finish(*args, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado's own errors (403 from auth, 405, ...) as ``{"error", "message"}`` too."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = ""
+        if isinstance(exc, web.HTTPError):
+            message = exc.log_message % exc.args if exc.log_message and exc.args else (exc.log_message or "")
+        if status_code == 403 and not message:
+            message = ("missing or wrong token: send 'Authorization: token <TOKEN>' "
+                       "(JUPYTER_BAI_TOKEN or the connection file bai-engine.json)")
+        code = ERROR_STATUSES.get(status_code, "invalid-request" if status_code < 500 else "internal-error")
+        if getattr(self, "_stream_request_body", False):
+            # refused before its body was read (auth, xsrf): the connection cannot be reused
+            self.set_header("Connection", "close")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": code, "message": message or responses.get(status_code, "error")}))
 
     @property
     def engine(self) -> Engine:
@@ -76,8 +188,16 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
             raise InvalidRequest("request body must be a JSON object")
         return data
 
-    def reply(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
+    def reply(self, data: Any, status: int | None = None) -> None:
+        """Send ``data`` as JSON, validated through the operation's response model."""
+        op = self._operation
+        if op is not None and op.response is not None:
+            try:
+                model = data if isinstance(data, op.response) else op.response.model_validate(data)
+            except pydantic.ValidationError as exc:  # the engine's bug, not the caller's: a 500
+                raise ResponseMismatch(f"{op.operation_id}: answer does not match {op.response.__name__}: {exc}") from None
+            data = model.to_json() if isinstance(model, ApiModel) else model.model_dump(mode="json")
+        self.set_status(status if status is not None else (op.status if op is not None else 200))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
 

@@ -6,6 +6,7 @@ import json
 
 from tornado.iostream import StreamClosedError
 
+from ..spec.models import Event, EventsQuery
 from .base import SSE_HEARTBEAT, BaiHandler, api_method
 
 
@@ -16,8 +17,20 @@ class EventsHandler(BaiHandler):
     write waits for the socket), gets ``event: resync`` instead: reload the state, go on.
     """
 
-    @api_method
+    @api_method("read", operation_id="streamEvents", tag="events", query=EventsQuery,
+                content="text/event-stream", stream=Event,
+                headers=(("Last-Event-ID", "The last `seq` seen; same as `since`."),),
+                summary="Server-sent events for session and vfolder changes.",
+                returns="An endless SSE stream of Event objects.", errors=(400,))
     async def get(self) -> None:
+        """`text/event-stream`: each event is `id: <seq>`, `event: <kind>`, and
+        `data: <Event JSON>`; a `: ping` comment is sent every 15 s. Reconnect with
+        `since=<last seq>` (or the `Last-Event-ID` header) to replay what was missed.
+        An event of kind `resync` (`{"kind": "resync", "seq": N}`) says events were skipped
+        (the subscriber was too slow, or `since` is older than the kept history): reload the
+        sessions, folders and resources you show, then carry on from `seq`.
+        Example: `for e in Client().events(): print(e)`.
+        """
         since = self.int_arg("since")
         if since is None and self.request.headers.get("Last-Event-ID", "").isdigit():
             since = int(self.request.headers["Last-Event-ID"])

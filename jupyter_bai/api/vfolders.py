@@ -12,12 +12,17 @@ import re
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
 
+from jupyter_core.utils import ensure_async
 from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..engine.vfolders import Upload
 from ..spec.errors import BaiError, InvalidRequest
-from ..spec.vfolder import FileEntry, VFolderCreate
+from ..spec.models import (
+    DownloadQuery, FileEntry, FileList, FilesQuery, MkdirRequest, MoveRequest, RmRequest,
+    UploadQuery, VFolderInfo, VFolderList,
+)
+from ..spec.vfolder import VFolderCreate
 from .base import BaiHandler, api_method
 
 T = TypeVar("T")
@@ -53,13 +58,17 @@ def _reply_bytes(handler: BaiHandler, body: bytes) -> None:
 
 
 class VFoldersHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="listVfolders", tag="vfolders", response=VFolderList,
+                summary="List virtual folders with their usage.", returns="The folders.")
     async def get(self) -> None:
         body = await blocking(lambda: _entries_json("vfolders", self.engine.vfolders.list()))
         _reply_bytes(self, body)
 
-    @api_method
+    @api_method("write", operation_id="createVfolder", tag="vfolders", request=VFolderCreate,
+                response=VFolderInfo, status=201, summary="Create a virtual folder.",
+                returns="The new folder.", errors=(400, 409))
     async def post(self) -> None:
+        """Example: `%bai vfolder create data -m data --quota 10g`."""
         req = VFolderCreate.model_validate(self.body_json())
         info = await blocking(self.engine.vfolders.create, req)
         self.engine.events.publish("vfolder", info.name, action="created")
@@ -67,13 +76,16 @@ class VFoldersHandler(BaiHandler):
 
 
 class VFolderHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="getVfolder", tag="vfolders", response=VFolderInfo,
+                summary="One virtual folder.", returns="The folder.", errors=(404,))
     async def get(self, name: str) -> None:
         info = await blocking(self.engine.vfolders.get, name)
         self.reply(info.model_dump(mode="json"))
 
-    @api_method
+    @api_method("write", operation_id="deleteVfolder", tag="vfolders", status=204,
+                summary="Delete a folder and its files.", returns="Deleted.", errors=(404, 409))
     async def delete(self, name: str) -> None:
+        """Refused with 409 while a live session mounts it."""
         # On the loop: the engine checks the folder's users and publishes the event there
         # (EventBus is not thread-safe); the files themselves go in a background thread.
         self.engine.delete_vfolder(name)
@@ -95,6 +107,13 @@ class VFolderFilesHandler(BaiHandler):
         # Unauthenticated uploads are read and dropped, then refused with 403 by put().
         if self.request.method != "PUT" or not self.current_user:
             return
+        # Authorize before the body is read or anything is made in the folder (put()'s own
+        # check would come only after the whole body had streamed into it).
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "write", self.auth_resource)
+        )
+        if not allowed:
+            raise web.HTTPError(403, f"not allowed to write {self.auth_resource} resources")
         self.request.connection.set_max_body_size(1 << 62)  # the cap is enforced below
         try:
             self._upload = await self._begin()
@@ -160,15 +179,24 @@ class VFolderFilesHandler(BaiHandler):
         if self._upload is not None:
             asyncio.get_running_loop().run_in_executor(None, self._upload.abort)
 
-    @api_method
+    @api_method("read", operation_id="listFiles", tag="vfolders", query=FilesQuery,
+                response=FileList, summary="List a directory inside the folder.",
+                returns="The directory's entries.", errors=(400, 404))
     async def get(self, name: str) -> None:
         path = self.get_argument("path", "", strip=False)
         files = self.engine.vfolders.files_json
         body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
         _reply_bytes(self, body)
 
-    @api_method
+    @api_method("write", operation_id="uploadFile", tag="vfolders", query=UploadQuery,
+                request_content="application/octet-stream", response=FileEntry, status=201,
+                summary="Upload one file (the raw request body) to a path in the folder.",
+                returns="The written file.", errors=(400, 404, 409, 413))
     async def put(self, name: str) -> None:
+        """The body is streamed to disk, never held in memory whole. The parent directory must
+        exist unless `parents=true`. Example: `%bai vfolder upload data ./train.csv` (the
+        client checks that the folder exists before sending any byte).
+        """
         self._body_read = True  # tornado calls put() once the body has ended
         upload = self._upload
         if upload is None:  # refused in prepare(); the error was sent there
@@ -183,7 +211,10 @@ class VFolderFilesHandler(BaiHandler):
 
 
 class VFolderDownloadHandler(BaiHandler):
-    @api_method
+    @api_method("read", operation_id="downloadFile", tag="vfolders", query=DownloadQuery,
+                content="application/octet-stream", headers=(("Content-Length", "integer"),),
+                summary="Download one file's bytes.", returns="The file content, with Content-Length.",
+                errors=(400, 404))
     async def get(self, name: str) -> None:
         path = self.get_argument("path", "", strip=False)
         dl = await blocking(self.engine.vfolders.open_for_download, name, path)
@@ -207,7 +238,9 @@ class VFolderDownloadHandler(BaiHandler):
 
 
 class VFolderMkdirHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="makeDirectory", tag="vfolders", request=MkdirRequest,
+                response=FileEntry, status=201, summary="Create a directory in the folder.",
+                returns="The directory.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         path = body.get("path") or ""
@@ -216,7 +249,9 @@ class VFolderMkdirHandler(BaiHandler):
 
 
 class VFolderMoveHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="moveFile", tag="vfolders", request=MoveRequest,
+                response=FileEntry, summary="Move or rename a file or directory inside the folder.",
+                returns="The entry at its new path.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         src, dst = body.get("src"), body.get("dst")
@@ -227,7 +262,9 @@ class VFolderMoveHandler(BaiHandler):
 
 
 class VFolderRmHandler(BaiHandler):
-    @api_method
+    @api_method("write", operation_id="removeFile", tag="vfolders", request=RmRequest, status=204,
+                summary="Remove a file, or a directory with `recursive`.", returns="Removed.",
+                errors=(400, 404, 409))
     async def post(self, name: str) -> None:
         body = self.body_json()
         path = body.get("path")

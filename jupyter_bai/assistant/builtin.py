@@ -46,21 +46,29 @@ def _route_key(method: str, path: str) -> tuple[str, str]:
 
 def client_methods() -> dict[str, tuple[Callable[..., Any], tuple[str, str] | None]]:
     """Public ``Client`` methods and the route each one calls (if any)."""
+    from ..client.aio import AsyncClient
     from ..client.client import Client
+    from ..client.http import HttpDriver
+
+    def src(name: str, fn: Any) -> str:
+        """The one implementation (AsyncClient's) plus the HTTP driver methods it calls."""
+        text = _src(getattr(AsyncClient, name, fn))
+        return text + "".join(_src(getattr(HttpDriver, d)) for d in
+                              re.findall(r"self\.driver\.(\w+)\(", text) if hasattr(HttpDriver, d))
 
     routes = _ops_routes()
     out: dict[str, tuple[Callable[..., Any], tuple[str, str] | None]] = {}
     for name, fn in inspect.getmembers(Client, inspect.isfunction):
         if name.startswith("_"):
             continue
-        used = re.findall(r"_ops\.(\w+)\(", _src(fn))
+        used = re.findall(r"_ops\.(\w+)\(", src(name, fn))
         route = next((routes[u] for u in used if u in routes), None)
         out[name] = (fn, route)
     for name, (fn, route) in list(out.items()):  # run_code → iter_run's route, one level deep
         if route is None:
-            called = re.findall(r"self\.(\w+)\(", _src(fn))
+            called = re.findall(r"self\.(\w+)\(", src(name, fn))
             route = next((out[c][1] for c in called if c in out and out[c][1]), None)
-            if route is None and "_RunHandler" in _src(fn):
+            if route is None and "_RunHandler" in src(name, fn):
                 route = out.get("iter_run", (None, None))[1]
             out[name] = (fn, route)
     return out
@@ -134,7 +142,7 @@ def _doc_example(description: str, verb: str | None) -> str | None:
 def source_files() -> dict[str, Path]:
     """Built-in source id → file (README and notebooks only where this is a source checkout)."""
     files = {"builtin:openapi": PKG_DIR / "api" / "openapi.yaml",
-             "builtin:client": PKG_DIR / "client" / "client.py",
+             "builtin:client": PKG_DIR / "client" / "aio.py",
              "builtin:cli": PKG_DIR / "cli.py"}
     readme = REPO_DIR / "README.md"
     if readme.is_file():

@@ -1,4 +1,9 @@
-"""``AsyncClient``: the asyncio twin of :class:`~jupyter_bai.client.client.Client`."""
+"""``AsyncClient``: the one implementation of every client operation.
+
+It talks to a backend through a :class:`~jupyter_bai.client.driver.Driver` (the engine's REST
+API by default) and returns :mod:`jupyter_bai.spec.models`. The synchronous
+:class:`~jupyter_bai.client.client.Client` runs this very class on a private event-loop thread.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -6,68 +11,73 @@ import os
 import posixpath
 import time
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Callable,
     Iterable,
     Mapping,
 )
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from jupyter_bai.client.connection import (
-    EngineConnection,
-)
+from jupyter_bai.client.connection import EngineConnection
+from jupyter_bai.client.driver import Driver
 from jupyter_bai.client.operations import (
-    CHUNK_SIZE,
     DEFAULT_TIMEOUT,
     TERMINAL_STATUSES,
-    Call,
     OutputCallback,
     SessionProgress,
     TransferProgress,
     _clean_remote,
+    _kv,
     _ops,
+    local_path,
+    source_ref,
 )
 from jupyter_bai.client.wire import (
-    SSEParser,
     _afile_chunks,
-    _aiter_lines,
     _assistant_done,
-    _decode_json,
     _Download,
     _entry_for,
     _ExecHandler,
-    _headers,
     _Meter,
-    _parse_ndjson_line,
     _plan_upload,
     _poll_delay,
     _resolve,
     _RunHandler,
     _single_command,
     _tmp_path,
-    _transport_error,
     _wait_targets,
     _wait_timeout_error,
-    error_from_response,
 )
-from jupyter_bai.spec.errors import (
-    BaiError,
-    Conflict,
-    InvalidRequest,
-    NotFound,
+from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound
+from jupyter_bai.spec.models import (
+    AssistantAnswer,
+    AssistantChange,
+    AssistantSources,
+    Event,
+    FileEntry,
+    ImageList,
+    Metrics,
+    Resources,
+    RunDone,
+    RunMessage,
+    SessionInfo,
+    VFolderInfo,
 )
 
 
 class AsyncClient:
-    """The asyncio twin of :class:`Client`: same methods, same arguments, awaitable.
+    """Client of a jupyter-bai engine (``find_engine()`` when no URL is given), awaitable.
 
-    Streaming methods (``follow_logs``, ``events``, ``iter_run``) are async iterators;
-    cancelling ``run_code`` interrupts the remote code.
+    Every method raises :class:`~jupyter_bai.spec.errors.BaiError` with a one-line message on
+    failure and returns typed models (which also read like dicts: ``info["status"]``).
+    Streaming methods (``follow_logs``, ``events``, ``iter_run``, ``ask_stream``) are async
+    iterators; cancelling ``run_code`` interrupts the remote code. ``driver`` plugs in another
+    backend (see :mod:`jupyter_bai.client.driver`); ``url``/``token``/``transport`` configure
+    the default :class:`~jupyter_bai.client.http.HttpDriver`.
     """
 
     def __init__(
@@ -77,17 +87,19 @@ class AsyncClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        driver: Driver | None = None,
     ) -> None:
-        self.connection = _resolve(url, token)
-        self._http = httpx.AsyncClient(
-            base_url=self.connection.api_url,
-            headers=_headers(self.connection),
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-        )
+        if driver is None:
+            from jupyter_bai.client.http import HttpDriver
+
+            self.connection: EngineConnection | None = _resolve(url, token)
+            driver = HttpDriver(self.connection, timeout=timeout, transport=transport)
+        else:
+            self.connection = getattr(driver, "connection", None)
+        self.driver = driver
 
     def __repr__(self) -> str:
-        return f"AsyncClient({self.connection.url!r})"
+        return f"{type(self).__name__}({self.driver.where!r})"
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -96,65 +108,24 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close pooled connections."""
-        await self._http.aclose()
+        """Close the backend's connections."""
+        await self.driver.aclose()
 
     close = aclose
 
-    # -- plumbing
-
-    async def _send(self, call: Call, **kw: Any) -> httpx.Response:
-        try:
-            resp = await self._http.request(
-                call.method, call.path, params=call.params, json=call.json, **kw
-            )
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, self.connection.url) from None
-        if resp.status_code >= 400:
-            raise error_from_response(
-                resp.status_code, resp.content, url=self.connection.url, reason=resp.reason_phrase
-            )
-        return resp
-
-    async def _json(self, call: Call) -> Any:
-        return _decode_json(await self._send(call))
-
-    @asynccontextmanager
-    async def _stream(self, call: Call, **kw: Any) -> AsyncIterator[httpx.Response]:
-        try:
-            async with self._http.stream(
-                call.method, call.path, params=call.params, json=call.json,
-                timeout=kw.pop("timeout", None), **kw,
-            ) as resp:
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise error_from_response(
-                        resp.status_code, resp.content, url=self.connection.url,
-                        reason=resp.reason_phrase,
-                    )
-                yield resp
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, self.connection.url) from None
-
-    async def _messages(self, call: Call) -> AsyncGenerator[dict[str, Any], None]:
-        async with self._stream(call) as resp:
-            try:
-                async for line in _aiter_lines(resp):
-                    msg = _parse_ndjson_line(line)
-                    if msg is not None:
-                        yield msg
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, self.connection.url) from None
-
     # -- node
 
-    async def resources(self) -> dict[str, Any]:
-        """See :meth:`Client.resources`."""
-        return await self._json(_ops.resources())
+    async def resources(self) -> Resources:
+        """Node capacity, used/free slots, per-GPU shares, runtimes and pending count."""
+        return await self.driver.resources()
 
-    async def list_images(self) -> dict[str, Any]:
-        """See :meth:`Client.list_images`."""
-        return await self._json(_ops.list_images())
+    async def metrics(self) -> Metrics:
+        """Live usage: host CPU/memory, per-GPU utilisation and memory, per-session usage."""
+        return await self.driver.metrics()
+
+    async def list_images(self) -> ImageList:
+        """Images sessions can use: ``local`` and the Docker engine's (``images``, ``notes``)."""
+        return await self.driver.list_images()
 
     # -- sessions
 
@@ -173,19 +144,26 @@ class AsyncClient:
         wait: bool = False,
         timeout: float | None = None,
         progress: SessionProgress | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`Client.create_session`."""
-        sess = await self._json(_ops.create_session(
+    ) -> SessionInfo:
+        """Create a compute session; with ``wait``, return once it runs (batch: once it ends).
+
+        ``resources`` and ``env`` take a dict or ``["key=value", ...]``; ``mounts`` use
+        Backend.AI's grammar (``"data:ro"``, ``"data:/mnt/d"``...).  ``timeout`` bounds the
+        wait (None: as long as a PENDING session needs); ``progress(session)`` sees each status.
+        The session may end in ERROR or CANCELLED: check ``status`` (and ``exit_code``).
+        """
+        body = _ops.session_body(
             image, name=name, type=type, command=command, resources=resources, mounts=mounts,
             env=env, idle_timeout=idle_timeout, max_lifetime=max_lifetime,
-        ))
+        )
+        sess = await self.driver.create_session(body)
         if progress is not None:
             progress(sess)
         if not wait:
             return sess
         targets = TERMINAL_STATUSES if type == "batch" else {"RUNNING"}
         return await self.wait_session(
-            sess["id"], targets, timeout=timeout, progress=progress, initial=sess
+            sess.id, targets, timeout=timeout, progress=progress, initial=sess
         )
 
     async def wait_session(
@@ -195,49 +173,49 @@ class AsyncClient:
         *,
         timeout: float | None = 300.0,
         progress: SessionProgress | None = None,
-        initial: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`Client.wait_session`."""
+        initial: Mapping[str, Any] | None = None,
+    ) -> SessionInfo:
+        """Poll until the session reaches one of ``statuses`` (default RUNNING) or ends.
+
+        ``initial`` is the session as last seen (no request if it already qualifies);
+        raises :class:`BaiError` (code ``timeout``) after ``timeout`` seconds (None: no limit).
+        """
         targets = _wait_targets(statuses)
         deadline = None if timeout is None else time.monotonic() + timeout
         last_status = initial.get("status") if initial else None
-        sess = initial if initial and initial.get("status") in targets else None
+        if initial is not None and initial.get("status") in targets:
+            return initial if isinstance(initial, SessionInfo) else SessionInfo.model_validate(dict(initial))
         attempt = 0
-        while sess is None:
+        while True:
             cur = await self.get_session(name)
-            if cur.get("status") != last_status:
-                last_status = cur.get("status")
+            if cur.status != last_status:
+                last_status = cur.status
                 if progress is not None:
                     progress(cur)
-            if cur.get("status") in targets:
-                sess = cur
-                break
+            if cur.status in targets:
+                return cur
             if deadline is not None and time.monotonic() >= deadline:
-                raise _wait_timeout_error(name, str(cur.get("status")), float(timeout or 0))
+                raise _wait_timeout_error(name, cur.status, float(timeout or 0))
             await asyncio.sleep(_poll_delay(attempt))
             attempt += 1
-        return sess
 
-    async def list_sessions(self, status: str | None = None) -> list[dict[str, Any]]:
-        """See :meth:`Client.list_sessions`."""
-        return (await self._json(_ops.list_sessions(status)))["sessions"]
+    async def list_sessions(self, status: str | None = None) -> list[SessionInfo]:
+        """All sessions the engine knows (live and finished), optionally filtered by status."""
+        return await self.driver.list_sessions(status)
 
-    async def get_session(self, name: str) -> dict[str, Any]:
-        """See :meth:`Client.get_session`."""
-        return await self._json(_ops.get_session(name))
+    async def get_session(self, name: str) -> SessionInfo:
+        """One session by name or id."""
+        return await self.driver.get_session(name)
 
     async def session_logs(self, name: str, tail: int | None = None) -> str:
-        """See :meth:`Client.session_logs`."""
-        return (await self._json(_ops.session_logs(name, tail)))["logs"]
+        """The session's combined log (the last ``tail`` lines when given)."""
+        return await self.driver.session_logs(name, tail)
 
     async def follow_logs(self, name: str) -> AsyncIterator[str]:
-        """See :meth:`Client.follow_logs`."""
-        async with self._stream(_ops.follow_logs(name)) as resp:
-            try:
-                async for text in resp.aiter_text():
-                    yield text
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, self.connection.url) from None
+        """Yield log text as it is written, until the session ends."""
+        async with aclosing(self.driver.follow_logs(name)) as stream:
+            async for text in stream:
+                yield text
 
     async def exec(
         self,
@@ -247,17 +225,23 @@ class AsyncClient:
         env: Mapping[str, Any] | None = None,
         on_output: OutputCallback | None = None,
     ) -> int:
-        """See :meth:`Client.exec`."""
+        """Run a command inside the session; stream its output; return its exit code.
+
+        A string runs through the shell, a sequence is an argv list.
+        """
         handler = _ExecHandler(on_output)
-        async with aclosing(self._messages(_ops.exec(name, _single_command(command), env))) as stream:
+        envs = _kv(env, "environment variable") if env else None
+        async with aclosing(self.driver.exec_stream(name, _single_command(command), envs)) as stream:
             async for msg in stream:
                 if handler.feed(msg):
                     break
         return handler.result()
 
-    def iter_run(self, name: str, code: str) -> AsyncGenerator[dict[str, Any], None]:
-        """See :meth:`Client.iter_run`."""
-        return self._messages(_ops.run_code(name, code))
+    async def iter_run(self, name: str, code: str) -> AsyncIterator[RunMessage]:
+        """The raw message stream of :meth:`run_code` (stream, result, done)."""
+        async with aclosing(self.driver.run_stream(name, code)) as stream:
+            async for msg in stream:
+                yield msg
 
     async def run_code(
         self,
@@ -267,8 +251,13 @@ class AsyncClient:
         on_output: OutputCallback | None = None,
         on_result: Callable[[str], None] | None = None,
         interrupt_on_ctrl_c: bool = True,
-    ) -> dict[str, Any]:
-        """See :meth:`Client.run_code`; cancelling the task interrupts the remote code."""
+    ) -> RunDone:
+        """Run Python code in the session's persistent interpreter; return the ``done`` message.
+
+        Output streams to ``on_output`` as it is printed; the last expression's repr goes to
+        ``on_result`` and into the answer as ``result``. Cancelling the call (Ctrl-C in the sync
+        client) interrupts the remote code when ``interrupt_on_ctrl_c``.
+        """
         handler = _RunHandler(on_output, on_result)
         try:
             async with aclosing(self.iter_run(name, code)) as stream:
@@ -285,12 +274,12 @@ class AsyncClient:
         return handler.result()
 
     async def interrupt(self, name: str) -> bool:
-        """See :meth:`Client.interrupt`."""
-        return bool((await self._json(_ops.interrupt(name))).get("interrupted"))
+        """Interrupt the code running in the session's interpreter (like Ctrl-C)."""
+        return await self.driver.interrupt(name)
 
-    async def destroy_session(self, name: str, forced: bool = False) -> dict[str, Any]:
-        """See :meth:`Client.destroy_session`."""
-        return await self._json(_ops.destroy_session(name, forced))
+    async def destroy_session(self, name: str, forced: bool = False) -> SessionInfo:
+        """Terminate the session (``forced`` kills without grace); returns it."""
+        return await self.driver.destroy_session(name, forced)
 
     # -- vfolders
 
@@ -300,25 +289,25 @@ class AsyncClient:
         usage_mode: str = "general",
         permission: str = "rw",
         quota: int | str | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`Client.create_vfolder`."""
-        return await self._json(_ops.create_vfolder(name, usage_mode, permission, quota))
+    ) -> VFolderInfo:
+        """Create a virtual folder; ``quota`` in bytes or as a size string (``"10g"``)."""
+        return await self.driver.create_vfolder(_ops.vfolder_body(name, usage_mode, permission, quota))
 
-    async def list_vfolders(self) -> list[dict[str, Any]]:
-        """See :meth:`Client.list_vfolders`."""
-        return (await self._json(_ops.list_vfolders()))["vfolders"]
+    async def list_vfolders(self) -> list[VFolderInfo]:
+        """All virtual folders with usage."""
+        return await self.driver.list_vfolders()
 
-    async def get_vfolder(self, name: str) -> dict[str, Any]:
-        """See :meth:`Client.get_vfolder`."""
-        return await self._json(_ops.get_vfolder(name))
+    async def get_vfolder(self, name: str) -> VFolderInfo:
+        """One virtual folder."""
+        return await self.driver.get_vfolder(name)
 
     async def delete_vfolder(self, name: str) -> None:
-        """See :meth:`Client.delete_vfolder`."""
-        await self._send(_ops.delete_vfolder(name))
+        """Delete a folder and its files (refused while a live session mounts it)."""
+        await self.driver.delete_vfolder(name)
 
-    async def list_files(self, name: str, path: str = "") -> list[dict[str, Any]]:
-        """See :meth:`Client.list_files`."""
-        return (await self._json(_ops.list_files(name, path)))["files"]
+    async def list_files(self, name: str, path: str = "") -> list[FileEntry]:
+        """Entries of a directory inside the folder."""
+        return await self.driver.list_files(name, _clean_remote(path))
 
     async def upload(
         self,
@@ -327,38 +316,40 @@ class AsyncClient:
         dst: str = "",
         *,
         progress: TransferProgress | None = None,
-    ) -> list[dict[str, Any]]:
-        """See :meth:`Client.upload`."""
+    ) -> list[FileEntry]:
+        """Upload local files (directories recursively) into ``dst``; returns the new entries.
+
+        Everything is checked first (local paths, the folder exists): an error comes before
+        any byte, and before ``progress`` is first called.
+        """
         plan = _plan_upload(files, dst)
+        await self.get_vfolder(name)  # NotFound here, not after a progress bar
         meter = _Meter(sum(u.size for u in plan), progress)
-        entries: list[dict[str, Any]] = []
+        entries: list[FileEntry] = []
         for item in plan:
             if item.kind == "dir":
                 try:
                     entries.append(await self.mkdir(name, item.remote, parents=True))
                 except Conflict:
-                    pass
+                    pass  # already there: uploading into an existing tree is fine
                 continue
             assert item.local is not None
-            resp = await self._send(
-                _ops.upload_file(name, item.remote, parents=True),
-                content=_afile_chunks(item.local, meter, item.remote),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(item.size)},
-                timeout=httpx.Timeout(None, connect=10.0),
-            )
-            entries.append(_decode_json(resp))
+            entries.append(await self.driver.upload_file(
+                name, item.remote, _afile_chunks(item.local, meter, item.remote), item.size,
+                parents=True,
+            ))
             if item.size == 0:
                 meter.add(0, item.remote)
         return entries
 
     async def _expand_download(
-        self, name: str, remote: str, entry: dict[str, Any], local: Path, plan: list[_Download]
+        self, name: str, remote: str, entry: Mapping[str, Any], local: Path, plan: list[_Download]
     ) -> None:
         if entry.get("type") == "dir":
             plan.append(_Download(remote, local, -1))
             for child in await self.list_files(name, remote):
                 await self._expand_download(
-                    name, posixpath.join(remote, child["name"]), child, local / child["name"], plan
+                    name, posixpath.join(remote, child.name), child, local / child.name, plan
                 )
         else:
             plan.append(_Download(remote, local, int(entry.get("size") or 0)))
@@ -371,7 +362,7 @@ class AsyncClient:
         *,
         progress: TransferProgress | None = None,
     ) -> list[Path]:
-        """See :meth:`Client.download`."""
+        """Download files (directories recursively) into ``dest``; returns the local paths."""
         if isinstance(paths, str):
             paths = [paths]
         dest_dir = Path(dest)
@@ -396,45 +387,42 @@ class AsyncClient:
             item.local.parent.mkdir(parents=True, exist_ok=True)
             tmp = _tmp_path(item.local)
             try:
-                async with self._stream(_ops.download_file(name, item.remote)) as resp:
-                    with open(tmp, "wb") as f:
-                        try:
-                            async for chunk in resp.aiter_bytes(CHUNK_SIZE):
-                                f.write(chunk)
-                                meter.add(len(chunk), item.remote)
-                        except httpx.TransportError as exc:
-                            raise _transport_error(exc, self.connection.url) from None
+                with open(tmp, "wb") as f:
+                    async with aclosing(self.driver.download_file(name, item.remote)) as chunks:
+                        async for chunk in chunks:
+                            await asyncio.to_thread(f.write, chunk)
+                            meter.add(len(chunk), item.remote)
                 os.replace(tmp, item.local)
             finally:
                 tmp.unlink(missing_ok=True)
             written.append(item.local)
         return written
 
-    async def mkdir(self, name: str, path: str, parents: bool = False) -> dict[str, Any]:
-        """See :meth:`Client.mkdir`."""
-        return await self._json(_ops.mkdir(name, path, parents))
+    async def mkdir(self, name: str, path: str, parents: bool = False) -> FileEntry:
+        """Create a directory in the folder (``parents`` like ``mkdir -p``)."""
+        return await self.driver.mkdir(name, _clean_remote(path), bool(parents))
 
-    async def move(self, name: str, src: str, dst: str) -> dict[str, Any]:
-        """See :meth:`Client.move`."""
-        return await self._json(_ops.move(name, src, dst))
+    async def move(self, name: str, src: str, dst: str) -> FileEntry:
+        """Rename or move a file/directory inside the folder."""
+        return await self.driver.move(name, _clean_remote(src), _clean_remote(dst))
 
     async def rm(self, name: str, path: str, recursive: bool = False) -> None:
-        """See :meth:`Client.rm`."""
-        await self._send(_ops.rm(name, path, recursive))
+        """Remove a file (a directory needs ``recursive``)."""
+        await self.driver.rm(name, _clean_remote(path), bool(recursive))
 
     # -- events
 
-    async def events(self, since: int | None = None) -> AsyncIterator[dict[str, Any]]:
-        """See :meth:`Client.events`."""
-        parser = SSEParser()
-        async with self._stream(_ops.events(since), headers={"Accept": "text/event-stream"}) as resp:
-            try:
-                async for line in _aiter_lines(resp):
-                    event = parser.feed(line)
-                    if event is not None:
-                        yield event
-            except httpx.TransportError as exc:
-                raise _transport_error(exc, self.connection.url) from None
+    async def events(self, since: int | None = None) -> AsyncIterator[Event]:
+        """Yield engine events (session/vfolder changes) as they happen; ``since`` replays.
+
+        An event with ``kind == "resync"`` (``event.is_resync``) means the stream skipped
+        events (this consumer was too slow, or ``since`` is older than the kept history):
+        reload what you show (``list_sessions()``, ``list_vfolders()``, ``resources()``),
+        then keep reading; its ``seq`` is where the stream continues from.
+        """
+        async with aclosing(self.driver.events(since)) as stream:
+            async for event in stream:
+                yield event
 
     # -- API assistant
 
@@ -445,31 +433,40 @@ class AsyncClient:
         top_k: int = 5,
         history: list[dict[str, str]] | None = None,
         on_delta: Callable[[str], None] | None = None,
-    ) -> dict[str, Any]:
-        """See :meth:`Client.ask`."""
+    ) -> AssistantAnswer:
+        """Ask the API assistant a question about this platform's API.
+
+        Returns ``answer``, ``sources``, ``examples``, ``abstained``, ``mode``, ``note``, ...;
+        each source has title, ref, kind, method, path, operation_id and score. ``history``
+        (earlier ``{"question", "answer"}`` turns) lets follow-ups refer back; ``on_delta``
+        receives the answer's text as it streams (useful when an LLM writes it).
+        """
         done = None
-        async for msg in self.ask_stream(question, top_k=top_k, history=history):
-            if msg.get("type") == "delta" and on_delta is not None:
-                on_delta(str(msg.get("text", "")))
-            elif msg.get("type") == "done":
-                done = msg
+        async with aclosing(self.ask_stream(question, top_k=top_k, history=history)) as stream:
+            async for msg in stream:
+                if msg.get("type") == "delta" and on_delta is not None:
+                    on_delta(str(msg.get("text", "")))
+                elif msg.get("type") == "done":
+                    done = msg
         return _assistant_done(done)
 
     async def ask_stream(
         self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """See :meth:`Client.ask_stream`."""
-        async for msg in self._messages(_ops.ask(question, top_k, history, stream=True)):
-            yield msg
+    ) -> AsyncIterator[Mapping[str, Any]]:
+        """The assistant's raw NDJSON messages: ``sources``, ``delta`` pieces, then ``done``."""
+        body = _ops.ask_body(question, top_k, history, stream=True)
+        async with aclosing(self.driver.ask_stream(body)) as stream:
+            async for msg in stream:
+                yield msg
 
-    async def assistant_sources(self) -> dict[str, Any]:
-        """See :meth:`Client.assistant_sources`."""
-        return await self._json(_ops.assistant_sources())
+    async def assistant_sources(self) -> AssistantSources:
+        """What the assistant has indexed: built-in and learned sources with document counts."""
+        return await self.driver.assistant_sources()
 
-    async def assistant_learn(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """See :meth:`Client.assistant_learn`."""
-        return await self._json(_ops.assistant_learn(path))
+    async def assistant_learn(self, path: str | os.PathLike[str]) -> AssistantChange:
+        """Teach the assistant a folder (Markdown, Python, notebooks) or an OpenAPI file."""
+        return await self.driver.assistant_learn(local_path(path))
 
-    async def assistant_forget(self, source: str | os.PathLike[str]) -> dict[str, Any]:
-        """See :meth:`Client.assistant_forget`."""
-        return await self._json(_ops.assistant_forget(source))
+    async def assistant_forget(self, source: str | os.PathLike[str]) -> AssistantChange:
+        """Forget a learned file or folder."""
+        return await self.driver.assistant_forget(source_ref(source))

@@ -1,7 +1,4 @@
-"""Every REST operation described once, whatever HTTP client sends it.
-
-The sync and async clients both build their requests here, so they cannot drift apart.
-"""
+"""Every REST operation described once: request bodies and the HTTP calls of ``HttpDriver``."""
 from __future__ import annotations
 
 import os
@@ -135,11 +132,15 @@ class _ops:
         return Call("GET", "/resources")
 
     @staticmethod
+    def metrics() -> Call:
+        return Call("GET", "/metrics")
+
+    @staticmethod
     def list_images() -> Call:
         return Call("GET", "/images")
 
     @staticmethod
-    def create_session(
+    def session_body(
         image: str,
         *,
         name: str | None,
@@ -150,7 +151,8 @@ class _ops:
         env: Mapping[str, Any] | Iterable[str] | None,
         idle_timeout: float | None,
         max_lifetime: float | None,
-    ) -> Call:
+    ) -> dict[str, Any]:
+        """The ``SessionSpec`` JSON, checked here first so typos fail before any request."""
         body: dict[str, Any] = {
             "image": image,
             "type": type,
@@ -166,7 +168,11 @@ class _ops:
             body["idle_timeout"] = idle_timeout
         if max_lifetime is not None:
             body["max_lifetime"] = max_lifetime
-        return Call("POST", "/sessions", json=body)
+        return body
+
+    @staticmethod
+    def create_session(body: Mapping[str, Any]) -> Call:
+        return Call("POST", "/sessions", json=dict(body))
 
     @staticmethod
     def list_sessions(status: str | None) -> Call:
@@ -209,13 +215,17 @@ class _ops:
         )
 
     @staticmethod
-    def create_vfolder(
+    def vfolder_body(
         name: str, usage_mode: str, permission: str, quota: int | str | None
-    ) -> Call:
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "usage_mode": usage_mode, "permission": permission}
         if quota is not None:
             body["quota"] = quota
-        return Call("POST", "/vfolders", json=body)
+        return body
+
+    @staticmethod
+    def create_vfolder(body: Mapping[str, Any]) -> Call:
+        return Call("POST", "/vfolders", json=dict(body))
 
     @staticmethod
     def list_vfolders() -> Call:
@@ -273,12 +283,16 @@ class _ops:
         return Call("GET", "/events", params={"since": str(int(since))} if since is not None else None)
 
     @staticmethod
-    def ask(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool) -> Call:
+    def ask_body(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"question": question, "top_k": top_k, "stream": stream}
         if history:
             body["history"] = [{"question": str(t.get("question", "")), "answer": str(t.get("answer", ""))}
                                for t in history]
-        return Call("POST", "/assistant/ask", json=body)
+        return body
+
+    @staticmethod
+    def ask(body: Mapping[str, Any]) -> Call:
+        return Call("POST", "/assistant/ask", json=dict(body))
 
     @staticmethod
     def assistant_sources() -> Call:
@@ -287,13 +301,21 @@ class _ops:
     @staticmethod
     def assistant_learn(path: str | os.PathLike[str]) -> Call:
         # the engine runs on this machine: send an absolute path so "./docs" means the caller's
-        return Call("POST", "/assistant/sources", json={"path": str(Path(path).expanduser().absolute())})
+        return Call("POST", "/assistant/sources", json={"path": local_path(path)})
 
     @staticmethod
     def assistant_forget(source: str | os.PathLike[str]) -> Call:
-        src = str(source)
-        if not src.startswith("builtin:") and not os.path.isabs(src):
-            src = str(Path(src).expanduser().absolute())
-        return Call("DELETE", "/assistant/sources", params={"source": src})
+        return Call("DELETE", "/assistant/sources", params={"source": source_ref(source)})
+
+
+def local_path(path: str | os.PathLike[str]) -> str:
+    """A path the engine (on this machine) reads: absolute, so "./docs" means the caller's."""
+    return str(Path(path).expanduser().absolute())
+
+
+def source_ref(source: str | os.PathLike[str]) -> str:
+    """A learned source as the assistant lists it (``builtin:...`` or an absolute path)."""
+    src = str(source)
+    return src if src.startswith("builtin:") or os.path.isabs(src) else local_path(src)
 
 

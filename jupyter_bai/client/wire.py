@@ -10,7 +10,6 @@ from collections.abc import (
     AsyncIterator,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
 )
 from dataclasses import dataclass, field
@@ -38,17 +37,18 @@ from jupyter_bai.spec.errors import (
     InvalidRequest,
     NotFound,
 )
+from jupyter_bai.spec.models import AssistantAnswer, RunDone
 
 # --------------------------------------------------------------------------- response parsing
 
 
-def _assistant_done(msg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``done`` message of an assistant stream as the answer dict (errors raised)."""
+def _assistant_done(msg: Mapping[str, Any] | None) -> AssistantAnswer:
+    """The ``done`` message of an assistant stream as the answer (errors raised)."""
     if msg is None:
         raise BaiError("the assistant's answer ended before it was complete", code="connection-lost")
     if msg.get("status") == "error":
         raise _stream_error(msg)
-    return {k: v for k, v in msg.items() if k != "type"}
+    return AssistantAnswer.model_validate({k: v for k, v in msg.items() if k != "type"})
 
 
 def _one_line(text: str) -> str:
@@ -155,13 +155,6 @@ class _LineSplitter:
         return [rest.rstrip("\r")] if rest else []
 
 
-def _iter_lines(resp: httpx.Response) -> Iterator[str]:
-    splitter = _LineSplitter()
-    for text in resp.iter_text():
-        yield from splitter.feed(text)
-    yield from splitter.flush()
-
-
 async def _aiter_lines(resp: httpx.Response) -> AsyncIterator[str]:
     splitter = _LineSplitter()
     async for text in resp.aiter_text():
@@ -193,7 +186,7 @@ class _ExecHandler:
         self.on_output = on_output or default_output
         self.exit_code: int | None = None
 
-    def feed(self, msg: dict[str, Any]) -> bool:
+    def feed(self, msg: Mapping[str, Any]) -> bool:
         """Handle one message; True once the stream is done."""
         kind = msg.get("type")
         if kind == "stream":
@@ -221,9 +214,9 @@ class _RunHandler:
         self.on_output = on_output or default_output
         self.on_result = on_result
         self.result_text: str | None = None
-        self.done: dict[str, Any] | None = None
+        self.done: RunDone | None = None
 
-    def feed(self, msg: dict[str, Any]) -> bool:
+    def feed(self, msg: Mapping[str, Any]) -> bool:
         kind = msg.get("type")
         if kind == "stream":
             self.on_output(str(msg.get("name", "stdout")), str(msg.get("text", "")))
@@ -234,13 +227,14 @@ class _RunHandler:
         elif kind == "done":
             if msg.get("status") == "error" and not msg.get("traceback") and msg.get("ename") in _ERROR_CLASSES:
                 raise _stream_error(msg)  # the engine failed, not the user's code
-            self.done = dict(msg)
+            done = dict(msg)
             if self.result_text is not None:
-                self.done.setdefault("result", self.result_text)
+                done.setdefault("result", self.result_text)
+            self.done = RunDone.model_validate(done)
             return True
         return False
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> RunDone:
         if self.done is None:
             raise BaiError("the run stream ended before the code finished", code="connection-lost")
         return self.done
@@ -360,19 +354,8 @@ class _Meter:
             self.progress(self.done, max(self.total, self.done), label)
 
 
-def _file_chunks(path: Path, meter: _Meter, label: str) -> Iterator[bytes]:
-    """Stream a file in chunks; it is never read into memory whole."""
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_SIZE)
-            if not chunk:
-                break
-            meter.add(len(chunk), label)
-            yield chunk
-
-
 async def _afile_chunks(path: Path, meter: _Meter, label: str) -> AsyncIterator[bytes]:
-    """Async flavour of :func:`_file_chunks` (reads happen off the event loop)."""
+    """Stream a file in chunks, never whole in memory; reads happen off the event loop."""
     f: BinaryIO = await asyncio.to_thread(open, path, "rb")
     try:
         while True:
@@ -392,7 +375,7 @@ class _Download:
     size: int
 
 
-def _entry_for(listing: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
+def _entry_for(listing: Iterable[Mapping[str, Any]], name: str) -> Mapping[str, Any] | None:
     for e in listing:
         if e.get("name") == name:
             return e

@@ -1,0 +1,571 @@
+"""What the API answers, as pydantic models: one description for handlers, client, CLI and renderers.
+
+The API handlers validate every JSON answer through these models (``api_method(response=...)``),
+:mod:`jupyter_bai.api.openapi` writes ``openapi.yaml`` from them, the client returns them, the
+CLI prints them with ``--json`` and :mod:`jupyter_bai.render` draws them.
+
+**Mapping access.** Every model also behaves as a read-only mapping of what the wire carried, so
+code written against the old dict answers keeps working: ``info["status"]``, ``info.get("exit_code")``,
+``"result" in done``, ``dict(info)``, ``{**info}``, ``json.dumps(to_jsonable(info))`` and
+``info == {"id": ..., ...}`` (equal to the JSON object it was parsed from). Attribute access
+(``info.status``) is the typed way. Models are immutable in spirit: build a new one with
+``model_copy(update=...)`` rather than assigning keys.
+
+Models marked *loose* accept fields they do not name (``additionalProperties: true``), so an
+engine that adds a field does not break older clients.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jupyter_bai.spec.vfolder import FileEntry as _FileEntry
+from jupyter_bai.spec.vfolder import VFolderInfo as _VFolderInfo
+
+__all__ = [
+    "ApiModel",
+    "AskRequest",
+    "AssistantAnswer",
+    "AssistantChange",
+    "AssistantSources",
+    "DeleteSourceQuery",
+    "DestroyQuery",
+    "DownloadQuery",
+    "ErrorBody",
+    "Event",
+    "EventsQuery",
+    "ExecMessage",
+    "ExecRequest",
+    "FileEntry",
+    "FileList",
+    "FilesQuery",
+    "ImageInfo",
+    "ImageList",
+    "Interrupted",
+    "LearnRequest",
+    "LogsQuery",
+    "LogsText",
+    "Metrics",
+    "MkdirRequest",
+    "MoveRequest",
+    "Resources",
+    "RmRequest",
+    "RunMessage",
+    "RunRequest",
+    "SessionInfo",
+    "SessionList",
+    "SessionsQuery",
+    "StreamMessage",
+    "UploadQuery",
+    "VFolderInfo",
+    "VFolderList",
+    "to_jsonable",
+]
+
+SessionStatusName = Literal[
+    "PENDING", "SCHEDULED", "PREPARING", "RUNNING", "TERMINATING", "TERMINATED", "ERROR", "CANCELLED"
+]
+Decimal = str  # slots travel as decimal strings so fractions stay exact
+
+
+class ApiModel(BaseModel):
+    """Base of every answer: typed attributes plus read-only mapping access (see module doc)."""
+
+    model_config = ConfigDict(use_enum_values=True, populate_by_name=True, protected_namespaces=())
+
+    # -- mapping protocol over the fields the wire carried (set fields and extras)
+
+    def keys(self) -> list[str]:
+        """Names of the fields present in the answer (aliases where a field has one)."""
+        names = []
+        for name in self.model_fields_set:
+            field = type(self).model_fields.get(name)
+            names.append(field.alias if field is not None and field.alias else name)
+        order = {n: i for i, n in enumerate(self._wire_order())}
+        extra = list((self.__pydantic_extra__ or {}).keys())
+        return sorted(names, key=lambda n: order.get(n, len(order))) + [e for e in extra if e not in names]
+
+    @classmethod
+    def _wire_order(cls) -> list[str]:
+        return [f.alias or n for n, f in cls.model_fields.items()]
+
+    def _attr(self, key: str) -> str | None:
+        fields = type(self).model_fields
+        if key in fields:
+            return key
+        for name, field in fields.items():
+            if field.alias == key:
+                return name
+        return None
+
+    def __getitem__(self, key: str) -> Any:
+        attr = self._attr(key)
+        if attr is not None:
+            return getattr(self, attr)
+        extra = self.__pydantic_extra__ or {}
+        if key in extra:
+            return extra[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get``: the value, or ``default`` when absent (or null)."""
+        try:
+            value = self[key]
+        except KeyError:
+            return default
+        return default if value is None and default is not None else value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+    def values(self) -> list[Any]:
+        return [self[k] for k in self.keys()]
+
+    def to_json(self) -> Any:
+        """The JSON object as the API sends it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BaseModel):
+            return super().__eq__(other)
+        if isinstance(other, Mapping):
+            return bool(self.to_json() == to_jsonable(dict(other)))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+Mapping.register(ApiModel)
+
+
+class _Loose(ApiModel):
+    model_config = ConfigDict(extra="allow")
+
+
+def to_jsonable(data: Any) -> Any:
+    """Models (and containers of them) as plain JSON values; for ``json.dumps``."""
+    if isinstance(data, ApiModel):
+        return data.to_json()
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True)
+    if isinstance(data, Mapping):
+        return {str(k): to_jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [to_jsonable(v) for v in data]
+    return data
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ErrorBody(ApiModel):
+    """Every 4xx/5xx answer: a machine-readable code and one line for people."""
+
+    error: str = Field(
+        description="Machine-readable code: invalid-request, insufficient-resources, forbidden, "
+        "not-found, conflict, invalid-state, quota-exceeded, runtime-unavailable.",
+        examples=["not-found"],
+    )
+    message: str = Field(description="One line for people.", examples=["no such session 'exp9'"])
+
+
+# --------------------------------------------------------------------------- node
+
+
+class NodeGpu(_Loose):
+    index: int
+    name: str
+    memory: int = Field(description="bytes")
+    uuid: str | None = None
+    source: str = Field(description="`nvml`, or `fake` for configured test GPUs.")
+
+
+class Node(_Loose):
+    hostname: str
+    cpu_count: int
+    mem_total: int = Field(description="bytes")
+    gpus: list[NodeGpu] = Field(default_factory=list)
+    mps_available: bool = False
+
+
+class GpuUsage(_Loose):
+    index: int
+    name: str
+    memory: int
+    source: str
+    shares_used: Decimal
+    shares_free: Decimal
+    sessions: list[str] = Field(description="Names of the sessions holding (part of) this GPU.")
+
+
+class RuntimeInfo(_Loose):
+    name: str = Field(examples=["local"])
+    available: bool
+    sandbox: str | None = Field(default=None, description="`bwrap`, `none` or `docker`.")
+    notes: list[str] = Field(default_factory=list, description="What this runtime cannot enforce here, in words.")
+
+
+class Resources(_Loose):
+    """Node capacity, used and free slots (decimal strings; `mem` in bytes), GPUs, runtimes."""
+
+    node: Node
+    capacity: dict[str, Decimal]
+    used: dict[str, Decimal]
+    free: dict[str, Decimal]
+    gpus: list[GpuUsage]
+    fractional_gpu_limit: str = Field(default="none", description="`enforced (MPS)`, `advisory`, or `none` (no GPU).")
+    runtimes: list[RuntimeInfo]
+    pending: int = Field(description="Sessions waiting for resources.")
+
+
+class ImageInfo(ApiModel):
+    name: str = Field(description="Reference for `session create` (`repo:tag`).")
+    runtime: str = Field(description="`local` or `docker`.")
+    id: str | None = None
+    size: int | None = Field(default=None, description="Bytes.")
+    created: str | None = None
+    min_mem: str | None = Field(default=None, description="`ai.backend.resource.min.mem` label.")
+    service_ports: str | None = Field(default=None, description="`ai.backend.service-ports` label.")
+
+
+class ImageList(ApiModel):
+    images: list[ImageInfo]
+    notes: list[str] = Field(description="Why Docker images are missing (daemon not answering, runtime off).")
+
+
+class Metrics(_Loose):
+    """The engine's metrics snapshot (loose: its fields follow the collector)."""
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class MountInfo(ApiModel):
+    source: str = Field(description="VFolder name.")
+    target: str = Field(description="Path inside the session (default `/home/work/NAME`).")
+    perm: Literal["rw", "ro"] = "rw"
+
+
+class Allocation(_Loose):
+    devices: list[int] = Field(default_factory=list, description="Every GPU index the session touches.")
+    whole: list[int] = Field(default_factory=list, description="GPUs held whole (cuda.device).")
+    shares: dict[str, Decimal] = Field(
+        default_factory=dict, description='Fraction held per GPU index (cuda.shares), e.g. {"0": "0.5"}.'
+    )
+
+
+class StatusChange(ApiModel):
+    status: SessionStatusName
+    at: str | None = Field(default=None, description="ISO 8601 time.")
+    info: str | None = None
+
+
+class SessionInfo(_Loose):
+    """A compute session as the engine reports it."""
+
+    id: str
+    name: str
+    status: SessionStatusName
+    status_info: str | None = Field(default=None, description="Why it is in this status (e.g. user-requested).")
+    result: Literal["undefined", "success", "failure"] = "undefined"
+    exit_code: int | None = None
+    image: str
+    type: Literal["interactive", "batch", "inference"]
+    command: str | None = None
+    resources: dict[str, Decimal]
+    mounts: list[MountInfo] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="The session's extra environment; values of names containing KEY, TOKEN, SECRET, "
+        "PASSWORD, CREDENTIAL or CONNECTION are shown as `***`.",
+    )
+    idle_timeout: float | None = Field(default=None, description="seconds")
+    max_lifetime: float | None = Field(default=None, description="seconds")
+    runtime: str | None = Field(default=None, examples=["local"])
+    sandbox: str | None = Field(default=None, description="`bwrap`, `none` or `docker`.")
+    allocation: Allocation | None = Field(default=None, description="GPUs held (null before scheduling).")
+    created_at: str | None = Field(default=None, description="ISO 8601 time.")
+    started_at: str | None = None
+    terminated_at: str | None = None
+    status_history: list[StatusChange] = Field(default_factory=list)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the session is over for good (TERMINATED, ERROR, CANCELLED)."""
+        return self.status in ("TERMINATED", "ERROR", "CANCELLED")
+
+
+class SessionList(ApiModel):
+    sessions: list[SessionInfo] = Field(description="Newest first.")
+
+
+class LogsText(ApiModel):
+    logs: str
+
+
+class Interrupted(ApiModel):
+    interrupted: bool = Field(description="Whether something was running and got interrupted.")
+
+
+class StreamMessage(ApiModel):
+    """Output of an exec/run stream, as it is printed."""
+
+    type: Literal["stream"] = "stream"
+    name: Literal["stdout", "stderr"] = "stdout"
+    text: str
+
+
+class ExecDone(ApiModel):
+    type: Literal["done"] = "done"
+    exit_code: int
+
+
+class StreamError(_Loose):
+    """An engine failure after a stream started (the status line was already 200)."""
+
+    type: Literal["done"] = "done"
+    status: Literal["error"] = "error"
+    ename: str = Field(description="An error code.")
+    evalue: str = ""
+
+
+class RunResult(ApiModel):
+    type: Literal["result"] = "result"
+    text: str = Field(description="The repr of the cell's last expression.")
+
+
+class RunDone(_Loose):
+    """The end of a run: ``ok``, or ``error`` with the remote exception (and ``result``, client side)."""
+
+    type: Literal["done"] = "done"
+    status: Literal["ok", "error"]
+    ename: str | None = Field(default=None, description="Exception class name (status error).")
+    evalue: str | None = None
+    traceback: list[str] | None = None
+    result: str | None = Field(default=None, description="Client side: the repr of the last expression.")
+
+
+class ExecMessage(_Loose):
+    """One NDJSON message of an exec stream: ``stream``, then ``done`` with ``exit_code``
+    (or ``done`` with ``status: error`` and ``ename``/``evalue`` when the engine failed)."""
+
+    type: Literal["stream", "done"]
+    name: Literal["stdout", "stderr"] | None = None
+    text: str | None = None
+    exit_code: int | None = None
+    status: str | None = None
+    ename: str | None = None
+    evalue: str | None = None
+
+    json_schema_one_of: ClassVar[tuple[type[ApiModel], ...]] = (StreamMessage, ExecDone, StreamError)
+
+
+class RunMessage(_Loose):
+    """One NDJSON message of a run stream: ``stream`` pieces, an optional ``result``, then ``done``."""
+
+    type: Literal["stream", "result", "done"]
+    name: Literal["stdout", "stderr"] | None = None
+    text: str | None = None
+    status: str | None = None
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: list[str] | None = None
+
+    json_schema_one_of: ClassVar[tuple[type[ApiModel], ...]] = (StreamMessage, RunResult, RunDone, StreamError)
+
+
+# --------------------------------------------------------------------------- vfolders
+
+
+class VFolderInfo(_VFolderInfo, ApiModel):
+    """A virtual folder with its current usage."""
+
+    model_config = ConfigDict(title="VFolder")
+
+
+class FileEntry(_FileEntry, ApiModel):
+    """One entry of a folder listing; ``path`` is relative to the folder root."""
+
+
+class VFolderList(ApiModel):
+    vfolders: list[VFolderInfo]
+
+
+class FileList(ApiModel):
+    files: list[FileEntry]
+
+
+# --------------------------------------------------------------------------- events
+
+
+class Event(_Loose):
+    """One change notification. ``kind`` is ``session``, ``vfolder``, ``resources`` … or
+    ``resync``: the stream skipped events (the client was too slow or asked for trimmed history);
+    reload what you show (``list_sessions()``, ``list_vfolders()``, ``resources()``) and carry on
+    from ``seq``."""
+
+    seq: int | str | None = None
+    at: float | None = Field(default=None, description="Unix time (seconds).")
+    kind: str | None = Field(default=None, examples=["session", "vfolder", "resync"])
+    name: str | None = None
+    status: SessionStatusName | None = None
+    action: str | None = Field(default=None, description="vfolder events: created, deleted, uploaded, ...")
+    event: str | None = Field(default=None, description="Client side: the SSE event type.")
+
+    @property
+    def is_resync(self) -> bool:
+        """True for the ``resync`` marker: events were missed, reload the snapshot."""
+        return self.kind == "resync"
+
+
+# --------------------------------------------------------------------------- assistant
+
+
+class AssistantSource(_Loose):
+    title: str
+    ref: str
+    kind: str = Field(examples=["operation", "client", "cli", "markdown", "python", "notebook"])
+    method: str | None = None
+    path: str | None = None
+    operation_id: str | None = None
+    score: float
+
+
+class AssistantAnswer(_Loose):
+    """An answer with its sources and runnable examples (loose: modes add fields)."""
+
+    answer: str = Field(description="Markdown.")
+    sources: list[AssistantSource] = Field(default_factory=list)
+    examples: dict[str, Any] = Field(
+        default_factory=dict, description="`magic`, `client` and `http` examples of the best operation."
+    )
+    abstained: bool = Field(default=False, description="True when nothing relevant was found.")
+    mode: str | None = Field(default=None, examples=["extractive", "llm", "fallback"])
+    note: str | None = Field(default=None, description="Why the LLM was not used (fallback).")
+
+
+class AssistantSources(_Loose):
+    """What the assistant has indexed (loose)."""
+
+    sources: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class AssistantChange(_Loose):
+    """What was learned or forgotten (loose)."""
+
+
+# --------------------------------------------------------------------------- requests
+# Request bodies and query strings of the routes whose parsing lives in the handlers; the
+# session and vfolder create bodies are ``SessionSpec`` and ``VFolderCreate`` (spec/).
+
+
+class ExecRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str] = Field(
+        description="An argv list, or a string run through the shell.",
+        json_schema_extra={"oneOf": [{"type": "string", "minLength": 1},
+                                     {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
+    )
+    env: dict[str, str] | None = None
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Python source.")
+
+
+class MkdirRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="Directory path relative to the folder root.")
+    parents: bool = Field(default=False, description="Like `mkdir -p`: create parents, no error if it exists.")
+
+
+class MoveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    src: str
+    dst: str
+
+
+class RmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    recursive: bool = False
+
+
+class HistoryTurn(BaseModel):
+    question: str = ""
+    answer: str = ""
+
+
+class AskRequest(BaseModel):
+    question: str = Field(max_length=2000, description="The question, in plain words.")
+    top_k: int = Field(default=5, ge=1, le=50, description="How many sources to return.")
+    stream: bool = Field(default=False, description="Stream NDJSON messages as the answer is written.")
+    history: list[HistoryTurn] = Field(
+        default_factory=list, description="Earlier turns of a chat, oldest first; follow-up questions use them."
+    )
+
+
+class LearnRequest(BaseModel):
+    path: str = Field(description="Absolute path of a file or folder to learn.")
+
+
+# Query strings (documented as parameters, one per field).
+
+
+class SessionsQuery(BaseModel):
+    status: str | None = Field(
+        default=None,
+        description="Only sessions in this status; several may be given comma-separated (`RUNNING,PENDING`).",
+        examples=["RUNNING"],
+    )
+    all: bool | None = Field(default=None, description="Accepted for Backend.AI compatibility; finished sessions are always listed.")
+
+
+class DestroyQuery(BaseModel):
+    forced: bool = Field(default=False, description="Kill at once instead of SIGTERM, grace period, SIGKILL.")
+
+
+class LogsQuery(BaseModel):
+    tail: int | None = Field(default=None, ge=0, description="Only the last N lines.")
+    follow: bool = Field(default=False, description="Stream the log as text/plain (chunked) until the session ends.")
+
+
+class FilesQuery(BaseModel):
+    path: str = Field(
+        default="",
+        description="Directory relative to the folder root (default the root). Paths may not escape the folder.",
+    )
+
+
+class UploadQuery(BaseModel):
+    path: str = Field(description="Destination file path relative to the folder root.")
+    parents: bool = Field(default=False, description="Create missing parent directories.")
+
+
+class DownloadQuery(BaseModel):
+    path: str = Field(description="File path relative to the folder root.")
+
+
+class EventsQuery(BaseModel):
+    since: int | None = Field(default=None, ge=0, description="Replay events with a larger sequence number first.")
+
+
+class DeleteSourceQuery(BaseModel):
+    source: str = Field(description="The learned path, as listed by the sources listing.")
