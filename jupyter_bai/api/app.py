@@ -12,7 +12,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Float, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 
 from ..engine.config import EngineConfig
 from ..engine.engine import Engine
@@ -84,8 +84,16 @@ class BaiApp(ExtensionApp):
     ).tag(config=True)
     docker_user = Unicode(
         "auto",
-        help="Container user: auto (the engine's uid:gid; as root, the image's USER), "
-        "image (the image's USER), or UID[:GID].",
+        help="Container user: auto (the session user, unless the image's USER is a non-root "
+        "user), image (the image's USER; root is refused), or UID[:GID].",
+    ).tag(config=True)
+    session_user = Unicode(
+        "auto",
+        help="uid[:gid] sessions run as: auto = 1000:1000 (Backend.AI's 'work' user) when the "
+        "engine runs as root, else the engine's own ids. Never 0.",
+    ).tag(config=True)
+    session_pids_limit = Int(
+        4096, help="Most processes (and threads) one Docker session may have."
     ).tag(config=True)
     docker_binds = List(
         Unicode(), help="Extra binds for every container, HOST[:TARGET][:ro|rw] (read-only by default)."
@@ -122,6 +130,10 @@ class BaiApp(ExtensionApp):
     @default("docker_user")
     def _docker_user_default(self) -> str:
         return os.environ.get("JUPYTER_BAI_DOCKER_USER", "auto")
+
+    @default("session_user")
+    def _session_user_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_SESSION_USER", "auto")
 
     @default("docker_binds")
     def _docker_binds_default(self) -> list[str]:
@@ -173,6 +185,8 @@ class BaiApp(ExtensionApp):
             docker_user=self.docker_user,
             docker_binds=tuple(self.docker_binds),
             docker_pull=self.docker_pull,
+            session_user=self.session_user,
+            session_pids_limit=self.session_pids_limit,
         )
 
     def initialize_settings(self) -> None:

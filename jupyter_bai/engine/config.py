@@ -33,6 +33,10 @@ class EngineConfig:
     docker_user: str = "auto"
     docker_binds: tuple[str, ...] = ()
     docker_pull: bool = False
+    # who sessions run as (auto: 1000:1000 under a root engine, else the engine's own ids;
+    # or UID[:GID]), and the most processes one Docker session may have.
+    session_user: str = "auto"
+    session_pids_limit: int = 4096
 
     @property
     def vfolder_root(self) -> Path:

@@ -5,6 +5,7 @@ makes sure two processes never drive the same state directory.
 """
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -16,9 +17,10 @@ from .config import EngineConfig
 from .events import EventBus
 from .mps import MPSControl
 from .node import NodeInfo, discover
-from .runtimes.base import Runtime
+from .runtimes.base import Runtime, engine_id
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
+from .runtimes.privilege import SessionUser, resolve_session_user
 from .sessions import SessionManager
 from .store import Store
 from .vfolders import VFolderManager
@@ -41,6 +43,7 @@ class Engine:
         self.sessions: SessionManager
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
+        self.session_user: SessionUser
 
     def _acquire_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -67,26 +70,38 @@ class Engine:
         cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
         self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
         self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
-        self.docker = DockerRuntime(
-            cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
-            binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,
-        )
-        self.runtimes = [LocalRuntime(cfg.sandbox, cfg.enforce_limits), self.docker]
+        try:
+            self.session_user = resolve_session_user(cfg.session_user)
+            self.docker = DockerRuntime(
+                cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
+                binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,
+                session_user=self.session_user, pids_limit=cfg.session_pids_limit,
+            )
+        except ValueError as exc:
+            raise BaiError(str(exc)) from None
+        self.local = LocalRuntime(cfg.sandbox, cfg.enforce_limits, user=self.session_user,
+                                  engine_id=engine_id(cfg.state_dir))
+        self.runtimes = [self.local, self.docker]
         self.sessions = SessionManager(
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
         await self.sessions.start()
+        loop = asyncio.get_running_loop()
+        # Cgroups of sessions that ended while no engine watched (killed mid-way).
+        await loop.run_in_executor(None, self.local.sweep, self._live_session_ids())
         self.docker.live_sessions = self._live_session_ids
         if self.docker.enabled:
             # Containers whose session ended while the engine (or daemon) was away.
             try:
-                self.docker.sweep(self._live_session_ids())
+                await loop.run_in_executor(None, self.docker.sweep, self._live_session_ids())
             except BaiError as exc:
                 log.info("docker runtime: %s", exc)
         log.info("jupyter-bai engine started on %s", cfg.state_dir)
 
     async def close(self) -> None:
         await self.sessions.close()
+        for runtime in self.runtimes:
+            runtime.close()
         self.store.close()
         if self._lock_file:
             self._lock_file.close()
