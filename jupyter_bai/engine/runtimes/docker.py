@@ -57,7 +57,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable
 
-from ...spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
+from ...spec.errors import BaiError, InvalidRequest, InvalidState, RuntimeUnavailable
 from ...spec.resources import ResourceSlots, format_size, parse_size
 from .agent_client import NO_AGENT_MARKER, AgentUnavailable
 from .base import LaunchContext, Runtime, RuntimeLost, engine_id
@@ -76,14 +76,14 @@ MIN_CPU_LABEL = "ai.backend.resource.min.cpu"
 PORTS_LABEL = "ai.backend.service-ports"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WRAPPER = f'exec >>{LOG_TARGET}/output.log 2>&1; exec "$@"'
-NO_PYTHON = ("no python3 in this image: 'session exec' works (through docker exec); "
-             "'%%bai run' needs Python in the image")
+RUN_NEEDS_PYTHON = "'session exec' works (through docker exec); '%%bai run' needs Python in the image"
+NO_PYTHON = f"no python3 in this image: {RUN_NEEDS_PYTHON}"
 # Interactive main process: the agent when the image has python3, else the startup command
 # (in the background) and an idle sleep, with a marker that tells the engine "no agent".
 INTERACTIVE = (
     'if command -v python3 >/dev/null 2>&1; then if [ -n "$2" ]; then '
     'exec python3 "$0" --socket "$1" --startup "$2"; fi; exec python3 "$0" --socket "$1"; fi; '
-    f'echo "{NO_PYTHON}" >&2; : > "$(dirname "$1")/{NO_AGENT_MARKER}"; '
+    f'echo "{NO_PYTHON}" >&2; : > "${{1%/*}}/{NO_AGENT_MARKER}"; '
     'if [ -n "$2" ]; then /bin/sh -c "$2" & fi; '
     's=$(command -v sleep || echo /bin/sleep); while :; do "$s" 3600 || exit 127; done'
 )
@@ -629,7 +629,8 @@ class DockerRuntime(Runtime):
                 yield msg
             return
         if request.get("op") != "exec":
-            raise AgentUnavailable(NO_PYTHON)
+            raise InvalidState(
+                f"session '{ctx.session_name}' has no python3 in its image: {RUN_NEEDS_PYTHON}")
         async for msg in self._docker_exec(ctx, request):
             yield msg
 
