@@ -8,7 +8,8 @@ from .base import OPENAPI_PATH, BaiHandler, api_method
 class ResourcesHandler(BaiHandler):
     @api_method
     async def get(self) -> None:
-        self.reply(self.engine.resources())
+        # Asks the Docker daemon whether it answers (and sweeps when it came back): off the loop.
+        self.reply(await asyncio.get_running_loop().run_in_executor(None, self.engine.resources))
 
 
 class ImagesHandler(BaiHandler):

@@ -42,10 +42,10 @@ class _Layout:
     unprivileged session user could not traverse (``/opt/bai``, a venv under ``/root``).
     """
 
-    def __init__(self, args: list[str], mounted: Iterable[str]):
+    def __init__(self, args: list[str], mounted: Iterable[str], empty: Iterable[str]):
         self.args = args
         self.mounted = list(mounted)  # host trees bound in: their insides exist already
-        self.made: set[str] = set()
+        self.made: set[str] = set(empty)  # fresh tmpfs mounts: they exist, their insides not
 
     def bind(self, kind: str, source: str, target: str) -> None:
         for parent in reversed(PurePosixPath(target).parents):
@@ -91,7 +91,7 @@ def bwrap_argv(
     ]
     host_trees = ["/usr", "/etc", "/proc", "/dev",
                   *(root[i + 2] for i, a in enumerate(root) if a in ("--ro-bind", "--symlink"))]
-    layout = _Layout(args, host_trees)
+    layout = _Layout(args, host_trees, empty=("/tmp", "/run"))
     # After the tmpfs mounts, so a Python (or state dir) living under /tmp stays visible.
     for prefix in prefixes:
         layout.bind("--ro-bind", prefix, prefix)
