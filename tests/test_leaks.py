@@ -170,3 +170,29 @@ def test_cgroups_of_sessions_gone_while_the_engine_was_down_are_swept(
     leng.start()
     eventually(lambda: cgroup_dirs(leng), "cgroup directories")
     eventually(lambda: session_processes(leng), "session processes")
+
+
+def engine_threads(eng: EngineProcess) -> int:
+    return len(os.listdir(f"/proc/{eng.proc.pid}/task"))
+
+
+def test_docker_sessions_need_no_thread_each(
+    leng: EngineProcess, dclient: Any, images: dict[str, str]  # noqa: F811
+) -> None:
+    """Exits are learned from one event stream, not from a blocked thread per container."""
+    api = Api(leng)
+    body = {"image": images["image"], "resources": {"cpu": "0.1", "mem": "128m"}}
+    run_cycles(api, images["image"], "twarm", PARALLEL * 2)  # executor threads exist now
+    api.create(name="tfirst", **body)
+    assert api.wait("tfirst")["status"] == "RUNNING"  # the watcher thread exists now
+    before = engine_threads(leng)
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        list(pool.map(lambda i: api.create(name=f"t{i}", **body), range(10)))
+    for i in range(10):
+        assert api.wait(f"t{i}")["status"] == "RUNNING"
+    # 11 containers are waited on now; the old runtime had 11 threads blocked in wait().
+    assert engine_threads(leng) - before < 6, (engine_threads(leng), before)
+    for i in range(10):
+        api.delete(f"/sessions/t{i}")
+    api.delete("/sessions/tfirst")
+    eventually(lambda: containers(dclient, leng), "containers")

@@ -140,3 +140,15 @@ def test_docker_container_config_is_least_privilege(peng: EngineProcess, dclient
     assert host["IpcMode"] != "host" and not host["Privileged"]
     assert found[0].attrs["Config"]["User"] == ":".join(SESSION_IDS)
     api.delete("/sessions/pcfg")
+
+
+def test_docker_session_cannot_swap_its_log_for_a_symlink(peng: EngineProcess,
+                                                          images: dict[str, str]) -> None:  # noqa: F811
+    """The engine (root) appends exec output to the log and serves it: it must stay a file."""
+    api = Api(peng)
+    api.create(image=images["image"], name="plog", type="batch",
+               command="rm -f /var/log/bai/output.log 2>/dev/null && echo removed; "
+                       "ln -sf /etc/hostname /var/log/bai/x 2>/dev/null && echo linked; echo done")
+    s = api.wait("plog", ())
+    logs = api.get("/sessions/plog/logs").json()["logs"]
+    assert s["result"] == "success" and logs.split() == ["done"], logs

@@ -325,12 +325,16 @@ class DockerRuntime(Runtime):
         for stale in (ctx.exit_path, ctx.state_dir / "oom", ctx.session_dir / "run" / "agent.sock",
                       ctx.session_dir / "run" / NO_AGENT_MARKER):
             stale.unlink(missing_ok=True)
+        if ctx.log_path.is_symlink():
+            ctx.log_path.unlink()
         ctx.log_path.touch()
         uid_s, _, gid_s = user.partition(":")
         if uid_s.isdigit():
             owner = SessionUser(int(uid_s), int(gid_s) if gid_s.isdigit() else int(uid_s))
-            hand_over([ctx.session_dir / "work", ctx.session_dir / "run", ctx.session_dir / "logs",
-                       ctx.log_path, *(m.host_path for m in ctx.mounts if not m.readonly)], owner)
+            # The log file, not its directory: the engine (root) opens that path later, and a
+            # session that could swap it for a symlink would make root write or read through it.
+            hand_over([ctx.session_dir / "work", ctx.session_dir / "run", ctx.log_path,
+                       *(m.host_path for m in ctx.mounts if not m.readonly)], owner)
 
     def container_kwargs(
         self, ctx: LaunchContext, image_config: dict[str, Any], image_labels: dict[str, str]

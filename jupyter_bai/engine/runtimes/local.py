@@ -84,6 +84,7 @@ class LocalRuntime(Runtime):
                     f"bubblewrap was required but cannot run: {self.sandbox_error or 'bwrap not found'}"
                 )
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._oom: dict[str, bool] = {}  # session id -> OOM-killed, read off the loop by wait()
 
     def _bwrap_works(self) -> bool:
         try:
@@ -215,6 +216,7 @@ class LocalRuntime(Runtime):
             "starttime": proc_starttime(popen.pid),
             "sandbox": self.sandbox_kind,
             "cgroups": self.cgroups.version if cgroup_procs and self.cgroups else None,
+            "session": ctx.session_id,
         }
 
     def _check_reachable(self, ctx: LaunchContext) -> None:
@@ -280,6 +282,7 @@ class LocalRuntime(Runtime):
             while self.is_alive(handle):
                 await asyncio.sleep(0.2)
             self._finish(pid)
+            await self._note_oom(handle)
             return
         done: asyncio.Future[None] = loop.create_future()
         loop.add_reader(fd, lambda: done.done() or done.set_result(None))
@@ -290,6 +293,14 @@ class LocalRuntime(Runtime):
             loop.remove_reader(fd)
             os.close(fd)
         self._finish(pid)
+        await self._note_oom(handle)
+
+    async def _note_oom(self, handle: dict[str, Any]) -> None:
+        """Read the cgroup's OOM counter in an executor, so exit_reason() does no I/O."""
+        sid = handle.get("session")
+        if sid and self.cgroups is not None:
+            loop = asyncio.get_running_loop()
+            self._oom[sid] = await loop.run_in_executor(None, self._oom_killed, sid)
 
     def _finish(self, pid: int) -> None:
         popen = self._children.pop(pid, None)
@@ -350,7 +361,13 @@ class LocalRuntime(Runtime):
     def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
         if self.cgroups is None:
             return None
-        for path in self.cgroups.paths(ctx.session_id):
+        known = self._oom.get(ctx.session_id)
+        oom = known if known is not None else self._oom_killed(ctx.session_id)
+        return "out of memory: the session used all of its mem" if oom else None
+
+    def _oom_killed(self, session_id: str) -> bool:
+        assert self.cgroups is not None
+        for path in self.cgroups.paths(session_id):
             for name in ("memory.events", "memory.oom_control"):
                 try:
                     text = (path / name).read_text()
@@ -359,10 +376,11 @@ class LocalRuntime(Runtime):
                 for line in text.splitlines():
                     key, _, value = line.partition(" ")
                     if key == "oom_kill" and value.strip() not in ("", "0"):
-                        return "out of memory: the session used all of its mem"
-        return None
+                        return True
+        return False
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
+        self._oom.pop(ctx.session_id, None)
         for sub in ("work", "root"):
             shutil.rmtree(ctx.session_dir / sub, ignore_errors=True)
         if self.cgroups is not None:
