@@ -152,3 +152,36 @@ def test_docker_session_cannot_swap_its_log_for_a_symlink(peng: EngineProcess,
     s = api.wait("plog", ())
     logs = api.get("/sessions/plog/logs").json()["logs"]
     assert s["result"] == "success" and logs.split() == ["done"], logs
+
+
+def test_session_user_setting() -> None:
+    from jupyter_bai.engine.runtimes.privilege import SessionUser, drop_argv, resolve_session_user
+
+    auto = resolve_session_user("auto")
+    assert auto.spec == ":".join(SESSION_IDS)
+    for bad in ("0", "0:0", "1000:0", "root", "-1", "1000:x"):
+        with pytest.raises(ValueError):
+            resolve_session_user(bad)
+    if ROOT_ENGINE:
+        assert resolve_session_user("1234").spec == "1234:1234"
+        argv = drop_argv(SessionUser(1234, 99))
+        assert argv[1:] == ["--reuid=1234", "--regid=99", "--clear-groups", "--inh-caps=-all",
+                            "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+    else:
+        with pytest.raises(ValueError):
+            resolve_session_user(str(os.geteuid() + 1))
+        assert drop_argv(auto) == []
+
+
+def test_docker_user_is_never_root(tmp_path: Path) -> None:
+    from jupyter_bai.engine.runtimes.docker import DockerRuntime
+    from jupyter_bai.engine.runtimes.privilege import SessionUser
+
+    for bad in ("0", "root", "0:0"):
+        with pytest.raises(ValueError):
+            DockerRuntime(tmp_path, user=bad)
+    rt = DockerRuntime(tmp_path, session_user=SessionUser(1000, 1000))
+    assert rt._resolve_user("") == "1000:1000"  # the image declares no USER: not root
+    assert rt._resolve_user("root") == "1000:1000" and rt._resolve_user("0:0") == "1000:1000"
+    if ROOT_ENGINE:
+        assert rt._resolve_user("work") == "work"  # a non-root image USER is kept
