@@ -148,27 +148,6 @@ class CgroupLimits:
                         self._defer(path)
         return sorted(swept)
 
-    def session_ids(self) -> set[str]:
-        """Sessions that have a cgroup of this engine now (for tests and sweeps)."""
-        out: set[str] = set()
-        for base in self.bases.values():
-            try:
-                out.update(p.name for p in base.iterdir() if p.is_dir())
-            except OSError:
-                pass
-        return out
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Block until the janitor has nothing left to remove (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
     @staticmethod
     def _try_remove(path: Path, kill: bool) -> bool:
         if kill:

@@ -717,13 +717,6 @@ class DockerRuntime(Runtime):
             log.info("removed orphaned containers: %s", ", ".join(removed))
         return removed
 
-    def session_ids(self) -> set[str]:
-        """Sessions that have a container of this engine now (tests and leak checks)."""
-        client = self._connect()
-        mine = {"label": f"{LABEL}engine={self.engine_id}"}
-        return {(c.attrs.get("Labels") or {}).get(LABEL + "session-id", "")
-                for c in client.containers.list(all=True, filters=mine, sparse=True)}
-
 
 class _ExitWatcher:
     """One thread for all containers: reads the daemon's ``die`` events of this engine's
