@@ -68,10 +68,16 @@ class Engine:
         self.events = EventBus(self.store)
         self.node = discover(fake_gpus=list(cfg.fake_gpus) or None)
         cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
-        self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
-        self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
         try:
             self.session_user = resolve_session_user(cfg.session_user)
+        except ValueError as exc:
+            raise BaiError(str(exc)) from None
+        # What the engine creates in folders belongs to the session user (a root engine's
+        # sessions run as that user; otherwise both are the engine's own user already).
+        owner = (self.session_user.uid, self.session_user.gid) if os.geteuid() == 0 else None
+        self.vfolders = VFolderManager(self.store, cfg.vfolder_root, owner=owner)
+        self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
+        try:
             self.docker = DockerRuntime(
                 cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
                 binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,

@@ -92,9 +92,11 @@ class _Resolved:
 class VFolderManager:
     """Creates, lists and deletes vfolders and runs the file operations inside them."""
 
-    def __init__(self, store: Store, root: Path):
+    def __init__(self, store: Store, root: Path, owner: tuple[int, int] | None = None):
         self.store = store
         self.root = Path(root)
+        # (uid, gid) sessions run as; the vfolders branch gives it what the engine creates.
+        self.owner = owner
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
