@@ -561,11 +561,11 @@ class DockerRuntime(Runtime):
         self._watcher.watch(cid, loop, done)
         try:
             try:
-                running = await loop.run_in_executor(None, self.is_alive, handle)
-            except RuntimeUnavailable:
-                running = False
-            if not running:  # ended (or never ran) before the watcher listened
-                self._watcher.resolve(cid, None)
+                container = await loop.run_in_executor(None, self._container, handle)
+            except RuntimeUnavailable as exc:
+                raise RuntimeLost(f"docker daemon went away: {exc}") from None
+            if container is None or not container.attrs["State"].get("Running"):
+                self._watcher.resolve(cid, None)  # ended before the watcher listened
             err = await done
         finally:
             self._watcher.forget(cid, done)
