@@ -258,11 +258,33 @@ def test_bad_input_is_refused_at_create_and_changes_nothing(api: Api, dclient: A
 
 
 def test_container_that_exits_at_once_is_error_with_its_last_lines(api: Api, dclient: Any, images: dict[str, str]) -> None:
-    s = api.create(image=images["nopy"], name="dnopy")
-    s = api.wait("dnopy", ())
+    # The image's python3 cannot start (no stdlib where it looks): the agent dies at once.
+    s = api.create(image=images["image"], name="dearly", env={"PYTHONHOME": "/nonexistent"})
+    s = api.wait("dearly", ())
     assert s["status"] == "ERROR"
-    assert s["status_info"].startswith("exited during start with code 127")
-    assert "python3: not found" in s["status_info"]
+    assert s["status_info"].startswith("exited during start with code 1")
+    assert "Fatal Python error" in s["status_info"] or "encodings" in s["status_info"]
+    assert container_of(dclient, s["id"]) is None
+
+
+def test_image_without_python_starts_exec_works_run_says_why_not(
+    api: Api, dclient: Any, images: dict[str, str]
+) -> None:
+    s = api.create(image=images["nopy"], name="dnopy", command="echo started > /home/work/s.txt")
+    s = api.wait("dnopy")
+    assert s["status"] == "RUNNING", s
+    # session exec goes through docker exec, in /home/work, as the session user
+    msgs = api.stream("/sessions/dnopy/exec", {"command": "/bin/cat s.txt; /usr/bin/id -u; exit 3",
+                                               "env": {"X": "1"}})
+    out = "".join(m.get("text", "") for m in msgs if m["type"] == "stream")
+    assert out.split() == ["started", "1000"] and msgs[-1] == {"type": "done", "exit_code": 3}
+    # %%bai run needs Python in the image: one clear line
+    r = api.post("/sessions/dnopy/run", json={"code": "1"})
+    assert r.status_code == 409
+    assert one_line(r) == ("session 'dnopy' has no python3 in its image: 'session exec' works "
+                           "(through docker exec); '%%bai run' needs Python in the image")
+    assert "no python3 in this image" in api.get("/sessions/dnopy/logs").json()["logs"]
+    assert api.delete("/sessions/dnopy").json()["status"] == "TERMINATED"
     assert container_of(dclient, s["id"]) is None
 
 

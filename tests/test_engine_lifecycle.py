@@ -137,7 +137,14 @@ def test_default_state_dir_honours_jupyter_data_dir(tmp_path: Path, bwrap: str) 
 
 
 def test_plain_process_fallback_says_what_it_cannot_enforce(tmp_path: Path) -> None:
-    eng = start_engine(tmp_path / "plain", extra_env={"JUPYTER_BAI_SANDBOX": "none"})
+    # Without a sandbox a root engine's sessions run as an ordinary user (1000), which sees
+    # host permissions: the state directory must be reachable (pytest's tmp dirs are 0700).
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="bai-plain-"))
+    base.chmod(0o755)
+    eng = start_engine(base / "plain", extra_env={"JUPYTER_BAI_SANDBOX": "none"})
     try:
         api = Api(eng)
         runtime = api.get("/resources").json()["runtimes"][0]
@@ -158,3 +165,4 @@ def test_plain_process_fallback_says_what_it_cannot_enforce(tmp_path: Path) -> N
         api.delete("/sessions/pi")
     finally:
         eng.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -264,7 +264,7 @@ def test_memory_and_cpu_limits_are_enforced_with_cgroups(api: Api, engine: Engin
     s = api.wait(name)
     import glob
 
-    found = glob.glob(f"/sys/fs/cgroup/cpu/**/jupyter-bai/{s['id']}/cpu.cfs_quota_us", recursive=True)
-    found += glob.glob(f"/sys/fs/cgroup/**/jupyter-bai/{s['id']}/cpu.max", recursive=True)
+    found = glob.glob(f"/sys/fs/cgroup/cpu/**/jupyter-bai/*/{s['id']}/cpu.cfs_quota_us", recursive=True)
+    found += glob.glob(f"/sys/fs/cgroup/**/jupyter-bai/*/{s['id']}/cpu.max", recursive=True)
     assert found and open(found[0]).read().split()[0] == "50000"
     api.delete(f"/sessions/{name}", params={"forced": "true"})

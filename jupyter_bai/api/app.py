@@ -88,8 +88,16 @@ class BaiApp(ExtensionApp):
     ).tag(config=True)
     docker_user = Unicode(
         "auto",
-        help="Container user: auto (the engine's uid:gid; as root, the image's USER), "
-        "image (the image's USER), or UID[:GID].",
+        help="Container user: auto (the session user, unless the image's USER is a non-root "
+        "user), image (the image's USER; root is refused), or UID[:GID].",
+    ).tag(config=True)
+    session_user = Unicode(
+        "auto",
+        help="uid[:gid] sessions run as: auto = 1000:1000 (Backend.AI's 'work' user) when the "
+        "engine runs as root, else the engine's own ids. Never 0.",
+    ).tag(config=True)
+    session_pids_limit = Int(
+        4096, help="Most processes (and threads) one Docker session may have."
     ).tag(config=True)
     docker_binds = List(
         Unicode(), help="Extra binds for every container, HOST[:TARGET][:ro|rw] (read-only by default)."
@@ -133,6 +141,10 @@ class BaiApp(ExtensionApp):
     @default("docker_user")
     def _docker_user_default(self) -> str:
         return os.environ.get("JUPYTER_BAI_DOCKER_USER", "auto")
+
+    @default("session_user")
+    def _session_user_default(self) -> str:
+        return os.environ.get("JUPYTER_BAI_SESSION_USER", "auto")
 
     @default("docker_binds")
     def _docker_binds_default(self) -> list[str]:
@@ -187,6 +199,8 @@ class BaiApp(ExtensionApp):
             event_buffer=self.event_buffer,
             metrics_interval=self.metrics_interval,
             max_upload_size=self.max_upload_size,
+            session_user=self.session_user,
+            session_pids_limit=self.session_pids_limit,
         )
 
     def initialize_settings(self) -> None:

@@ -12,7 +12,8 @@ class ResourcesHandler(BaiHandler):
                 returns="The node's resources.", errors=(503,))
     async def get(self) -> None:
         """Example: `%bai resources`, `jupyter bai resources --json`, `Client().resources()`."""
-        self.reply(self.engine.resources())
+        # Asks the Docker daemon whether it answers (and sweeps when it came back): off the loop.
+        self.reply(await asyncio.get_running_loop().run_in_executor(None, self.engine.resources))
 
 
 class ImagesHandler(BaiHandler):

@@ -38,6 +38,10 @@ class EngineConfig:
     # seconds between metrics samples (taken only while someone watches).
     event_buffer: int = 1000
     metrics_interval: float = 1.0
+    # who sessions run as (auto: 1000:1000 under a root engine, else the engine's own ids;
+    # or UID[:GID]), and the most processes one Docker session may have.
+    session_user: str = "auto"
+    session_pids_limit: int = 4096
 
     @property
     def vfolder_root(self) -> Path:

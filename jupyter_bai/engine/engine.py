@@ -5,6 +5,7 @@ makes sure two processes never drive the same state directory.
 """
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -16,9 +17,10 @@ from .events import EventBus
 from .metrics import MetricsCollector
 from .mps import MPSControl
 from .node import NodeInfo, discover
-from .runtimes.base import Runtime
+from .runtimes.base import Runtime, engine_id
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
+from .runtimes.privilege import SessionUser, resolve_session_user
 from .sessions import SessionManager
 from .store import Store
 from .vfolders import VFolderManager
@@ -42,6 +44,7 @@ class Engine:
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
         self.metrics: MetricsCollector | None = None
+        self.session_user: SessionUser
 
     def _acquire_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -73,13 +76,26 @@ class Engine:
         self.events = EventBus(self.store, buffer=cfg.event_buffer)
         self.node = discover(fake_gpus=list(cfg.fake_gpus) or None)
         cfg.vfolder_root.mkdir(parents=True, exist_ok=True)
-        self.vfolders = VFolderManager(self.store, cfg.vfolder_root)
+        try:
+            self.session_user = resolve_session_user(cfg.session_user)
+        except ValueError as exc:
+            raise BaiError(str(exc)) from None
+        # What the engine creates in folders belongs to the session user (a root engine's
+        # sessions run as that user; otherwise both are the engine's own user already).
+        owner = (self.session_user.uid, self.session_user.gid) if os.geteuid() == 0 else None
+        self.vfolders = VFolderManager(self.store, cfg.vfolder_root, owner=owner)
         self.mps = MPSControl(cfg.state_dir) if cfg.use_mps else None
-        self.docker = DockerRuntime(
-            cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
-            binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,
-        )
-        self.runtimes = [LocalRuntime(cfg.sandbox, cfg.enforce_limits), self.docker]
+        try:
+            self.docker = DockerRuntime(
+                cfg.state_dir, host=cfg.docker_host, user=cfg.docker_user,
+                binds=cfg.docker_binds, pull=cfg.docker_pull, enabled=cfg.docker,
+                session_user=self.session_user, pids_limit=cfg.session_pids_limit,
+            )
+        except ValueError as exc:
+            raise BaiError(str(exc)) from None
+        self.local = LocalRuntime(cfg.sandbox, cfg.enforce_limits, user=self.session_user,
+                                  engine_id=engine_id(cfg.state_dir))
+        self.runtimes = [self.local, self.docker]
         self.sessions = SessionManager(
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
@@ -87,11 +103,14 @@ class Engine:
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
         )
+        loop = asyncio.get_running_loop()
+        # Cgroups of sessions that ended while no engine watched (killed mid-way).
+        await loop.run_in_executor(None, self.local.sweep, self._live_session_ids())
         self.docker.live_sessions = self._live_session_ids
         if self.docker.enabled:
             # Containers whose session ended while the engine (or daemon) was away.
             try:
-                self.docker.sweep(self._live_session_ids())
+                await loop.run_in_executor(None, self.docker.sweep, self._live_session_ids())
             except BaiError as exc:
                 log.info("docker runtime: %s", exc)
         log.info("jupyter-bai engine started on %s", cfg.state_dir)
@@ -100,6 +119,8 @@ class Engine:
         if self.metrics is not None:
             await self.metrics.close()
         await self.sessions.close()
+        for runtime in self.runtimes:
+            runtime.close()
         self.store.close()
         self._release_lock()
 

@@ -317,6 +317,7 @@ class SessionManager:
         await self._stop(sid, grace=0.0 if forced else self.config.stop_grace)
         tracked = self._tracked.get(sid)
         if tracked and tracked.task:
+            # Includes a start still in flight: it stops what it launched (see _start_session).
             try:
                 await asyncio.wait_for(asyncio.shield(tracked.task), timeout=10)
             except asyncio.TimeoutError:
@@ -357,11 +358,12 @@ class SessionManager:
 
     async def agent_stream(self, ref: str, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         await self.wait_started(ref, self.config.agent_start_timeout)
-        row, socket = self._agent_for(ref)
+        row, _socket = self._agent_for(ref)
+        runtime = self.runtime_for(json.loads(row["spec"])["image"])
         # Output of runs and execs also goes to the session log, as a container's would.
         log_file = open(self._session_dir(row["id"]) / "logs" / "output.log", "a", encoding="utf-8")
         try:
-            async for message in agent_request(socket, request):
+            async for message in runtime.agent_request(self._context(row), request):
                 if message.get("type") == "stream":
                     log_file.write(message.get("text", ""))
                     log_file.flush()
@@ -540,9 +542,14 @@ class SessionManager:
             row = self._row(sid)
             ctx = self._context(row)
             runtime = self.runtime_for(ctx.image)
+            if self._status(sid) != S.SCHEDULED:  # cancelled before it could start (destroy)
+                return
             self._transition(sid, S.PREPARING)
-            # Runtimes may block (a Docker API call); keep the event loop serving.
-            handle = await asyncio.get_running_loop().run_in_executor(None, runtime.start, ctx)
+            # Runtimes may block (a Docker API call); keep the event loop serving. The start
+            # is never cancelled half-way (a cancelled await would leave the executor's
+            # container running): a destroy meanwhile is honoured when it returns.
+            handle = await asyncio.shield(
+                asyncio.get_running_loop().run_in_executor(None, runtime.start, ctx))
         except Exception as exc:
             log.exception("start of %s failed", sid)
             self._finish(sid, S.ERROR, f"failed to start: {exc}", ctx=ctx, runtime=runtime)
@@ -550,6 +557,10 @@ class SessionManager:
         self.store.execute(
             "UPDATE sessions SET runtime_state = ? WHERE id = ?", (json.dumps(handle), sid)
         )
+        if self._status(sid) == S.TERMINATING:  # destroy came while the start was in flight
+            await runtime.stop(handle, grace=0.0)
+            await self._run_until_exit(sid, ctx, runtime, handle, starting=False)
+            return
         await self._run_until_exit(sid, ctx, runtime, handle, starting=True)
 
     async def _run_until_exit(
@@ -641,9 +652,10 @@ class SessionManager:
         runtime = self.runtime_for(json.loads(row["spec"])["image"])
         tracked = self._tracked.get(sid)
         if handle is None:
-            # Not launched yet: stop the start task and finish here.
             if tracked and tracked.task and not tracked.task.done():
-                tracked.task.cancel()
+                # A start is in flight (maybe a container being created right now): it sees
+                # TERMINATING when it returns, stops what it launched and finishes the session.
+                return
             ctx = self._context(row)
             self._finish(sid, S.TERMINATED, row["status_info"] or "user-requested", ctx, runtime)
             return

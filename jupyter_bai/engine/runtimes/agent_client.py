@@ -15,7 +15,10 @@ import time
 from typing import AsyncIterator
 
 __all__ = ["AgentUnavailable", "AgentTimeout", "agent_request", "agent_call", "wait_ready",
-           "TERMINAL_TYPES"]
+           "TERMINAL_TYPES", "NO_AGENT_MARKER"]
+
+# Written beside the socket by a session whose image has no Python (no agent will come).
+NO_AGENT_MARKER = "no-agent"
 
 # Message types after which the agent closes the connection.
 TERMINAL_TYPES = frozenset({"done", "pong", "status"})
@@ -136,11 +139,15 @@ async def agent_call(socket_path: str, request: dict, *,
 
 
 async def wait_ready(socket_path: str, timeout: float) -> None:
-    """Poll ``ping`` until the agent answers; AgentUnavailable after ``timeout``."""
+    """Poll ``ping`` until the agent answers (or the session says it has none, see
+    ``NO_AGENT_MARKER``); AgentUnavailable after ``timeout``."""
     deadline = time.monotonic() + timeout
     delay = 0.02
     last = "no answer"
+    marker = os.path.join(os.path.dirname(socket_path), NO_AGENT_MARKER)
     while True:
+        if os.path.exists(marker):
+            return
         left = deadline - time.monotonic()
         if left <= 0:
             raise AgentUnavailable(f"agent at {socket_path} not ready after {timeout}s: {last}")

@@ -8,10 +8,18 @@ session again lives in the JSON ``handle`` the engine stores in SQLite.
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
+
+from .agent_client import agent_request
+
+
+def engine_id(state_dir: Path) -> str:
+    """Names this engine's containers and cgroups (engines on one machine never share them)."""
+    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,18 @@ class LaunchContext:
         return self.session_dir / "logs" / "output.log"
 
     @property
+    def state_dir(self) -> Path:
+        """The wrapper's own files: the engine's, never bound into the session (which could
+        otherwise fake its exit status or plant a symlink for a root wrapper to write through)."""
+        return self.session_dir / "state"
+
+    @property
     def exit_path(self) -> Path:
-        return self.session_dir / "run" / "exit"
+        return self.state_dir / "exit"
 
     @property
     def pid_path(self) -> Path:
-        return self.session_dir / "run" / "wrapper.pid"
+        return self.state_dir / "wrapper.pid"
 
 
 class RuntimeLost(Exception):
@@ -110,9 +124,17 @@ class Runtime(abc.ABC):
     def agent_socket(self, ctx: LaunchContext) -> str:
         """Host path of the in-session agent's unix socket."""
 
+    async def agent_request(self, ctx: LaunchContext, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """One request to the in-session agent (a runtime may answer some without one)."""
+        async for msg in agent_request(self.agent_socket(ctx), request):
+            yield msg
+
     def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
         """Why the session ended, when the runtime knows better than an exit code (OOM)."""
         return None
+
+    def close(self) -> None:
+        """Release shared resources (threads, daemon connections) at engine shutdown."""
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
         """Release what start() made (scratch dirs, containers); logs stay."""

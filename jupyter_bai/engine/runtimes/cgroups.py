@@ -2,15 +2,27 @@
 
 Used when the engine may create cgroups (root, cgroup v2 with the cpu and
 memory controllers delegated, or v1 hierarchies mounted writable). Each
-session gets ``jupyter-bai/<session id>`` under the engine's own cgroup; the
-session's wrapper shell joins it before it starts the sandbox, so every
-process of the session is inside before user code runs.
+session gets ``jupyter-bai/<engine id>/<session id>`` under the engine's own
+cgroup (the engine id keeps engines on one machine from sweeping each
+other's); the session's wrapper shell joins it before it starts the sandbox,
+so every process of the session is inside before user code runs.
+
+A cgroup can only be removed once its last task is gone, which after a stop
+may take a moment: removal is retried by one janitor thread (never on the
+event loop), and ``sweep`` at engine start removes what a crash left behind.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import signal
+import threading
+import time
 from decimal import Decimal
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
@@ -27,19 +39,26 @@ def _own_path(controller: str, proc_cgroup: str) -> str:
     return "/"
 
 
+REMOVE_PATIENCE = 30.0  # seconds the janitor keeps killing and retrying one cgroup
+
+
 class CgroupLimits:
-    def __init__(self, root: Path = ROOT, proc_cgroup: str | None = None):
+    def __init__(self, root: Path = ROOT, proc_cgroup: str | None = None, engine_id: str = ""):
         self.root = root
         self.error: str | None = None
         text = proc_cgroup if proc_cgroup is not None else self._read("/proc/self/cgroup")
         self.version: str | None = None
         self.bases: dict[str, Path] = {}
+        self._pending: dict[Path, float] = {}
+        self._cond = threading.Condition()
+        self._janitor: threading.Thread | None = None
+        sub = ("jupyter-bai", engine_id) if engine_id else ("jupyter-bai",)
         if (root / "cgroup.controllers").exists():
-            base = root / _own_path("", text).lstrip("/") / "jupyter-bai"
+            base = root / _own_path("", text).lstrip("/") / Path(*sub)
             if self._prepare_v2(base):
                 self.version, self.bases = "v2", {"unified": base}
         elif (root / "memory").is_dir() and (root / "cpu").is_dir():
-            bases = {c: root / c / _own_path(c, text).lstrip("/") / "jupyter-bai" for c in ("memory", "cpu")}
+            bases = {c: root / c / _own_path(c, text).lstrip("/") / Path(*sub) for c in ("memory", "cpu")}
             if all(self._mkdir(b) for b in bases.values()):
                 self.version, self.bases = "v1", bases
         else:
@@ -65,7 +84,10 @@ class CgroupLimits:
             return False
         try:
             # Controllers must be enabled in each parent's subtree_control.
-            for parent in (base.parent, base):
+            chain = [base]
+            while chain[0].name != "jupyter-bai":
+                chain.insert(0, chain[0].parent)
+            for parent in (chain[0].parent, *chain):
                 (parent / "cgroup.subtree_control").write_text("+cpu +memory")
         except OSError as exc:
             self.error = f"cannot delegate cpu/memory controllers: {exc.strerror}"
@@ -106,9 +128,74 @@ class CgroupLimits:
         return [base / session_id for base in self.bases.values()]
 
     def remove(self, session_id: str) -> None:
-        """Remove the session's cgroups once its processes are gone (best effort)."""
+        """Remove the session's cgroups; what still has tasks goes to the janitor thread."""
         for path in self.paths(session_id):
+            if not self._try_remove(path, kill=False):
+                self._defer(path)
+
+    def sweep(self, live: set[str]) -> list[str]:
+        """Remove this engine's cgroups of sessions not in ``live`` (killing leftover tasks)."""
+        swept = set()
+        for base in self.bases.values():
             try:
-                path.rmdir()
+                entries = list(base.iterdir())
             except OSError:
-                pass
+                continue
+            for path in entries:
+                if path.is_dir() and path.name not in live:
+                    swept.add(path.name)
+                    if not self._try_remove(path, kill=True):
+                        self._defer(path)
+        return sorted(swept)
+
+    @staticmethod
+    def _try_remove(path: Path, kill: bool) -> bool:
+        if kill:
+            try:
+                pids = (path / "cgroup.procs").read_text().split()
+            except OSError:
+                pids = []
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                log.warning("cannot remove cgroup %s: %s", path, exc.strerror)
+                return True  # nothing a retry would change
+            return False
+        return True
+
+    def _defer(self, path: Path) -> None:
+        with self._cond:
+            self._pending.setdefault(path, time.monotonic() + REMOVE_PATIENCE)
+            if self._janitor is None or not self._janitor.is_alive():
+                self._janitor = threading.Thread(target=self._janitor_loop,
+                                                 name="bai-cgroup-janitor", daemon=True)
+                self._janitor.start()
+            self._cond.notify_all()
+
+    def _janitor_loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._pending:
+                    self._janitor = None
+                    self._cond.notify_all()
+                    return
+                todo = list(self._pending.items())
+            for path, deadline in todo:
+                # A stopped session's tasks are on their way out; a late straggler is killed.
+                done = self._try_remove(path, kill=time.monotonic() > deadline - REMOVE_PATIENCE + 2)
+                if done or time.monotonic() > deadline:
+                    if not done:
+                        log.warning("cgroup %s still busy after %.0fs; left for the next sweep",
+                                    path, REMOVE_PATIENCE)
+                    with self._cond:
+                        self._pending.pop(path, None)
+                        self._cond.notify_all()
+            time.sleep(0.05)

@@ -12,6 +12,11 @@ Any image reference that is not ``local``/``local:...`` selects it. A container 
   ``/var/log/bai`` and the agent at ``/opt/bai/agent.py`` (read-only);
 * vfolders bound at their targets with ``ro``/``rw``;
 * the injected ``BACKENDAI_*`` env; ``PATH`` is the image's own unless the session sets one;
+* least privilege: every capability dropped, ``no-new-privileges``, a pids limit
+  (``session_pids_limit``), a non-root user, Docker's default seccomp profile, and the
+  host IPC namespace only for MPS clients (fractional GPUs with MPS: the client talks to
+  the host's MPS daemon through shared memory in the host IPC namespace; nothing else
+  gets it);
 * labels ``ai.backend.bai.*`` naming the engine (a hash of its state dir, and the dir), the
   session id, name and kind, so a restarted engine finds its containers again;
 * ``init=True`` (signals reach the command, zombies are reaped);
@@ -21,19 +26,26 @@ Any image reference that is not ``local``/``local:...`` selects it. A container 
 Which user runs the container (``docker_user``): ``auto`` runs as the engine's own uid:gid
 when the engine is not root (that user owns the scratch dir and the vfolders, so everything
 is writable and nothing runs as root); an engine running as root uses the image's ``USER``
-(root if it declares none). ``image`` always uses the image's ``USER``; ``UID[:GID]`` forces one.
-When the engine is root and the user is numeric, the session's scratch dirs are handed to it.
+when that is not root, else the session user (``session_user``, 1000:1000). ``image`` is the
+same but prefers the image's ``USER`` even under a non-root engine; ``UID[:GID]`` forces one.
+Root (0) is never used. When the engine is root and the user is numeric, the session's scratch
+dirs and the roots of its read-write vfolders are handed to it.
+
+Supervision needs no thread per container: one watcher thread reads the daemon's event
+stream (``die`` events of this engine's containers) and resolves the waiting sessions;
+every other daemon call runs in an executor, through ONE shared client.
 
 Logs: the command runs under ``/bin/sh -c 'exec >>/var/log/bai/output.log 2>&1; exec "$@"'``,
 so output lands in the session's ``logs/output.log`` whether or not an engine is watching
 (``session logs`` works after an engine restart, and the ERROR message of a container that
-exits at once carries its last lines). The image therefore needs ``/bin/sh``; interactive
-sessions also need a ``python3`` for the stdlib-only agent.
+exits at once carries its last lines). The image therefore needs ``/bin/sh``. Interactive
+sessions run the stdlib-only agent with the image's ``python3``; an image without one still
+starts (its startup command runs, the container idles): ``session exec`` then goes through
+``docker exec``, and ``%%bai run`` says that it needs Python in the image.
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import os
@@ -42,11 +54,14 @@ import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
-from ...spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
+from ...spec.errors import BaiError, InvalidRequest, InvalidState, RuntimeUnavailable
 from ...spec.resources import ResourceSlots, format_size, parse_size
-from .base import LaunchContext, Runtime, RuntimeLost
+from .agent_client import NO_AGENT_MARKER, AgentUnavailable
+from .base import LaunchContext, Runtime, RuntimeLost, engine_id
+from .docker_events import LABEL, ExitWatcher
+from .privilege import SessionUser, hand_over, resolve_session_user
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +70,22 @@ AGENT_TARGET = "/opt/bai/agent.py"
 RUN_TARGET = "/run/bai"
 WORK_TARGET = "/home/work"
 LOG_TARGET = "/var/log/bai"
-LABEL = "ai.backend.bai."
 MIN_MEM_LABEL = "ai.backend.resource.min.mem"
 MIN_CPU_LABEL = "ai.backend.resource.min.cpu"
 PORTS_LABEL = "ai.backend.service-ports"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WRAPPER = f'exec >>{LOG_TARGET}/output.log 2>&1; exec "$@"'
-
-
-def engine_id(state_dir: Path) -> str:
-    return hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
+RUN_NEEDS_PYTHON = "'session exec' works (through docker exec); '%%bai run' needs Python in the image"
+NO_PYTHON = f"no python3 in this image: {RUN_NEEDS_PYTHON}"
+# Interactive main process: the agent when the image has python3, else the startup command
+# (in the background) and an idle sleep, with a marker that tells the engine "no agent".
+INTERACTIVE = (
+    'if command -v python3 >/dev/null 2>&1; then if [ -n "$2" ]; then '
+    'exec python3 "$0" --socket "$1" --startup "$2"; fi; exec python3 "$0" --socket "$1"; fi; '
+    f'echo "{NO_PYTHON}" >&2; : > "${{1%/*}}/{NO_AGENT_MARKER}"; '
+    'if [ -n "$2" ]; then /bin/sh -c "$2" & fi; '
+    's=$(command -v sleep || echo /bin/sleep); while :; do "$s" 3600 || exit 127; done'
+)
 
 
 def _explain(exc: BaseException) -> str:
@@ -112,26 +133,38 @@ class DockerRuntime(Runtime):
         binds: Iterable[str] = (),
         pull: bool = False,
         enabled: bool = True,
+        session_user: SessionUser | None = None,
+        pids_limit: int = 4096,
     ):
         self.state_dir = Path(state_dir)
         self.engine_id = engine_id(self.state_dir)
         self.host = host or os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
         self.user_setting = user or "auto"
+        if self.user_setting not in ("auto", "image"):
+            uid = self.user_setting.partition(":")[0]
+            if uid in ("0", "root"):
+                raise ValueError("docker_user may not be root: sessions never run as root")
+        self.session_user = session_user or resolve_session_user("auto")
+        self.pids_limit = pids_limit
         self.binds = [split_bind(b) for b in binds]
         self.pull = pull
         self.enabled = enabled
         self.error: str | None = None if enabled else "disabled by configuration (docker=off)"
         self.version: str | None = None
         self._client: Any = None
-        self._waiter_client: Any = None
         self._lock = threading.Lock()
-        self._was_down = False
+        self._watcher = ExitWatcher(self)
+        # container id -> (exit code, OOM-killed, removed): known once its session ended.
+        self._exits: dict[str, tuple[int | None, bool, bool]] = {}
+        self._was_down = False  # the last ping failed: sweep when it answers again
+        self._suspect = False  # a call failed: ping before the next one
         # Set by the engine: ids of sessions that may still own a container (for sweeps).
         self.live_sessions: Callable[[], set[str]] | None = None
 
     # -- connection ----------------------------------------------------------
-    def _connect(self) -> Any:
-        """A pinged client, or raise RuntimeUnavailable with the reason (one line)."""
+    def _connect(self, ping: bool = False) -> Any:
+        """The shared client (pinged when new, after trouble, or on ``ping``); else
+        RuntimeUnavailable with the reason (one line)."""
         if not self.enabled:
             raise RuntimeUnavailable(f"docker runtime {self.error}")
         try:
@@ -140,21 +173,24 @@ class DockerRuntime(Runtime):
             self.error = "the 'docker' Python package is not installed"
             raise RuntimeUnavailable(f"docker runtime unavailable: {self.error}") from None
         with self._lock:
+            if self._client is not None and not (ping or self._was_down or self._suspect):
+                return self._client
             try:
                 if self._client is None:
+                    # One client, one small connection pool, for every session.
                     self._client = docker.DockerClient(
-                        base_url=self.host, timeout=60, max_pool_size=64
+                        base_url=self.host, timeout=60, max_pool_size=8
                     )
                 self._client.ping()
                 if self.version is None:
                     self.version = self._client.version().get("Version")
             except Exception as exc:  # noqa: BLE001 - any failure means "not usable now"
-                self._client = None
+                self._drop_client()
                 self.error = f"docker daemon at {self.host} is not answering: {_explain(exc)}"
                 self._was_down = True
                 raise RuntimeUnavailable(self.error) from None
             came_back = self._was_down
-            self._was_down = False
+            self._was_down = self._suspect = False
             self.error = None
             client = self._client
         if came_back and self.live_sessions is not None:
@@ -164,15 +200,29 @@ class DockerRuntime(Runtime):
                 log.exception("sweep after reconnect failed")
         return client
 
-    def _waiter(self) -> Any:
-        """A second client without a read timeout, for container.wait()."""
-        import docker
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._client = None
 
+    def _lost(self, exc: BaseException) -> RuntimeUnavailable:
+        """A call failed for a reason other than the daemon's answer: is the daemon there?"""
         with self._lock:
-            if self._waiter_client is None:
-                self._waiter_client = docker.APIClient(base_url=self.host, timeout=None,
-                                                       max_pool_size=256)
-            return self._waiter_client
+            self._suspect = True
+        try:
+            self._connect()
+        except RuntimeUnavailable as down:
+            return down
+        return RuntimeUnavailable(f"docker call failed: {_explain(exc)}")
+
+    def close(self) -> None:
+        """Stop the watcher and close the shared client (engine shutdown)."""  # noqa: D401
+        self._watcher.close()
+        with self._lock:
+            self._drop_client()
 
     # -- description ---------------------------------------------------------
     def handles(self, image: str) -> bool:
@@ -180,7 +230,7 @@ class DockerRuntime(Runtime):
 
     def availability(self) -> dict[str, Any]:
         try:
-            self._connect()
+            self._connect(ping=True)
         except RuntimeUnavailable:
             pass
         if self.error:
@@ -189,7 +239,9 @@ class DockerRuntime(Runtime):
         return {
             "name": self.name, "available": True, "sandbox": "docker", "host": self.host,
             "version": self.version,
-            "notes": [f"cpu and mem enforced by Docker (cgroups); user: {self.user_setting}; "
+            "notes": [f"cpu and mem enforced by Docker (cgroups); user: {self.user_setting} "
+                      f"(never root; session user {self.session_user.spec}); no capabilities, "
+                      f"no-new-privileges, pids limit {self.pids_limit}; "
                       f"pull: {'on' if self.pull else 'off'}"],
         }
 
@@ -255,30 +307,33 @@ class DockerRuntime(Runtime):
                 )
 
     # -- launch --------------------------------------------------------------
-    def _resolve_user(self, image_user: str) -> str | None:
+    def _resolve_user(self, image_user: str) -> str:
+        """The container's user: never root (see the module docstring)."""
         setting = self.user_setting
-        if setting == "image":
-            return image_user or None
-        if setting != "auto":
+        if setting not in ("auto", "image"):
             return setting
-        if os.geteuid() != 0:
-            return f"{os.geteuid()}:{os.getegid()}"
-        return image_user or None
+        image_is_root = image_user.split(":")[0] in ("", "0", "root")
+        if not image_is_root and (setting == "image" or os.geteuid() == 0):
+            return image_user
+        return self.session_user.spec
 
-    def _prepare_dirs(self, ctx: LaunchContext, user: str | None) -> None:
+    def _prepare_dirs(self, ctx: LaunchContext, user: str) -> None:
         for sub in ("work", "run", "logs"):
             (ctx.session_dir / sub).mkdir(parents=True, exist_ok=True)
-        for stale in (ctx.exit_path, ctx.pid_path, ctx.session_dir / "run" / "agent.sock"):
+        ctx.state_dir.mkdir(mode=0o700, exist_ok=True)
+        for stale in (ctx.exit_path, ctx.state_dir / "oom", ctx.session_dir / "run" / "agent.sock",
+                      ctx.session_dir / "run" / NO_AGENT_MARKER):
             stale.unlink(missing_ok=True)
+        if ctx.log_path.is_symlink():
+            ctx.log_path.unlink()
         ctx.log_path.touch()
-        if os.geteuid() == 0 and user:
-            uid_s, _, gid_s = user.partition(":")
-            if uid_s.isdigit() and int(uid_s) != 0:
-                uid = int(uid_s)
-                gid = int(gid_s) if gid_s.isdigit() else uid
-                for path in (ctx.session_dir / "work", ctx.session_dir / "run",
-                             ctx.session_dir / "logs", ctx.log_path):
-                    os.chown(path, uid, gid)
+        uid_s, _, gid_s = user.partition(":")
+        if uid_s.isdigit():
+            owner = SessionUser(int(uid_s), int(gid_s) if gid_s.isdigit() else int(uid_s))
+            # The log file, not its directory: the engine (root) opens that path later, and a
+            # session that could swap it for a symlink would make root write or read through it.
+            hand_over([ctx.session_dir / "work", ctx.session_dir / "run", ctx.log_path,
+                       *(m.host_path for m in ctx.mounts if not m.readonly)], owner)
 
     def container_kwargs(
         self, ctx: LaunchContext, image_config: dict[str, Any], image_labels: dict[str, str]
@@ -328,7 +383,9 @@ class DockerRuntime(Runtime):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(ctx.gpu_devices)))
             env["BACKENDAI_HOST_CUDA_DEVICES"] = ",".join(str(d) for d in ctx.gpu_devices)
         if "CUDA_MPS_PIPE_DIRECTORY" in env:
-            kwargs["ipc_mode"] = "host"  # MPS clients in containers share the daemon's IPC
+            # Only MPS needs it: its clients reach the host's MPS daemon through shared memory
+            # in the host IPC namespace. Every other container keeps a private one.
+            kwargs["ipc_mode"] = "host"
 
         ports: dict[str, tuple[str, None]] = {}
         if ctx.interactive:
@@ -336,9 +393,8 @@ class DockerRuntime(Runtime):
                 ports[f"{port}/tcp"] = ("127.0.0.1", None)  # loopback only, ephemeral host port
 
         if ctx.interactive:
-            command = ["python3", AGENT_TARGET, "--socket", f"{RUN_TARGET}/agent.sock"]
-            if ctx.command:
-                command += ["--startup", ctx.command]
+            command = ["/bin/sh", "-c", INTERACTIVE, AGENT_TARGET, f"{RUN_TARGET}/agent.sock",
+                       ctx.command or ""]
         else:
             command = ["/bin/sh", "-c", ctx.command or "true"]
         labels = {
@@ -360,6 +416,9 @@ class DockerRuntime(Runtime):
             "volumes": volumes,
             "labels": labels,
             "init": True,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "pids_limit": self.pids_limit,
             "ports": ports,
             "detach": True,
             "stdin_open": False,
@@ -394,7 +453,7 @@ class DockerRuntime(Runtime):
                 pass
             raise RuntimeError(f"docker could not start the container: {_explain(exc)}") from None
         handle: dict[str, Any] = {"container": container.id, "name": kwargs["name"],
-                                  "sandbox": "docker"}
+                                  "sandbox": "docker", "state_dir": str(ctx.state_dir)}
         if kwargs["ports"]:
             container.reload()
             handle["ports"] = self._published(container)
@@ -415,15 +474,20 @@ class DockerRuntime(Runtime):
         import docker
 
         client = self._connect()
-        if handle and handle.get("container"):
-            try:
-                return client.containers.get(handle["container"])
-            except docker.errors.NotFound:
-                return None
-        if ctx is not None:
-            found = client.containers.list(all=True, filters={"label": [
-                f"{LABEL}engine={self.engine_id}", f"{LABEL}session-id={ctx.session_id}"]})
-            return found[0] if found else None
+        try:
+            if handle and handle.get("container"):
+                try:
+                    return client.containers.get(handle["container"])
+                except docker.errors.NotFound:
+                    return None
+            if ctx is not None:
+                found = client.containers.list(all=True, filters={"label": [
+                    f"{LABEL}engine={self.engine_id}", f"{LABEL}session-id={ctx.session_id}"]})
+                return found[0] if found else None
+        except docker.errors.APIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the connection, not the daemon's answer
+            raise self._lost(exc) from None
         return None
 
     def is_alive(self, handle: dict[str, Any]) -> bool:
@@ -441,12 +505,20 @@ class DockerRuntime(Runtime):
         if container is None or not container.attrs["State"].get("Running"):
             return None
         new = dict(handle or {})
-        new.update(container=container.id, name=container.name, sandbox="docker")
+        new.update(container=container.id, name=container.name, sandbox="docker",
+                   state_dir=str(ctx.state_dir))
         if container.attrs.get("NetworkSettings", {}).get("Ports"):
             new["ports"] = self._published(container)
         return new
 
     def exit_code(self, ctx: LaunchContext, handle: dict[str, Any]) -> int | None:
+        known = self._exits.get(str(handle.get("container")))
+        if known is not None:  # recorded by wait(): no daemon call on the event loop
+            return known[0]
+        try:
+            return int(ctx.exit_path.read_text().strip())
+        except (OSError, ValueError):
+            pass
         try:
             container = self._container(handle, ctx)
         except RuntimeUnavailable:
@@ -459,46 +531,78 @@ class DockerRuntime(Runtime):
         return int(state.get("ExitCode", -1))
 
     def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
-        try:
-            container = self._container(handle, ctx)
-        except RuntimeUnavailable:
-            return None
-        if container is not None and container.attrs["State"].get("OOMKilled"):
+        known = self._exits.get(str((handle or {}).get("container")))
+        if known is not None:
+            oom = known[1]
+        elif (ctx.state_dir / "oom").exists():
+            oom = True
+        else:
+            try:
+                container = self._container(handle, ctx)
+            except RuntimeUnavailable:
+                return None
+            oom = container is not None and bool(container.attrs["State"].get("OOMKilled"))
+        if oom:
             mem = ctx.mem
             shown = f"={format_size(mem)}" if mem else ""
             return f"out of memory: the session used all of its mem{shown}"
         return None
 
     async def wait(self, handle: dict[str, Any]) -> None:
-        """Block (in a thread of its own) on the daemon's wait; RuntimeLost if it goes away."""
-        import docker
+        """Return once the container ended, its exit recorded and the container removed.
 
+        The watcher thread (one for all containers) resolves the future on the ``die``
+        event; RuntimeLost when the daemon goes away meanwhile.
+        """
         loop = asyncio.get_running_loop()
-        while True:
-            done: asyncio.Future[BaseException | None] = loop.create_future()
-
-            def waiter() -> None:
-                err: BaseException | None = None
-                try:
-                    self._waiter().wait(handle["container"])
-                except docker.errors.NotFound:
-                    err = None
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    err = exc
-                try:
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(err))
-                except RuntimeError:
-                    pass  # the engine closed its loop meanwhile; the next one adopts
-
-            threading.Thread(target=waiter, name="bai-docker-wait", daemon=True).start()
-            err = await done
-            if err is None:
-                return
+        cid = str(handle["container"])
+        done: asyncio.Future[BaseException | None] = loop.create_future()
+        self._watcher.watch(cid, loop, done)
+        try:
             try:
-                await loop.run_in_executor(None, self._connect)
+                container = await loop.run_in_executor(None, self._container, handle)
             except RuntimeUnavailable as exc:
                 raise RuntimeLost(f"docker daemon went away: {exc}") from None
-            await asyncio.sleep(0.2)  # a transient error: the daemon answers, wait again
+            if container is None or not container.attrs["State"].get("Running"):
+                self._watcher.resolve(cid, None)  # ended before the watcher listened
+            err = await done
+        finally:
+            self._watcher.forget(cid, done)
+        if err is not None:
+            raise RuntimeLost(f"docker daemon went away: {err}") from None
+        await loop.run_in_executor(None, self._settle, handle)
+
+    def _settle(self, handle: dict[str, Any]) -> None:
+        """Record how the container ended (also on disk, for an engine restarted meanwhile)
+        and remove it, so that the session's end touches the daemon only here, off the loop."""
+        import docker
+
+        cid = str(handle["container"])
+        try:
+            container = self._container(handle)
+        except RuntimeUnavailable:
+            return  # cleanup() retries; the sweep after reconnect removes it otherwise
+        if container is None:
+            self._exits[cid] = (None, False, True)
+            return
+        state = container.attrs["State"]
+        if state.get("Running"):
+            return
+        code, oom = int(state.get("ExitCode", -1)), bool(state.get("OOMKilled"))
+        state_dir = Path(handle.get("state_dir") or "")
+        if handle.get("state_dir") and state_dir.is_dir():
+            (state_dir / "exit").write_text(f"{code}\n")
+            if oom:
+                (state_dir / "oom").write_text("1\n")
+        removed = True
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("could not remove the container %s", container.name)
+            removed = False
+        self._exits[cid] = (code, oom, removed)
 
     async def stop(self, handle: dict[str, Any], grace: float) -> None:
         import docker
@@ -520,16 +624,77 @@ class DockerRuntime(Runtime):
     def agent_socket(self, ctx: LaunchContext) -> str:
         return str(ctx.session_dir / "run" / "agent.sock")
 
+    async def agent_request(self, ctx: LaunchContext, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The agent's protocol; on an image without Python, ``exec`` through ``docker exec``."""
+        marker = ctx.session_dir / "run" / NO_AGENT_MARKER
+        if not marker.exists():
+            async for msg in super().agent_request(ctx, request):
+                yield msg
+            return
+        if request.get("op") != "exec":
+            raise InvalidState(
+                f"session '{ctx.session_name}' has no python3 in its image: {RUN_NEEDS_PYTHON}")
+        async for msg in self._docker_exec(ctx, request):
+            yield msg
+
+    async def _docker_exec(self, ctx: LaunchContext, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+        command = request.get("command")
+        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command or [])
+        if not argv:
+            yield {"type": "done", "exit_code": 2}
+            return
+
+        def put(item: dict[str, Any] | BaseException | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def run() -> None:
+            try:
+                container = self._container(None, ctx)
+                if container is None:
+                    raise AgentUnavailable("the session's container is gone")
+                api = self._connect().api
+                exec_id = api.exec_create(
+                    container.id, argv, user=container.attrs["Config"].get("User") or "",
+                    workdir=request.get("cwd") or WORK_TARGET,
+                    environment={str(k): str(v) for k, v in (request.get("env") or {}).items()},
+                )["Id"]
+                for out, err in api.exec_start(exec_id, stream=True, demux=True):
+                    for name, data in (("stdout", out), ("stderr", err)):
+                        if data:
+                            put({"type": "stream", "name": name,
+                                 "text": data.decode("utf-8", "replace")})
+                code = api.exec_inspect(exec_id).get("ExitCode")
+                put({"type": "done", "exit_code": code if code is not None else -1})
+            except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+                put(exc)
+            put(None)
+
+        loop.run_in_executor(None, run)
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, AgentUnavailable):
+                raise item
+            if isinstance(item, BaseException):
+                raise AgentUnavailable(f"docker exec failed: {_explain(item)}")
+            yield item
+
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
-        try:
-            container = self._container(handle, ctx)
-            if container is not None:
-                container.remove(force=True, v=True)
-        except RuntimeUnavailable:
-            log.warning("container of %s left behind: daemon unreachable (swept later)",
-                        ctx.session_name)
-        except Exception:  # noqa: BLE001
-            log.exception("could not remove the container of %s", ctx.session_name)
+        known = self._exits.pop(str((handle or {}).get("container")), None)
+        if known is None or not known[2]:
+            # Only when wait() did not settle it (a failed start): one daemon call.
+            try:
+                container = self._container(handle, ctx)
+                if container is not None:
+                    container.remove(force=True, v=True)
+            except RuntimeUnavailable:
+                log.warning("container of %s left behind: daemon unreachable (swept later)",
+                            ctx.session_name)
+            except Exception:  # noqa: BLE001
+                log.exception("could not remove the container of %s", ctx.session_name)
         shutil.rmtree(ctx.session_dir / "work", ignore_errors=True)
 
     # -- orphans -------------------------------------------------------------
@@ -538,13 +703,15 @@ class DockerRuntime(Runtime):
         client = self._connect()
         removed = []
         mine = {"label": f"{LABEL}engine={self.engine_id}"}
-        for c in client.containers.list(all=True, filters=mine):
-            if c.labels.get(LABEL + "session-id") not in live:
+        for c in client.containers.list(all=True, filters=mine, sparse=True):
+            labels = c.attrs.get("Labels") or {}
+            if labels.get(LABEL + "session-id") not in live:
+                name = (c.attrs.get("Names") or [c.id])[0].lstrip("/")
                 try:
                     c.remove(force=True, v=True)
-                    removed.append(c.name)
+                    removed.append(name)
                 except Exception:  # noqa: BLE001
-                    log.exception("could not remove orphaned container %s", c.name)
+                    log.exception("could not remove orphaned container %s", name)
         if removed:
             log.info("removed orphaned containers: %s", ", ".join(removed))
         return removed

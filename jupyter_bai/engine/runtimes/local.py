@@ -5,6 +5,12 @@ and session (so it outlives an engine killed with -9). The wrapper records
 its pid and, when the command ends, the exit status in the session's run
 directory: a restarted engine reads those files to adopt or finish sessions
 it did not start itself.
+
+Privileges (see ``privilege.py``): the wrapper keeps the engine's user (it joins
+the cgroup and writes the exit status into ``state/``, which the session never
+sees); under a root engine the sandboxed command itself runs through ``setpriv``
+as the session user with no capabilities, behind a seccomp filter that refuses
+new user namespaces.
 """
 from __future__ import annotations
 
@@ -19,16 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from . import sandbox
-from .cgroups import CgroupLimits
 from .base import LaunchContext, Runtime
+from .cgroups import CgroupLimits
+from .privilege import (SessionUser, drop_argv, hand_over, resolve_session_user, seccomp_filter_bpf,
+                        unreachable)
 
 AGENT_FILE = Path(__file__).with_name("agent.py")
 
-# $1.. is the sandboxed command; BAI_RUN_DIR is the session's run directory.
+# $1.. is the sandboxed command; BAI_STATE_DIR is the wrapper's own directory.
 WRAPPER = (
     'for f in $BAI_CGROUP_PROCS; do echo $$ > "$f" || exit 125; done; '
-    'echo $$ > "$BAI_RUN_DIR/wrapper.pid"; "$@"; rc=$?; '
-    'echo $rc > "$BAI_RUN_DIR/exit"; exit $rc'
+    'echo $$ > "$BAI_STATE_DIR/wrapper.pid"; "$@"; rc=$?; '
+    'echo $rc > "$BAI_STATE_DIR/exit"; exit $rc'
 )
 
 
@@ -56,8 +64,15 @@ def _reap(pid: int) -> None:
 class LocalRuntime(Runtime):
     name = "local"
 
-    def __init__(self, sandbox_mode: str = "auto", enforce_limits: bool = True):
-        self.cgroups = CgroupLimits() if enforce_limits else None
+    def __init__(self, sandbox_mode: str = "auto", enforce_limits: bool = True, *,
+                 user: SessionUser | None = None, engine_id: str = ""):
+        self.cgroups = CgroupLimits(engine_id=engine_id) if enforce_limits else None
+        self.user = user or resolve_session_user("auto")
+        self.drop = drop_argv(self.user)
+        if self.drop and not os.path.exists(self.drop[0]):
+            raise RuntimeError("the engine runs as root but 'setpriv' (util-linux) is missing: "
+                               "it cannot hand sessions to an unprivileged user")
+        self.seccomp = seccomp_filter_bpf()
         self.bwrap = shutil.which("bwrap")
         self.sandbox_error: str | None = None
         if sandbox_mode == "none":
@@ -69,6 +84,7 @@ class LocalRuntime(Runtime):
                     f"bubblewrap was required but cannot run: {self.sandbox_error or 'bwrap not found'}"
                 )
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._oom: dict[str, bool] = {}  # session id -> OOM-killed, read off the loop by wait()
 
     def _bwrap_works(self) -> bool:
         try:
@@ -99,6 +115,12 @@ class LocalRuntime(Runtime):
         else:
             why = self.cgroups.error if self.cgroups is not None else "disabled by configuration"
             notes = [f"cpu and mem are reserved by the scheduler but not enforced ({why})"]
+        notes.append(f"sessions run as uid:gid {self.user.spec} with no capabilities"
+                     + (", no new user namespaces (seccomp)" if self.use_bwrap and self.seccomp
+                        else ""))
+        if self.use_bwrap and self.seccomp is None:
+            notes.append("seccomp filter unavailable (pyseccomp/libseccomp missing): a session "
+                         "may create nested user namespaces")
         if not self.use_bwrap:
             reason = self.sandbox_error or "bwrap is not installed"
             notes.insert(
@@ -112,8 +134,13 @@ class LocalRuntime(Runtime):
     def _prepare_dirs(self, ctx: LaunchContext) -> None:
         for sub in ("work", "run", "logs"):
             (ctx.session_dir / sub).mkdir(parents=True, exist_ok=True)
+        ctx.state_dir.mkdir(mode=0o700, exist_ok=True)
         for stale in (ctx.exit_path, ctx.pid_path):
             stale.unlink(missing_ok=True)
+        # /home/work, the agent's socket directory and read-write folders belong to the
+        # session user (under a root engine; otherwise they are the engine's, which is it).
+        hand_over([ctx.session_dir / "work", ctx.session_dir / "run",
+                   *(m.host_path for m in ctx.mounts if not m.readonly)], self.user)
 
     def _plain_layout(self, ctx: LaunchContext) -> tuple[Path, dict[str, str]]:
         """Without bwrap: the container layout as a directory tree of symlinks."""
@@ -151,29 +178,37 @@ class LocalRuntime(Runtime):
         if self.cgroups is not None and self.cgroups.available:
             cgroup_procs = self.cgroups.create(ctx.session_id, ctx.cpu, ctx.mem)
         log = open(ctx.log_path, "ab", buffering=0)
+        pass_fds: list[int] = []
         try:
             if self.use_bwrap:
                 command = self._command(ctx, f"{sandbox.RUN_TARGET}/agent.sock", sandbox.AGENT_TARGET)
+                if self.seccomp is not None:
+                    pass_fds.append(self._seccomp_fd())
                 argv = sandbox.bwrap_argv(
                     ctx, command, bwrap=self.bwrap or "bwrap", agent_path=str(AGENT_FILE),
-                    prefixes=sandbox.python_prefixes(),
+                    prefixes=sandbox.python_prefixes(), drop=self.drop,
+                    seccomp_fd=pass_fds[0] if pass_fds else None,
+                    user_namespace=os.geteuid() != 0,
                 )
-                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "BAI_RUN_DIR": str(run_dir),
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                        "BAI_CGROUP_PROCS": " ".join(cgroup_procs)}
                 cwd = str(ctx.session_dir)
             else:
+                self._check_reachable(ctx)
                 work, env = self._plain_layout(ctx)
-                argv = self._command(ctx, str(run_dir / "agent.sock"), str(AGENT_FILE))
-                env["BAI_RUN_DIR"] = str(run_dir)
+                argv = [*self.drop, *self._command(ctx, str(run_dir / "agent.sock"), str(AGENT_FILE))]
                 env["BAI_CGROUP_PROCS"] = " ".join(cgroup_procs)
                 cwd = str(work)
+            env["BAI_STATE_DIR"] = str(ctx.state_dir)
             popen = subprocess.Popen(
                 ["/bin/sh", "-c", WRAPPER, "bai-session", *argv],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                env=env, cwd=cwd, start_new_session=True, close_fds=True, pass_fds=pass_fds,
             )
         finally:
             log.close()
+            for fd in pass_fds:
+                os.close(fd)
         self._children[popen.pid] = popen
         return {
             "pid": popen.pid,
@@ -181,7 +216,28 @@ class LocalRuntime(Runtime):
             "starttime": proc_starttime(popen.pid),
             "sandbox": self.sandbox_kind,
             "cgroups": self.cgroups.version if cgroup_procs and self.cgroups else None,
+            "session": ctx.session_id,
         }
+
+    def _check_reachable(self, ctx: LaunchContext) -> None:
+        """Without a sandbox the session user sees host permissions: say what it cannot reach."""
+        if not self.drop:
+            return
+        for path in [ctx.session_dir / "work", *(m.host_path for m in ctx.mounts)]:
+            blocked = unreachable(path, self.user)
+            if blocked is not None:
+                raise RuntimeError(
+                    f"no sandbox: the session user {self.user.spec} cannot reach {path} "
+                    f"({blocked} is closed to it); make the state directory's parents "
+                    "traversable or install bubblewrap"
+                )
+
+    def _seccomp_fd(self) -> int:
+        """A memfd holding the filter; bwrap reads it and closes it before the command runs."""
+        fd = os.memfd_create("bai-seccomp")
+        os.write(fd, self.seccomp or b"")
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
 
     # -- supervision -------------------------------------------------------
     def is_alive(self, handle: dict[str, Any]) -> bool:
@@ -226,6 +282,7 @@ class LocalRuntime(Runtime):
             while self.is_alive(handle):
                 await asyncio.sleep(0.2)
             self._finish(pid)
+            await self._note_oom(handle)
             return
         done: asyncio.Future[None] = loop.create_future()
         loop.add_reader(fd, lambda: done.done() or done.set_result(None))
@@ -236,6 +293,14 @@ class LocalRuntime(Runtime):
             loop.remove_reader(fd)
             os.close(fd)
         self._finish(pid)
+        await self._note_oom(handle)
+
+    async def _note_oom(self, handle: dict[str, Any]) -> None:
+        """Read the cgroup's OOM counter in an executor, so exit_reason() does no I/O."""
+        sid = handle.get("session")
+        if sid and self.cgroups is not None:
+            loop = asyncio.get_running_loop()
+            self._oom[sid] = await loop.run_in_executor(None, self._oom_killed, sid)
 
     def _finish(self, pid: int) -> None:
         popen = self._children.pop(pid, None)
@@ -246,13 +311,18 @@ class LocalRuntime(Runtime):
 
     async def stop(self, handle: dict[str, Any], grace: float) -> None:
         pgid = int(handle["pgid"])
-        if not self.is_alive(handle) and not self._group_alive(pgid):
+        loop = asyncio.get_running_loop()
+
+        def alive() -> bool:  # a /proc scan: off the event loop
+            return self._group_alive(pgid)
+
+        if not self.is_alive(handle) and not await loop.run_in_executor(None, alive):
             return
         self._signal(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             _reap(int(handle["pid"]))
-            if not self._group_alive(pgid):
+            if not await loop.run_in_executor(None, alive):
                 return
             await asyncio.sleep(0.05)
         self._signal(pgid, signal.SIGKILL)
@@ -291,7 +361,13 @@ class LocalRuntime(Runtime):
     def exit_reason(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> str | None:
         if self.cgroups is None:
             return None
-        for path in self.cgroups.paths(ctx.session_id):
+        known = self._oom.get(ctx.session_id)
+        oom = known if known is not None else self._oom_killed(ctx.session_id)
+        return "out of memory: the session used all of its mem" if oom else None
+
+    def _oom_killed(self, session_id: str) -> bool:
+        assert self.cgroups is not None
+        for path in self.cgroups.paths(session_id):
             for name in ("memory.events", "memory.oom_control"):
                 try:
                     text = (path / name).read_text()
@@ -300,11 +376,16 @@ class LocalRuntime(Runtime):
                 for line in text.splitlines():
                     key, _, value = line.partition(" ")
                     if key == "oom_kill" and value.strip() not in ("", "0"):
-                        return "out of memory: the session used all of its mem"
-        return None
+                        return True
+        return False
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
+        self._oom.pop(ctx.session_id, None)
         for sub in ("work", "root"):
             shutil.rmtree(ctx.session_dir / sub, ignore_errors=True)
         if self.cgroups is not None:
             self.cgroups.remove(ctx.session_id)
+
+    def sweep(self, live: set[str]) -> list[str]:
+        """Cgroups of this engine's sessions that no longer exist (an engine killed mid-way)."""
+        return self.cgroups.sweep(live) if self.cgroups is not None else []

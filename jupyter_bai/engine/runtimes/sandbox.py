@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from .base import LaunchContext
@@ -35,6 +35,31 @@ def _root_layout() -> list[str]:
     return args
 
 
+class _Layout:
+    """Mount arguments in order, with the parent directories a bind needs made 0755.
+
+    bwrap creates missing mount points itself, but as root with mode 0700, which the
+    unprivileged session user could not traverse (``/opt/bai``, a venv under ``/root``).
+    """
+
+    def __init__(self, args: list[str], mounted: Iterable[str], empty: Iterable[str]):
+        self.args = args
+        self.mounted = list(mounted)  # host trees bound in: their insides exist already
+        self.made: set[str] = set(empty)  # fresh tmpfs mounts: they exist, their insides not
+
+    def bind(self, kind: str, source: str, target: str) -> None:
+        for parent in reversed(PurePosixPath(target).parents):
+            p = str(parent)
+            if p == "/" or p in self.made or any(
+                p == m or p.startswith(m.rstrip("/") + "/") for m in self.mounted
+            ):
+                continue
+            self.args += ["--perms", "0755", "--dir", p]
+            self.made.add(p)
+        self.args += [kind, source, target]
+        self.mounted.append(target)
+
+
 def bwrap_argv(
     ctx: LaunchContext,
     command: list[str],
@@ -42,38 +67,53 @@ def bwrap_argv(
     bwrap: str = "bwrap",
     agent_path: str | None = None,
     prefixes: Iterable[str] = (),
+    drop: Iterable[str] = (),
+    seccomp_fd: int | None = None,
+    user_namespace: bool = False,
 ) -> list[str]:
-    """The full ``bwrap ... -- command`` line for one session."""
+    """The full ``bwrap ... -- command`` line for one session.
+
+    A root engine runs bwrap as root (it can bind anything, devices included) and the
+    command under ``drop`` (``setpriv`` to the session user, no capabilities); a non-root
+    engine's bwrap works in a user namespace (``user_namespace``), closed behind it with
+    ``--disable-userns``. ``seccomp_fd`` is an fd holding the filter that refuses new
+    user namespaces (see ``privilege.py``).
+    """
     work = ctx.session_dir / "work"
     run = ctx.session_dir / "run"
+    root = _root_layout()
     args = [
-        bwrap, *_root_layout(), "--ro-bind", "/etc", "/etc",
+        bwrap, *root, "--ro-bind", "/etc", "/etc",
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        "--perms", "1777", "--tmpfs", "/tmp",
         "--tmpfs", "/run",
     ]
+    host_trees = ["/usr", "/etc", "/proc", "/dev",
+                  *(root[i + 2] for i, a in enumerate(root) if a in ("--ro-bind", "--symlink"))]
+    layout = _Layout(args, host_trees, empty=("/tmp", "/run"))
     # After the tmpfs mounts, so a Python (or state dir) living under /tmp stays visible.
     for prefix in prefixes:
-        args += ["--ro-bind", prefix, prefix]
-    args += [
-        "--bind", str(run), RUN_TARGET,
-        "--bind", str(work), WORK_TARGET,
-    ]
+        layout.bind("--ro-bind", prefix, prefix)
+    layout.bind("--bind", str(run), RUN_TARGET)
+    layout.bind("--bind", str(work), WORK_TARGET)
     if agent_path:
-        args += ["--ro-bind", agent_path, AGENT_TARGET]
+        layout.bind("--ro-bind", agent_path, AGENT_TARGET)
     for mount in ctx.mounts:
-        args += ["--ro-bind" if mount.readonly else "--bind", str(mount.host_path), mount.target]
+        layout.bind("--ro-bind" if mount.readonly else "--bind", str(mount.host_path), mount.target)
     for dev in ctx.extra_dev_paths:
-        args += ["--dev-bind", dev, dev]
+        layout.bind("--dev-bind", dev, dev)
     for path in ctx.extra_bind_paths:
-        args += ["--bind", path, path]
+        layout.bind("--bind", path, path)
     args += [
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        *(["--unshare-user", "--disable-userns"] if user_namespace else []),
+        *(["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []),
+        "--die-with-parent",
         "--hostname", ctx.session_name[:63],
         "--chdir", WORK_TARGET,
         "--clearenv",
     ]
     for key, value in sorted(ctx.env.items()):
         args += ["--setenv", key, value]
-    return [*args, "--", *command]
+    return [*args, "--", *drop, *command]
