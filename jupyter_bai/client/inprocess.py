@@ -167,13 +167,14 @@ class EngineDriver(Driver):
         return FileEntry.model_validate(entry.model_dump())
 
     async def download_file(self, name: str, path: str) -> AsyncIterator[bytes]:
-        file_path = self.engine.vfolders.open_for_download(name, path)
-        f = await asyncio.to_thread(open, file_path, "rb")
+        dl = await asyncio.to_thread(self.engine.vfolders.open_for_download, name, path)
         try:
-            while chunk := await asyncio.to_thread(f.read, 1 << 20):
+            left = dl.size  # a file growing meanwhile is cut at its size when opened
+            while left > 0 and (chunk := await asyncio.to_thread(dl.file.read, min(1 << 20, left))):
+                left -= len(chunk)
                 yield chunk
         finally:
-            f.close()
+            dl.close()
 
     async def mkdir(self, name: str, path: str, parents: bool) -> FileEntry:
         entry = self.engine.vfolders.mkdir(name, path, parents=parents)
