@@ -445,10 +445,11 @@ class AsyncClient:
         top_k: int = 5,
         history: list[dict[str, str]] | None = None,
         on_delta: Callable[[str], None] | None = None,
+        source: str | None = None,
     ) -> dict[str, Any]:
         """See :meth:`Client.ask`."""
         done = None
-        async for msg in self.ask_stream(question, top_k=top_k, history=history):
+        async for msg in self.ask_stream(question, top_k=top_k, history=history, source=source):
             if msg.get("type") == "delta" and on_delta is not None:
                 on_delta(str(msg.get("text", "")))
             elif msg.get("type") == "done":
@@ -456,10 +457,11 @@ class AsyncClient:
         return _assistant_done(done)
 
     async def ask_stream(
-        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
+        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None,
+        source: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """See :meth:`Client.ask_stream`."""
-        async for msg in self._messages(_ops.ask(question, top_k, history, stream=True)):
+        async for msg in self._messages(_ops.ask(question, top_k, history, stream=True, source=source)):
             yield msg
 
     async def assistant_sources(self) -> dict[str, Any]:

@@ -503,16 +503,18 @@ class Client:
         top_k: int = 5,
         history: list[dict[str, str]] | None = None,
         on_delta: Callable[[str], None] | None = None,
+        source: str | None = None,
     ) -> dict[str, Any]:
         """Ask the API assistant a question about this platform's API.
 
         Returns ``{"answer", "sources", "examples", "abstained", "mode", "note", ...}``; each
         source has title, ref, kind, method, path, operation_id and score. ``history`` (earlier
         ``{"question", "answer"}`` turns) lets follow-ups refer back; ``on_delta`` receives the
-        answer's text as it streams (useful when an LLM writes it).
+        answer's text as it streams (useful when an LLM writes it). ``source`` limits the
+        search to one API: ``"workbench"`` or a learned file (path or file name).
         """
         done = None
-        for msg in self.ask_stream(question, top_k=top_k, history=history):
+        for msg in self.ask_stream(question, top_k=top_k, history=history, source=source):
             if msg.get("type") == "delta" and on_delta is not None:
                 on_delta(str(msg.get("text", "")))
             elif msg.get("type") == "done":
@@ -520,10 +522,11 @@ class Client:
         return _assistant_done(done)
 
     def ask_stream(
-        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
+        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None,
+        source: str | None = None,
     ) -> Generator[dict[str, Any], None, None]:
         """The assistant's raw NDJSON messages: ``sources``, ``delta`` pieces, then ``done``."""
-        yield from self._messages(_ops.ask(question, top_k, history, stream=True))
+        yield from self._messages(_ops.ask(question, top_k, history, stream=True, source=source))
 
     def assistant_sources(self) -> dict[str, Any]:
         """What the assistant has indexed: built-in and learned sources with document counts."""

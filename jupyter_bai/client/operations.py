@@ -273,8 +273,11 @@ class _ops:
         return Call("GET", "/events", params={"since": str(int(since))} if since is not None else None)
 
     @staticmethod
-    def ask(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool) -> Call:
+    def ask(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool,
+            source: str | None = None) -> Call:
         body: dict[str, Any] = {"question": question, "top_k": top_k, "stream": stream}
+        if source:
+            body["source"] = source
         if history:
             body["history"] = [{"question": str(t.get("question", "")), "answer": str(t.get("answer", ""))}
                                for t in history]
