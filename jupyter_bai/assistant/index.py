@@ -4,8 +4,10 @@ Every mode scores all documents at once (a few ms for thousands of operations), 
 limited to some sources (``--in``) and results are one per operation: an operation's REST doc,
 client method and ``%bai`` verb count once, as the best of them. Hybrid is reciprocal-rank fusion
 of the two rankings. A learned API is searched on equal terms with the workbench's own docs; when
-both match, :data:`LEARNED_BOOST` settles it for the file the user chose to learn (it was tuned on
-the tune halves of ``bench/corpora/*/questions.yaml``).
+both match, the API whose best document is closest to the question leads the results, with a
+margin (:data:`LEARNED_MARGIN`) for the file the user chose to learn; it was tuned on the tune
+halves of ``bench/corpora/*/questions.yaml`` against the own-docs questions asked with the
+Jupyter Server API learned (the two overlap most: sessions, kernels, files).
 """
 from __future__ import annotations
 
@@ -21,8 +23,12 @@ MODES = ("bm25", "dense", "hybrid")
 RRF_K = 60
 #: How deep each ranking goes into the fusion.
 FUSION_DEPTH = 50
-#: Score multiplier for documents of a learned file (see the module docstring).
+#: Without vectors: score multiplier for documents of a learned file (see the module docstring).
 LEARNED_BOOST = 1.1
+#: With vectors: the API whose best document is most similar to the question (a learned file
+#: counting this much extra cosine) puts its first :data:`API_LEAD` results first.
+LEARNED_MARGIN = 0.06
+API_LEAD = 3
 
 
 @dataclass
@@ -113,6 +119,20 @@ class SearchIndex:
     def dense_scores(self, query: str) -> Any:
         return self.embeddings @ self.embedder.encode([query])[0]
 
+    def _best_api(self, cos: Any) -> Any:
+        """Mask of the docs of the API (workbench or a learned file) whose best document is the
+        most similar to the question; a learned file gets :data:`LEARNED_MARGIN` on top."""
+        import numpy as np
+
+        best_group, best = None, -2.0
+        groups = np.array([group_of(d.source) for d in self.docs]) if not hasattr(self, "_groups") else self._groups
+        self._groups = groups
+        for g in dict.fromkeys(groups.tolist()):
+            quality = float(cos[groups == g].max()) + (LEARNED_MARGIN if g != "builtin" else 0.0)
+            if quality > best:
+                best_group, best = g, quality
+        return groups == best_group
+
     def search(self, query: str, k: int = 10, mode: str = "bm25",
                sources: Iterable[str] | None = None) -> list[Hit]:
         """Best ``k`` operations/sections for ``query`` among ``sources`` (all when None)."""
@@ -131,15 +151,23 @@ class SearchIndex:
             score = cos.copy()  # type: ignore[union-attr]
         else:
             score = np.zeros(len(self.docs))
-            for ranked in (lex, cos):
+            for ranked, floor_ in ((lex, 0), (cos, -1)):
                 order = np.argsort(-ranked)[:FUSION_DEPTH]
-                order = order[mask[order] & (ranked[order] > (0 if ranked is lex else -1))]
+                order = order[mask[order] & (ranked[order] > floor_)]
                 score[order] += 1.0 / (RRF_K + 1 + np.arange(len(order)))
+        lead: Any = None
         if sources is None and self._learned.any():
-            score = np.where(self._learned & (score > 0), score * LEARNED_BOOST, score)
+            if cos is None:
+                score = np.where(self._learned & (score > 0), score * LEARNED_BOOST, score)
+            else:
+                lead = self._best_api(cos)
         floor = -1.0 if mode == "dense" else 0.0
         hits: dict[str, Hit] = {}
-        for i in np.argsort(-score):
+        order = np.argsort(-score)
+        if lead is not None:  # the best-matching API's first few results lead, then everything by score
+            first = order[lead[order]][:API_LEAD]
+            order = np.concatenate([first, order[~np.isin(order, first)]])
+        for i in order:
             i = int(i)
             if not mask[i] or score[i] <= floor:
                 continue
