@@ -21,6 +21,8 @@ from .text import STOPWORDS, expand_identifiers
 MODES = ("bm25", "dense", "hybrid")
 #: Reciprocal-rank-fusion constant (Cormack et al.); 60 is the usual choice.
 RRF_K = 60
+#: Weight of the dense ranking against BM25's in the fusion.
+DENSE_WEIGHT = 1.0
 #: How deep each ranking goes into the fusion.
 FUSION_DEPTH = 50
 #: Without vectors: score multiplier for documents of a learned file (see the module docstring).
@@ -151,10 +153,10 @@ class SearchIndex:
             score = cos.copy()  # type: ignore[union-attr]
         else:
             score = np.zeros(len(self.docs))
-            for ranked, floor_ in ((lex, 0), (cos, -1)):
+            for ranked, floor_, weight in ((lex, 0, 1.0), (cos, -1, DENSE_WEIGHT)):
                 order = np.argsort(-ranked)[:FUSION_DEPTH]
                 order = order[mask[order] & (ranked[order] > floor_)]
-                score[order] += 1.0 / (RRF_K + 1 + np.arange(len(order)))
+                score[order] += weight / (RRF_K + 1 + np.arange(len(order)))
         lead: Any = None
         if sources is None and self._learned.any():
             if cos is None:
