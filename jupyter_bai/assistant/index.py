@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import numpy as np
+
 from .corpus import Doc
 from .text import STOPWORDS, expand_identifiers
 
@@ -82,9 +84,8 @@ class SearchIndex:
         self.embeddings = embeddings
         self.embedder = embedder
         self._keys = [op_key(d) for d in docs]
-        import numpy as np
-
-        self._learned = np.array([group_of(d.source) != "builtin" for d in docs], dtype=bool)
+        self._groups = np.array([group_of(d.source) for d in docs])
+        self._learned = self._groups != "builtin"
 
     @property
     def has_dense(self) -> bool:
@@ -99,17 +100,14 @@ class SearchIndex:
         return list(dict.fromkeys(d.source for d in self.docs))
 
     def _mask(self, sources: Iterable[str] | None) -> Any:
-        import numpy as np
-
         if sources is None:
             return np.ones(len(self.docs), dtype=bool)
         allowed = set(sources)
         return np.array([d.source in allowed for d in self.docs], dtype=bool)
 
     def bm25_scores(self, query: str) -> Any:
+        """BM25 score of every document (0 where no query word occurs)."""
         import bm25s
-        import numpy as np
-
         # question words ("how", "do", "I") say nothing about the topic but match help texts
         content = [w for w in query.split() if w.lower().strip("?!.,;:'\"") not in STOPWORDS]
         tokens = bm25s.tokenize(expand_identifiers(" ".join(content) or query), stemmer=self._stemmer,
@@ -119,16 +117,14 @@ class SearchIndex:
         return np.asarray(self.bm25_model.get_scores(tokens), dtype=np.float32)
 
     def dense_scores(self, query: str) -> Any:
+        """Cosine similarity of every document to the query."""
         return self.embeddings @ self.embedder.encode([query])[0]
 
     def _best_api(self, cos: Any) -> Any:
         """Mask of the docs of the API (workbench or a learned file) whose best document is the
         most similar to the question; a learned file gets :data:`LEARNED_MARGIN` on top."""
-        import numpy as np
-
         best_group, best = None, -2.0
-        groups = np.array([group_of(d.source) for d in self.docs]) if not hasattr(self, "_groups") else self._groups
-        self._groups = groups
+        groups = self._groups
         for g in dict.fromkeys(groups.tolist()):
             quality = float(cos[groups == g].max()) + (LEARNED_MARGIN if g != "builtin" else 0.0)
             if quality > best:
@@ -138,8 +134,6 @@ class SearchIndex:
     def search(self, query: str, k: int = 10, mode: str = "bm25",
                sources: Iterable[str] | None = None) -> list[Hit]:
         """Best ``k`` operations/sections for ``query`` among ``sources`` (all when None)."""
-        import numpy as np
-
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r} (use one of {', '.join(MODES)})")
         if mode != "bm25" and not self.has_dense:
