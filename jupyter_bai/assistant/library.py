@@ -148,7 +148,11 @@ class Library:
         keys = [sha256_bytes(d.embed_text().encode()) for d in index.docs]
         missing = [i for i, k in enumerate(keys) if k not in self._vectors]
         if not missing:
-            self._finish_vectors(index, keys, 0)
+            try:
+                self._finish_vectors(index, keys, 0)
+            except Exception:  # the model is missing or broken: stay on BM25, say why
+                log.exception("assistant: loading the embedding model failed; answering with BM25 only")
+                self.last_build["vectors"] = "failed"
             return
         done = threading.Event()
         self._vectors_done = done
