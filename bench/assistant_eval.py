@@ -100,6 +100,7 @@ def score(cases: list[Case], ask: Callable[[str], tuple[list[Hit], bool]], sourc
             misses.append(f"{c.q!r} -> rank {rank}; top: {ranking[:2]}")
     n = max(1, len(answerable))
     return {"R@1": r1 / n, "R@5": r5 / n, "MRR@10": mrr / n, "n": len(answerable), "u": len(offtopic),
+            "declined_n": declined, "answered_n": answered,
             "abstain": declined / len(offtopic) if offtopic else float("nan"),
             "answered": answered / n, "p50": statistics.median(lat), "p95": pct(lat, 95), "misses": misses}
 
@@ -207,6 +208,7 @@ def main() -> None:
             f"{'abstain':>7} {'answered':>8} {'p50 ms':>6} {'p95 ms':>6}")
     rows: list[str] = [head, "-" * len(head)]
     misses: list[str] = []
+    pooled: dict[tuple[str, str], list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         runs = [(f, None) for f in files]
         if args.own_with:  # the own-docs questions again, with a third-party file learned too
@@ -237,9 +239,16 @@ def main() -> None:
                     rows.append(f"{name:16} {label:14} {split:9} {r['n']:3d} {r['R@1']:5.2f} {r['R@5']:5.2f} "
                                 f"{r['MRR@10']:6.2f} {r['abstain']:7.2f} {r['answered']:8.2f} {r['p50']:6.1f} {r['p95']:6.1f}")
                     misses += [f"  [{name} {label} {split}] {m}" for m in r["misses"]]
+                    if spec is not None:  # pooled declining over the third-party sets
+                        tot = pooled.setdefault((label, split), [0, 0, 0, 0])
+                        for j, v in enumerate((r["declined_n"], r["u"], r["answered_n"], r["n"])):
+                            tot[j] += v
                 print(rows[-1], flush=True)
         print()
         print("\n".join(rows))
+        print("\ndeclining, third-party sets pooled (off-topic declined / answerable answered):")
+        for (label, split), (dec, u, ans, n) in pooled.items():
+            print(f"  {label:14} {split:9} declined {dec}/{u} = {dec / max(1, u):.2f}, answered {ans}/{n} = {ans / max(1, n):.2f}")
         if args.show_misses:
             print("\nmisses (gold not first):")
             print("\n".join(misses))
