@@ -562,10 +562,12 @@ def resources_cmd(bai: BaiContext) -> None:
 @click.option("--sources", "list_sources", is_flag=True, help="List what the assistant has indexed.")
 @click.option("-k", "--top-k", type=click.IntRange(1, 50), default=5, show_default=True,
               help="How many sources to return.")
+@click.option("--in", "source", metavar="SOURCE",
+              help="Only search one API: 'workbench' or a learned file (path or file name).")
 @json_option
 @pass_bai
 def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, forget_path: str | None,
-            list_sources: bool, top_k: int) -> None:
+            list_sources: bool, top_k: int, source: str | None) -> None:
     """Ask the API assistant how to do something with this platform's API.
 
     The answer names the operation (REST method and path, client method, %bai line), shows a
@@ -589,16 +591,17 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
     if not text:
         return
     if bai.json:
-        result = bai.client.ask(text, top_k=top_k)
+        result = bai.client.ask(text, top_k=top_k, source=source)
         bai.emit({"answer": result["answer"], "sources": result["sources"]}, lambda d: render.message(d["answer"], d))
         return
     if bai.notebook:
         streamed = chat.StreamingAnswer()
-        result = bai.client.ask(text, top_k=top_k, on_delta=streamed)
+        result = bai.client.ask(text, top_k=top_k, on_delta=streamed, source=source)
         chat.show_answer(result, streamed)
         bai.result = result
         return
-    result = bai.client.ask(text, top_k=top_k, on_delta=lambda piece: click.echo(piece, nl=False))
+    result = bai.client.ask(text, top_k=top_k, source=source,
+                            on_delta=lambda piece: click.echo(piece, nl=False))
     click.echo("")
     if result.get("sources"):
         click.echo("\n" + str(chat.sources_view(result["sources"])))

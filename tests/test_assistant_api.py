@@ -84,7 +84,8 @@ def test_cli_ask_json_and_text(engine_env: dict[str, str], tmp_path: Path) -> No
     assert code == 0
     data = json.loads(out.getvalue())
     assert set(data) == {"answer", "sources"} and len(data["sources"]) == 4
-    assert set(data["sources"][0]) == {"title", "ref", "kind", "method", "path", "operation_id", "score"}
+    assert set(data["sources"][0]) == {"title", "ref", "kind", "method", "path", "operation_id", "score",
+                                       "source", "api"}
     op = next(s for s in data["sources"] if s["kind"] == "operation")
     assert op["method"] and op["path"].startswith("/bai/api/v1") and op["operation_id"]
     assert any(s["operation_id"] == "uploadFile" for s in data["sources"])

@@ -40,6 +40,15 @@ def test_assistant_notebook_answers_with_sources(engine_env: dict[str, str], tmp
     assert "Insert example into a new cell" in cells["and how do I delete it?"]
     py = next(t for s, t in cells.items() if s.startswith("from jupyter_bai import Client"))
     assert "PUT /bai/api/v1/vfolders/{name}/files uploadFile" in py
+    learned = next(t for s, t in cells.items() if s.startswith("import time"))
+    assert "learned 108 operations" in learned and "vectors: ready" in learned
+    logs = cells["%bai ask how can I see what my container printed?"]
+    assert "GET /containers/{id}/logs` (swagger.yaml)" in logs
+    scoped = cells["%bai ask --in swagger.yaml which volumes exist?"]
+    assert "GET /volumes` (swagger.yaml)" in scoped and "this workbench" not in scoped
+    own = cells["%bai ask --in workbench which volumes exist?"]
+    assert "/bai/api/v1/vfolders" in own and "swagger.yaml" not in own
+    assert "forgot" in cells['print("forgot", Client().assistant_forget(docker_api)["forgotten"])']
     assert "couldn't find anything" in cells["%bai ask how do I book a meeting room for Friday?"]
     assert "learned " in cells["%bai ask --learn team-docs"] and "1 documents" in cells["%bai ask --learn team-docs"]
     assert "datasets.md" in cells["%bai ask where is the shared imagenet dataset?"]

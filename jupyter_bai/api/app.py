@@ -71,11 +71,11 @@ class BaiApp(ExtensionApp):
         "back to the extractive answer.",
     ).tag(config=True)
     assistant_retrieval = Enum(
-        ["bm25", "auto", "dense", "hybrid"], "bm25",
-        help="API assistant retrieval. bm25 (default) met every target of bench/assistant_eval.py; "
-        "hybrid (BM25 + dense, reciprocal-rank fusion; needs the assistant-dense extra) ranks a "
-        "little better but misses the latency and 700-operation build budgets on 2 CPUs. auto: "
-        "hybrid when the packaged embedding model is installed, else bm25.",
+        ["bm25", "auto", "dense", "hybrid"], "auto",
+        help="API assistant retrieval. auto (default): hybrid (BM25 + dense vectors from the packaged "
+        "int8 MiniLM model, reciprocal-rank fusion) when the model is installed, else bm25. While a "
+        "newly learned file's vectors are computed in the background, answers use BM25. "
+        "See bench/assistant_eval.py for the numbers.",
     ).tag(config=True)
     assistant_index_dir = Unicode(
         "", help="Where the API assistant keeps its index (default: <state_dir>/assistant)."

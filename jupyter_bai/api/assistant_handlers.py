@@ -33,10 +33,11 @@ class AssistantAskHandler(AssistantHandler):
         history = body.get("history") or []
         if not isinstance(history, list):
             raise InvalidRequest("'history' must be a list of {question, answer} turns")
+        source = body.get("source")
         if body.get("stream"):
-            await self.stream_ndjson(self.assistant.ask(body.get("question"), top_k, history))
+            await self.stream_ndjson(self.assistant.ask(body.get("question"), top_k, history, source))
         else:
-            self.reply(await self.assistant.answer(body.get("question"), top_k, history))
+            self.reply(await self.assistant.answer(body.get("question"), top_k, history, source))
 
 
 class AssistantSourcesHandler(AssistantHandler):

@@ -28,6 +28,31 @@ OPENAPI_EXT = (".json", ".yaml", ".yml")
 MAX_FILE_BYTES = 50 << 20
 
 
+#: What each HTTP method does, in the words people use for it (REST semantics, not any one API).
+METHOD_WORDS = {
+    "GET": "get read show see view look fetch retrieve",
+    "HEAD": "check exists",
+    "POST": "create add new make start run send submit do",
+    "PUT": "put save replace set write upload update",
+    "PATCH": "update change modify edit rename",
+    "DELETE": "delete remove destroy discard close drop",
+}
+
+
+def is_action(method: str, path: str) -> bool:
+    """``POST /things/{id}/stop``: a verb on one item, not the creation of something new."""
+    parts = [p for p in path.split("/") if p]
+    return method.upper() == "POST" and len(parts) >= 2 and "{" in parts[-2] and "{" not in parts[-1]
+
+
+def operation_words(method: str, path: str) -> str:
+    """Everyday words for an operation's shape: its method, and one item vs a whole collection."""
+    words = "" if is_action(method, path) else METHOD_WORDS.get(method.upper(), "")
+    if method.upper() == "GET":
+        words += " one details info" if path.rstrip("/").endswith("}") else " list all which"
+    return words
+
+
 @dataclass
 class Doc:
     """One retrievable unit. ``examples`` maps ``magic``/``client``/``http`` to runnable text."""
@@ -49,7 +74,24 @@ class Doc:
         if self.operation_id:
             head += f"\n{self.operation_id}"
         topic = f"{self.title}\n{self.text}"
-        return expand_identifiers(f"{head}\n{self.text}") + "\n" + glossary_terms(topic)
+        shape = operation_words(self.method, self.path) if self.kind == "operation" and self.method and self.path else ""
+        return expand_identifiers(f"{head}\n{self.text}") + "\n" + glossary_terms(topic) + "\n" + shape
+
+    def embed_text(self) -> str:
+        """What the embedding model sees: short, so it is fast and the operation's gist dominates
+        (method, path words, summary, tags, parameter names; a section's title and opening)."""
+        if self.kind == "operation" and self.method and self.path:
+            lines = self.text.splitlines()
+            keep = [ln for ln in lines[1:] if not ln.startswith(("operationId:", "parameter ", "  ", "tags:", "request body:"))]
+            params = [ln.split()[1] for ln in lines if ln.startswith("parameter ") and len(ln.split()) > 1]
+            words = " ".join(w for w in re.split(r"[/{}_\-.]+", self.path) if w)
+            # the summary and the description's first sentence; the rest is detail that blurs the vector
+            body = " ".join(keep)
+            body = re.split(r"(?<=[.!?])\s", body, maxsplit=2)
+            body = " ".join(body[:2])[:300]
+            verb = "" if is_action(self.method, self.path) else METHOD_WORDS.get(self.method, self.method).split()[0]
+            return f"{verb} {words}. {body} Parameters: {', '.join(params[:8])}".strip()
+        return f"{self.title}. {self.text[:400]}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,27 +240,29 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
             if doc_id in seen_ids:
                 continue
             seen_ids.add(doc_id)
-            summary = str(op.get("summary") or "").strip()
+            # a path item's own summary/description covers its operations that have none
+            summary = str(op.get("summary") or item.get("summary") or "").strip()
+            description = str(op.get("description") or item.get("description") or "").strip()
             lines = [f"{method.upper()} {path}", f"operationId: {op_id}"]
             if op.get("tags"):
                 lines.append("tags: " + ", ".join(map(str, op["tags"])))
             if summary:
                 lines.append(summary)
-            if op.get("description"):
-                lines.append(str(op["description"]).strip())
+            if description and description != summary:
+                lines.append(description)
             for p in params:
                 desc = str(p.get("description") or "").strip()
                 lines.append(f"parameter {p['name']} (in {p.get('in', '?')}): {desc}".rstrip(": "))
-            body_schema = None
+            body_schema = next((p.get("schema") for p in params if p.get("in") == "body"), None)  # Swagger 2
             rb = refs.get(op.get("requestBody"))
             if isinstance(rb, dict) and isinstance(rb.get("content"), dict):
                 for media in rb["content"].values():
                     if isinstance(media, dict) and media.get("schema") is not None:
                         body_schema = media["schema"]
                         break
-                if body_schema is not None:
-                    lines.append("request body:")
-                    lines.extend("  " + f for f in _schema_fields(refs, body_schema))
+            if body_schema is not None:
+                lines.append("request body:")
+                lines.extend("  " + f for f in _schema_fields(refs, body_schema))
             body = _example_value(refs, body_schema) if body_schema is not None else None
             title = f"{method.upper()} {path}" + (f" — {summary}" if summary else "")
             docs.append(Doc(
@@ -227,6 +271,29 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
                 operation_id=op_id,
                 examples={"http": _http_example(method, str(path), base_url, params, body)},
             ))
+    return drop_boilerplate(docs)
+
+
+#: A line found in more than this share of one file's operations (and in at least
+#: :data:`BOILERPLATE_MIN` of them) is boilerplate: shared preconditions, common errors, auth notes.
+BOILERPLATE_SHARE = 0.05
+BOILERPLATE_MIN = 8
+
+
+def drop_boilerplate(docs: list[Doc]) -> list[Doc]:
+    """Remove lines that repeat across many operations of one file: they say nothing about
+    which operation is meant, but they lengthen every document (diluting BM25) and every vector."""
+    counts: dict[str, int] = {}
+    for d in docs:
+        for line in set(d.text.splitlines()[2:]):  # the method/path and operationId lines stay
+            if line.strip():
+                counts[line] = counts.get(line, 0) + 1
+    limit = max(BOILERPLATE_MIN, BOILERPLATE_SHARE * len(docs))
+    common = {line for line, n in counts.items() if n > limit}
+    if common:
+        for d in docs:
+            lines = d.text.splitlines()
+            d.text = "\n".join(lines[:2] + [ln for ln in lines[2:] if ln not in common])
     return docs
 
 

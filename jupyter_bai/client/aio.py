@@ -433,16 +433,20 @@ class AsyncClient:
         top_k: int = 5,
         history: list[dict[str, str]] | None = None,
         on_delta: Callable[[str], None] | None = None,
+        source: str | None = None,
     ) -> AssistantAnswer:
         """Ask the API assistant a question about this platform's API.
 
         Returns ``answer``, ``sources``, ``examples``, ``abstained``, ``mode``, ``note``, ...;
-        each source has title, ref, kind, method, path, operation_id and score. ``history``
-        (earlier ``{"question", "answer"}`` turns) lets follow-ups refer back; ``on_delta``
-        receives the answer's text as it streams (useful when an LLM writes it).
+        each source has title, ref, kind, method, path, operation_id, score, and ``source`` and
+        ``api`` (which API it belongs to). ``history`` (earlier ``{"question", "answer"}``
+        turns) lets follow-ups refer back; ``on_delta`` receives the answer's text as it streams
+        (useful when an LLM writes it). ``source`` limits the search to one API:
+        ``"workbench"`` or a learned file (path or file name).
         """
         done = None
-        async with aclosing(self.ask_stream(question, top_k=top_k, history=history)) as stream:
+        async with aclosing(self.ask_stream(question, top_k=top_k, history=history,
+                                            source=source)) as stream:
             async for msg in stream:
                 if msg.get("type") == "delta" and on_delta is not None:
                     on_delta(str(msg.get("text", "")))
@@ -451,10 +455,11 @@ class AsyncClient:
         return _assistant_done(done)
 
     async def ask_stream(
-        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None
+        self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None,
+        source: str | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The assistant's raw NDJSON messages: ``sources``, ``delta`` pieces, then ``done``."""
-        body = _ops.ask_body(question, top_k, history, stream=True)
+        body = _ops.ask_body(question, top_k, history, stream=True, source=source)
         async with aclosing(self.driver.ask_stream(body)) as stream:
             async for msg in stream:
                 yield msg

@@ -283,8 +283,11 @@ class _ops:
         return Call("GET", "/events", params={"since": str(int(since))} if since is not None else None)
 
     @staticmethod
-    def ask_body(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool) -> dict[str, Any]:
+    def ask_body(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool,
+                 source: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"question": question, "top_k": top_k, "stream": stream}
+        if source:
+            body["source"] = source
         if history:
             body["history"] = [{"question": str(t.get("question", "")), "answer": str(t.get("answer", ""))}
                                for t in history]

@@ -520,6 +520,11 @@ class AskRequest(BaseModel):
     history: list[HistoryTurn] = Field(
         default_factory=list, description="Earlier turns of a chat, oldest first; follow-up questions use them."
     )
+    source: str | None = Field(
+        default=None, max_length=4096,
+        description="Limit the search to one API: `workbench` (this platform) or a learned file "
+        "(its path or file name). Without it the API that matches the question best answers.",
+    )
 
 
 class LearnRequest(BaseModel):
