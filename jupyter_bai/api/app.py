@@ -5,6 +5,7 @@ variables only change the defaults, so there is one configuration path.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -218,6 +219,10 @@ class BaiApp(ExtensionApp):
             self.log.error("jupyter-bai engine not started: %s", exc)
             return
         self.engine = engine
+        # The ~200,000 objects made while importing the server and its dependencies never die:
+        # move them out of the collector's sight, or every full collection walks them all and
+        # stalls the event loop for hundreds of ms (bench/loop_lag.py --gc-freeze).
+        gc.freeze()
         url = serverapp.connection_url.rstrip("/")
         token = serverapp.identity_provider.token
         os.environ["JUPYTER_BAI_URL"] = url

@@ -181,7 +181,7 @@ class Engine:
 
     # -- vfolders that sessions depend on ----------------------------------
     def delete_vfolder(self, name: str) -> None:
-        self.vfolders.get(name)
+        self.vfolders.lookup(name)
         users = self.sessions.in_use_vfolders().get(name)
         if users:
             raise Conflict(

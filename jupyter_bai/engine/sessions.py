@@ -227,7 +227,7 @@ class SessionManager:
     def _resolve_mounts(self, spec: SessionSpec) -> list[dict[str, Any]]:
         resolved = []
         for mount in spec.mounts:
-            folder = self.vfolders.get(mount.source)
+            folder = self.vfolders.lookup(mount.source)  # no usage walk on the loop
             folder_perm = getattr(folder.permission, "value", folder.permission)
             perm = mount.perm or folder_perm
             if perm == "rw" and folder_perm == "ro":

@@ -77,7 +77,7 @@ class UploadTooLarge(BaiError):
 
 
 @dataclass(frozen=True)
-class _Folder:
+class FolderRecord:
     """One ``vfolders`` row."""
 
     id: str
@@ -92,7 +92,7 @@ class _Folder:
 class _Target:
     """A lexically checked path: plain components (no ``..``, no temp names) under a folder."""
 
-    folder: _Folder
+    folder: FolderRecord
     parts: tuple[str, ...]
 
     @property
@@ -175,6 +175,10 @@ class VFolderManager:
     def get(self, name: str) -> VFolderInfo:
         """One folder with its current usage, or NotFound."""
         return self._info(self._require(name))
+
+    def lookup(self, name: str) -> FolderRecord:
+        """The folder's record without its usage (no walk of its files), or NotFound."""
+        return self._require(name)
 
     def host_path(self, name: str) -> Path:
         """The folder's real directory on this host (what a session mount binds)."""
@@ -447,7 +451,7 @@ class VFolderManager:
     # ------------------------------------------------------------------ helpers
 
     def _target(
-        self, name: str, path: str, *, allow_root: bool = False, folder: _Folder | None = None
+        self, name: str, path: str, *, allow_root: bool = False, folder: FolderRecord | None = None
     ) -> _Target:
         """Lexical checks only; the filesystem is consulted through descriptors later."""
         folder = folder or self._require(name)
@@ -486,7 +490,7 @@ class VFolderManager:
         return self._parent(root, d), d
 
     @contextlib.contextmanager
-    def _open_folder(self, folder: _Folder) -> Iterator[int]:
+    def _open_folder(self, folder: FolderRecord) -> Iterator[int]:
         """The folder's directory descriptor; a missing directory is a storage fault."""
         path = self.root / folder.id
         try:
@@ -508,19 +512,19 @@ class VFolderManager:
         with closing_fd(root), contextlib.suppress(FileNotFoundError):
             safefs.rmtree_at(root, fid)
 
-    def _find(self, name: str) -> _Folder | None:
+    def _find(self, name: str) -> FolderRecord | None:
         row = self.store.one("SELECT * FROM vfolders WHERE name = ?", (name,))
         return self._folder(row) if row is not None else None
 
-    def _require(self, name: str) -> _Folder:
+    def _require(self, name: str) -> FolderRecord:
         folder = self._find(name) if isinstance(name, str) else None
         if folder is None:
             raise NotFound(f"vfolder {name!r} not found")
         return folder
 
     @staticmethod
-    def _folder(row: sqlite3.Row) -> _Folder:
-        return _Folder(
+    def _folder(row: sqlite3.Row) -> FolderRecord:
+        return FolderRecord(
             id=row["id"],
             name=row["name"],
             usage_mode=row["usage_mode"],
@@ -529,7 +533,7 @@ class VFolderManager:
             created_at=row["created_at"],
         )
 
-    def _info(self, folder: _Folder) -> VFolderInfo:
+    def _info(self, folder: FolderRecord) -> VFolderInfo:
         try:
             fd = os.open(self.root / folder.id, _FOLDER_FLAGS)
         except OSError:
@@ -639,7 +643,7 @@ def _entry(st: os.stat_result, name: str, rel: str) -> FileEntry:
     return _model(_row(st, name, rel))
 
 
-def _quota_error(folder: _Folder, used: int, upload: str) -> QuotaExceeded:
+def _quota_error(folder: FolderRecord, used: int, upload: str) -> QuotaExceeded:
     assert folder.quota is not None
     return QuotaExceeded(
         f"quota of vfolder {folder.name!r} exceeded: {_fmt(folder.quota)} limit, "
@@ -677,7 +681,7 @@ class Upload:
         self._guard = threading.RLock()
 
     @property
-    def _folder(self) -> _Folder:
+    def _folder(self) -> FolderRecord:
         return self.target.folder
 
     def _open(self, size_hint: int | None, parents: bool) -> None:
