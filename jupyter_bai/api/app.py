@@ -173,6 +173,7 @@ class BaiApp(ExtensionApp):
             docker_user=self.docker_user,
             docker_binds=tuple(self.docker_binds),
             docker_pull=self.docker_pull,
+            bind_root=Path(self.serverapp.root_dir) if getattr(self, "serverapp", None) else None,
         )
 
     def initialize_settings(self) -> None:
@@ -190,6 +191,10 @@ class BaiApp(ExtensionApp):
             self.log.error("jupyter-bai engine not started: %s", exc)
             return
         self.engine = engine
+        from ..kernels.server import keep_session_table, restore_kernels  # front end hooks
+
+        keep_session_table(serverapp, engine.config.state_dir)
+        restore_kernels(serverapp, engine)
         url = serverapp.connection_url.rstrip("/")
         token = serverapp.identity_provider.token
         os.environ["JUPYTER_BAI_URL"] = url
@@ -205,7 +210,9 @@ class BaiApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self.engine is not None:
             from ..client.connection import remove_connection_file
+            from ..kernels.server import shutdown_kernels
 
+            await shutdown_kernels(self.serverapp)  # their sessions end while the engine runs
             remove_connection_file(Path(self.connection_file))
             await self.engine.close()
             self.engine = None

@@ -170,6 +170,8 @@ class AsyncClient:
         env: Mapping[str, Any] | Iterable[str] | None = None,
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        binds: Iterable[Mapping[str, str]] | None = None,
         wait: bool = False,
         timeout: float | None = None,
         progress: SessionProgress | None = None,
@@ -178,6 +180,7 @@ class AsyncClient:
         sess = await self._json(_ops.create_session(
             image, name=name, type=type, command=command, resources=resources, mounts=mounts,
             env=env, idle_timeout=idle_timeout, max_lifetime=max_lifetime,
+            labels=labels, binds=binds,
         ))
         if progress is not None:
             progress(sess)

@@ -150,6 +150,8 @@ class _ops:
         env: Mapping[str, Any] | Iterable[str] | None,
         idle_timeout: float | None,
         max_lifetime: float | None,
+        labels: Mapping[str, str] | None = None,
+        binds: Iterable[Mapping[str, str]] | None = None,
     ) -> Call:
         body: dict[str, Any] = {
             "image": image,
@@ -166,6 +168,10 @@ class _ops:
             body["idle_timeout"] = idle_timeout
         if max_lifetime is not None:
             body["max_lifetime"] = max_lifetime
+        if labels:
+            body["labels"] = dict(labels)
+        if binds:
+            body["binds"] = [dict(b) for b in binds]
         return Call("POST", "/sessions", json=body)
 
     @staticmethod

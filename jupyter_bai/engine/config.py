@@ -33,6 +33,9 @@ class EngineConfig:
     docker_user: str = "auto"
     docker_binds: tuple[str, ...] = ()
     docker_pull: bool = False
+    # Host binds (``SessionSpec.binds``) may only name directories under this one: the Jupyter
+    # server's root_dir, which its users can already read and write. None: no binds at all.
+    bind_root: Path | None = None
 
     @property
     def vfolder_root(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jupyter_bai.spec.binds import HostBind, check_labels
 from jupyter_bai.spec.errors import InvalidRequest
 from jupyter_bai.spec.mounts import MountSpec, validate_mounts
 from jupyter_bai.spec.resources import ResourceSlots
@@ -186,6 +187,12 @@ class SessionSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     idle_timeout: float | None = Field(default=None, description="seconds; > 0")
     max_lifetime: float | None = Field(default=None, description="seconds; > 0")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="tags shown in session info (a kernel's id and notebook)"
+    )
+    binds: list[HostBind] = Field(
+        default_factory=list, description="host directories under the Jupyter server's root_dir"
+    )
 
     @field_validator("image")
     @classmethod
@@ -256,10 +263,24 @@ class SessionSpec(BaseModel):
             raise ValueError(f"expected seconds > 0, got {v:g}")
         return v
 
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_labels(v)
+
     @model_validator(mode="after")
     def _check_batch(self) -> SessionSpec:
         if self.type is SessionType.batch and not self.command:
             raise ValueError("a batch session needs a command (-c)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_bind_targets(self) -> SessionSpec:
+        targets = [m.target for m in self.mounts] + [b.target for b in self.binds]
+        for i, a in enumerate(targets):
+            for b in targets[i + 1:]:
+                if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                    raise ValueError(f"binds and mounts may not overlap: {a} and {b}")
         return self
 
     @classmethod
