@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from jupyter_core.utils import ensure_async
 
 from . import state
 
-log = logging.getLogger(__name__)
 SESSIONS_DB = "jupyter-sessions.db"
 LIVE = ("PENDING", "SCHEDULED", "PREPARING", "RUNNING")
 
@@ -49,11 +47,11 @@ def restore_kernels(serverapp: Any, engine: Any) -> list[str]:
                 raise LookupError(session["status"])
             _register(mkm, record)
         except Exception as exc:  # noqa: BLE001 - one bad record never blocks the server
-            log.info("kernel %s not reattached: %s", kid, exc)
+            serverapp.log.info("kernel %s not reattached: %s", kid, exc)
             state.remove(engine.config.state_dir, str(kid))
             continue
         restored.append(kid)
-        log.info("reattached kernel %s (session %s)", kid, record["session_name"])
+        serverapp.log.info("reattached kernel %s (session %s)", kid, record["session_name"])
     return restored
 
 
@@ -101,11 +99,11 @@ async def shutdown_kernels(serverapp: Any) -> None:
     kids = list(mkm.list_kernel_ids())
     if not kids:
         return
-    log.info("shutting down %d kernel(s) before the engine stops", len(kids))
+    serverapp.log.info("shutting down %d kernel(s) before the engine stops", len(kids))
     results = await asyncio.gather(
         *(ensure_async(mkm.shutdown_kernel(kid, now=False)) for kid in kids),
         return_exceptions=True,
     )
     for kid, result in zip(kids, results):
         if isinstance(result, BaseException):
-            log.warning("kernel %s did not shut down cleanly: %s", kid, result)
+            serverapp.log.warning("kernel %s did not shut down cleanly: %s", kid, result)
