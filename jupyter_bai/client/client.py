@@ -175,6 +175,7 @@ class Client:
         max_lifetime: float | None = None,
         labels: Mapping[str, str] | None = None,
         binds: Iterable[Mapping[str, str]] | None = None,
+        ports: Iterable[int] | None = None,
         wait: bool = False,
         timeout: float | None = None,
         progress: SessionProgress | None = None,
@@ -188,7 +189,7 @@ class Client:
         sess = self._json(_ops.create_session(
             image, name=name, type=type, command=command, resources=resources, mounts=mounts,
             env=env, idle_timeout=idle_timeout, max_lifetime=max_lifetime,
-            labels=labels, binds=binds,
+            labels=labels, binds=binds, ports=ports,
         ))
         if progress is not None:
             progress(sess)

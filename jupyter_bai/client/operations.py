@@ -152,6 +152,7 @@ class _ops:
         max_lifetime: float | None,
         labels: Mapping[str, str] | None = None,
         binds: Iterable[Mapping[str, str]] | None = None,
+        ports: Iterable[int] | None = None,
     ) -> Call:
         body: dict[str, Any] = {
             "image": image,
@@ -172,6 +173,8 @@ class _ops:
             body["labels"] = dict(labels)
         if binds:
             body["binds"] = [dict(b) for b in binds]
+        if ports:
+            body["ports"] = [int(p) for p in ports]
         return Call("POST", "/sessions", json=body)
 
     @staticmethod

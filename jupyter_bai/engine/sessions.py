@@ -138,6 +138,7 @@ class SessionManager:
             "max_lifetime": spec.get("max_lifetime"),
             "labels": spec.get("labels") or {},
             "binds": spec.get("binds") or [],
+            "ports": handle.get("ports") or {},
             "runtime": row["runtime"],
             "sandbox": handle.get("sandbox") or self._sandbox_kind(row["runtime"]),
             "allocation": alloc["cuda"] if alloc else None,
@@ -401,6 +402,7 @@ class SessionManager:
             extra_dev_paths=extra_dev,
             extra_bind_paths=extra_bind,
             resources=dict(spec.get("resources") or {}),
+            ports=list(spec.get("ports") or []),
         )
 
     def _session_env(

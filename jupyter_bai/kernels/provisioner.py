@@ -17,7 +17,9 @@ import asyncio
 import json
 import os
 import shlex
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
@@ -33,6 +35,7 @@ ROOT_TARGET = "/home/work/jupyter"
 CONNECTION_IN_SESSION = "\0connection"  # replaced by "$HOME/.bai-kernel.json" in the command
 ENDED_BY_KERNEL = "process exited"  # status_info when the kernel (the startup command) ended
 LOG_LINES = 8
+PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 def _slots(items: list[str]) -> dict[str, str]:
@@ -43,6 +46,10 @@ def _slots(items: list[str]) -> dict[str, str]:
             raise ValueError(f"invalid resource '{item}' in the kernelspec: expected KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
+
+
+def _is_local(image: str) -> bool:
+    return image == "local" or image.startswith("local:")
 
 
 def kernel_command(argv: list[str], cwd: str, image: str) -> str:
@@ -59,8 +66,9 @@ def kernel_command(argv: list[str], cwd: str, image: str) -> str:
         "open(os.path.expanduser('~/.bai-kernel.json'), 'w').write(os.environ['BAI_KERNEL_CONNECTION'])\n"
     )
     missing = f"bai kernel: the folder {cwd} is missing in the session"
+    python = argv[0] if argv and "python" in Path(argv[0]).name else "python3"
     return (
-        f"python3 -c {shlex.quote(prepare)} || {{ kill -TERM $PPID; exit 127; }}; "
+        f"{shlex.quote(python)} -c {shlex.quote(prepare)} || {{ kill -TERM $PPID; exit 127; }}; "
         f"unset BAI_KERNEL_CONNECTION; "
         f"cd \"${{BAI_ROOT:-}}\"{shlex.quote(cwd)} || {{ echo {shlex.quote(missing)} >&2; "
         f"kill -TERM $PPID; exit 1; }}; "
@@ -127,9 +135,16 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
         env_in = kwargs.get("env") or {}
         notebook = env_in.get("JPY_SESSION_NAME")
         binds, cwd, rel_nb = self._layout(kwargs.get("cwd"), notebook)
+        local = _is_local(self.image)
+        if not local and self.parent is not None and cmd and cmd[0] == sys.executable:
+            # jupyter_client swapped "python3" for this server's Python; a container has its own
+            cmd = [self.parent.kernel_spec.argv[0], *cmd[1:]]
         argv = [CONNECTION_IN_SESSION if a == connection_file else a for a in cmd]
         env = {**self.env, **(self.parent.kernel_spec.env if self.parent else {})}
-        env["BAI_KERNEL_CONNECTION"] = connection
+        conn = json.loads(connection)
+        # In a container the kernel listens on its own interfaces; Docker publishes the
+        # ports on the host's 127.0.0.1 only. Local sessions share the host's loopback.
+        env["BAI_KERNEL_CONNECTION"] = connection if local else json.dumps({**conn, "ip": "0.0.0.0"})
         if rel_nb:
             env["JPY_SESSION_NAME"] = f"{self.root_target}/{rel_nb}"
         labels = {"kernel-id": kernel_id, "kernelspec": str(getattr(self.parent, "kernel_name", ""))}
@@ -142,6 +157,7 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
             "command": kernel_command(argv, cwd, self.image),
             "resources": _slots(list(self.resources)), "mounts": list(self.mounts),
             "env": env, "labels": labels, "binds": binds,
+            "ports": [] if local else [int(conn[k]) for k in PORT_KEYS],
         }
         try:
             await self.access.create(body)
@@ -150,7 +166,7 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
             self._forget_pending(kernel_id)
             raise
         try:
-            await self._wait_started(json.loads(connection))
+            await self._wait_started(conn, local)
         except BaseException:
             self._forget_pending(kernel_id)
             await self._destroy(forced=True)
@@ -159,7 +175,7 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
         self._record()
         return self.connection_info
 
-    async def _wait_started(self, connection: dict[str, Any]) -> None:
+    async def _wait_started(self, connection: dict[str, Any], local: bool) -> None:
         """RUNNING, then the kernel's heartbeat port accepts; any end on the way is an error."""
         assert self.session_name is not None
         deadline = time.monotonic() + self.start_timeout
@@ -169,7 +185,19 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
             status = session["status"]
             if status in TERMINAL or status == "TERMINATING":
                 raise RuntimeError(await self._ended_message(session))
-            if status == "RUNNING" and await _port_open(connection["ip"], connection["hb_port"]):
+            if status == "RUNNING" and not local:
+                published = session.get("ports") or {}
+                try:
+                    host = {k: int(published[str(connection[k])]) for k in PORT_KEYS}
+                except KeyError:
+                    raise RuntimeError(
+                        f"kernel session {self.session_name}: the runtime published no ports "
+                        f"for the kernel (got {published})"
+                    ) from None
+                self.connection_info = {**self.connection_info, **host, "ip": "127.0.0.1"}
+                connection = {**connection, **host, "ip": "127.0.0.1"}
+                local = True  # mapped once
+            if status == "RUNNING" and await _beats(connection["ip"], connection["hb_port"]):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
@@ -310,13 +338,19 @@ def _jsonable(info: Any) -> dict[str, Any]:
     return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dict(info).items()}
 
 
-async def _port_open(ip: str, port: int) -> bool:
+async def _beats(ip: str, port: int, timeout: float = 0.5) -> bool:
+    """One heartbeat round trip (a published Docker port accepts TCP before the kernel runs)."""
+    import zmq
+    import zmq.asyncio
+
+    sock = zmq.asyncio.Context.instance().socket(zmq.REQ)
+    sock.linger = 0
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, int(port)), timeout=1)
-    except (OSError, asyncio.TimeoutError):
-        return False
-    writer.close()
-    return True
+        sock.connect(f"tcp://{ip}:{int(port)}")
+        await sock.send(b"ping")
+        return bool(await sock.poll(int(timeout * 1000)))
+    finally:
+        sock.close()
 
 
 def kernelspec_json(display_name: str, resources: list[str], image: str = "local",

@@ -193,6 +193,10 @@ class SessionSpec(BaseModel):
     binds: list[HostBind] = Field(
         default_factory=list, description="host directories under the Jupyter server's root_dir"
     )
+    ports: list[int] = Field(
+        default_factory=list, max_length=16,
+        description="container ports published on 127.0.0.1 (docker runtime; a kernel's ZMQ ports)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -261,6 +265,16 @@ class SessionSpec(BaseModel):
     def _check_seconds(cls, v: float | None) -> float | None:
         if v is not None and (not math.isfinite(v) or v <= 0):
             raise ValueError(f"expected seconds > 0, got {v:g}")
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, v: list[int]) -> list[int]:
+        for port in v:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+        if len(set(v)) != len(v):
+            raise ValueError("a port is listed twice")
         return v
 
     @field_validator("labels")

@@ -334,6 +334,8 @@ class DockerRuntime(Runtime):
         if ctx.interactive:
             for port in parse_service_ports(image_labels.get(PORTS_LABEL)).values():
                 ports[f"{port}/tcp"] = ("127.0.0.1", None)  # loopback only, ephemeral host port
+        for port in ctx.ports:  # asked for by the session (a kernel's ZMQ ports)
+            ports[f"{port}/tcp"] = ("127.0.0.1", None)
 
         if ctx.interactive:
             command = ["python3", AGENT_TARGET, "--socket", f"{RUN_TARGET}/agent.sock"]
