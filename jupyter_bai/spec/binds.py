@@ -34,9 +34,10 @@ class HostBind(BaseModel):
     @field_validator("source")
     @classmethod
     def _check_source(cls, v: str) -> str:
-        if not v.startswith("/") or "\x00" in v or posixpath.normpath(v) != v.rstrip("/") or "//" in v:
+        clean = v.rstrip("/") or "/"
+        if not clean.startswith("/") or "\x00" in clean or posixpath.normpath(clean) != clean:
             raise ValueError(f"bind source '{v}' must be a normalised absolute host path")
-        return v.rstrip("/") or "/"
+        return clean
 
     @field_validator("target", mode="before")
     @classmethod
