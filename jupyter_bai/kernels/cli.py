@@ -1,15 +1,42 @@
-"""``jupyter bai kernelspec ...`` (and ``%bai kernelspec ...``: the same click tree)."""
+"""``jupyter bai kernelspec ...`` (and ``%bai kernelspec ...``: the same click tree).
+
+It imports nothing from ``jupyter_bai.cli`` (which adds this group to its tree): the
+per-invocation ``BaiContext`` is the root context's object.
+"""
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from .. import render
-from ..cli import BaiContext, json_option, pass_bai
 from . import specs
+
+
+def _bai() -> Any:
+    return click.get_current_context().find_root().obj
+
+
+def pass_bai(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Like ``jupyter_bai.cli.pass_bai``: the command gets the invocation's BaiContext."""
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return f(_bai(), *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = f.__name__, f.__doc__
+    return wrapper
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().obj.json = True
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "json_output", is_flag=True, expose_value=False,
+                        callback=_set_json, help="Print JSON instead of a table.")(f)
 
 
 def _table(items: list[dict[str, Any]]) -> render.Rendered:
@@ -43,7 +70,7 @@ def kernelspec() -> None:
 @click.option("--sys-prefix", is_flag=True, help="Install into this Python environment.")
 @json_option
 @pass_bai
-def kernelspec_install(bai: BaiContext, name: str, resources: tuple[str, ...],
+def kernelspec_install(bai: Any, name: str, resources: tuple[str, ...],
                        mounts: tuple[str, ...], image: str, display_name: str | None,
                        user: bool, sys_prefix: bool) -> None:
     """Make (or replace) kernelspec NAME whose kernel runs in a session."""
@@ -55,7 +82,7 @@ def kernelspec_install(bai: BaiContext, name: str, resources: tuple[str, ...],
 @kernelspec.command("ls")
 @json_option
 @pass_bai
-def kernelspec_ls(bai: BaiContext) -> None:
+def kernelspec_ls(bai: Any) -> None:
     """List session kernelspecs with their image, resources and mounts."""
     bai.emit(specs.list_specs(), _table)
 
@@ -64,7 +91,7 @@ def kernelspec_ls(bai: BaiContext) -> None:
 @click.argument("name")
 @json_option
 @pass_bai
-def kernelspec_rm(bai: BaiContext, name: str) -> None:
+def kernelspec_rm(bai: Any, name: str) -> None:
     """Remove session kernelspec NAME."""
     path = specs.remove(name)
     bai.emit({"name": name, "path": path},
@@ -75,7 +102,7 @@ def kernelspec_rm(bai: BaiContext, name: str) -> None:
 @click.option("--user", is_flag=True)
 @click.option("--sys-prefix", is_flag=True)
 @pass_bai
-def kernelspec_install_shipped(bai: BaiContext, user: bool, sys_prefix: bool) -> None:
+def kernelspec_install_shipped(bai: Any, user: bool, sys_prefix: bool) -> None:
     """``make lab``: the shipped kernelspecs; GPU ones only where this node has GPUs."""
     from ..engine.node import discover
 
