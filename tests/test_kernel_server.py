@@ -294,3 +294,52 @@ def test_kernelspec_kernel_in_a_real_server_survives_a_restart_and_dies_when_des
     assert all(s["status"] in TERMINAL for s in server.sessions_in_store()), server.sessions_in_store()
     assert server.processes_left() == []
     assert not list((server.state / "kernels").glob("*.json"))
+
+
+def _kernel_sessions(server: JupyterServer, kid: str) -> list[dict[str, Any]]:
+    return [s for s in server.http("GET", "/bai/api/v1/sessions").json()["sessions"]
+            if s["labels"].get("kernel-id") == kid]
+
+
+def test_restart_and_crash_give_a_fresh_kernel_in_a_new_session(server: JupyterServer) -> None:
+    server.start()
+    assert server.jupyter_bai("kernelspec", "install", "kr", "-r", "cpu=1", "--user").returncode == 0
+    r = server.start_notebook_kernel("r.ipynb", "kr")
+    assert r.status_code == 201, r.text
+    kid = r.json()["kernel"]["id"]
+    kc = server.client_for(kid)
+    ok(kc, "x = 1")
+    kc.stop_channels()
+    listed = server.jupyter_bai("session", "ls")
+    assert "interactive (kernel)" in listed.stdout, listed.stdout
+
+    # the restart button: the old session ends, a new one runs the same kernel id
+    assert server.http("POST", f"/api/kernels/{kid}/restart").status_code == 200
+    sessions = _kernel_sessions(server, kid)
+    assert [s["status"] for s in sessions] == ["TERMINATED", "RUNNING"], sessions
+    kc = server.client_for(kid)
+    assert ok(kc, "print('x' in dir())") == "False"
+
+    # the kernel process dies by itself: Jupyter's restarter starts it again (a new session)
+    kc.execute("import os; os._exit(1)")
+    kc.stop_channels()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sessions = _kernel_sessions(server, kid)
+        if len(sessions) == 3 and sessions[-1]["status"] == "RUNNING":
+            break
+        time.sleep(0.2)
+    assert [s["status"] for s in sessions] == ["TERMINATED", "TERMINATED", "RUNNING"], sessions
+    assert sessions[1]["status_info"] == "process exited"
+    deadline = time.monotonic() + 60
+    while server.http("GET", f"/api/kernels/{kid}").json()["execution_state"] in ("restarting", "starting") \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kc = server.client_for(kid)
+    try:
+        assert ok(kc, "print(6 * 7)") == "42"
+    finally:
+        kc.stop_channels()
+    server.sigterm()
+    assert all(s["status"] in TERMINAL for s in server.sessions_in_store())
+    assert server.processes_left() == []

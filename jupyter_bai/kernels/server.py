@@ -47,12 +47,24 @@ def restore_kernels(serverapp: Any, engine: Any) -> list[str]:
                 raise LookupError(session["status"])
             _register(mkm, record)
         except Exception as exc:  # noqa: BLE001 - one bad record never blocks the server
-            serverapp.log.info("kernel %s not reattached: %s", kid, exc)
+            serverapp.log.warning("kernel %s not reattached: %s", kid, exc)
             state.remove(engine.config.state_dir, str(kid))
+            _end_orphan(engine, record.get("session_name"))
             continue
         restored.append(kid)
         serverapp.log.info("reattached kernel %s (session %s)", kid, record["session_name"])
     return restored
+
+
+def _end_orphan(engine: Any, name: str | None) -> None:
+    """A live session whose kernel cannot come back would hold resources for nothing."""
+    try:
+        live = bool(name) and engine.sessions.get(name)["status"] in LIVE
+    except Exception:  # noqa: BLE001 - gone already
+        return
+    if live:
+        task = asyncio.ensure_future(engine.sessions.destroy(name, forced=True))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _register(mkm: Any, record: dict[str, Any]) -> None:
