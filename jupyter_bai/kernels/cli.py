@@ -61,7 +61,7 @@ def kernelspec() -> None:
 @kernelspec.command("install")
 @click.argument("name")
 @click.option("-r", "--resources", "resources", multiple=True, metavar="KEY=VAL",
-              help="Resource slot of the kernel's session, e.g. -r cpu=2 -r cuda.shares=0.5.")
+              help="Resource slot of the kernel's session, e.g. -r cpu=2 -r mem=4g (repeatable).")
 @click.option("-v", "--mount", "mounts", multiple=True, metavar="MOUNT",
               help="VFolder mount, as for 'session create' (repeatable).")
 @click.option("--image", default="local", show_default=True, help="Image of the kernel's session.")

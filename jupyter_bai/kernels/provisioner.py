@@ -150,21 +150,22 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
         labels = {"kernel-id": kernel_id, "kernelspec": str(getattr(self.parent, "kernel_name", ""))}
         if rel_nb:
             labels["notebook"] = rel_nb
-        self.session_name = f"kernel-{kernel_id[:8]}-{int(time.time() * 1000) % 100000:05d}"
+        name = f"kernel-{kernel_id[:8]}-{int(time.time() * 1000) % 100000:05d}"
         self._exit_code, self._stopping = None, False
-        body: dict[str, Any] = {
-            "image": self.image, "name": self.session_name, "type": "interactive",
-            "command": kernel_command(argv, cwd, self.image),
-            "resources": _slots(list(self.resources)), "mounts": list(self.mounts),
-            "env": env, "labels": labels, "binds": binds,
-            "ports": [] if local else [int(conn[k]) for k in PORT_KEYS],
-        }
         try:
+            body: dict[str, Any] = {
+                "image": self.image, "name": name, "type": "interactive",
+                "command": kernel_command(argv, cwd, self.image),
+                "resources": _slots(list(self.resources)), "mounts": list(self.mounts),
+                "env": env, "labels": labels, "binds": binds,
+                "ports": [] if local else [int(conn[k]) for k in PORT_KEYS],
+            }
             await self.access.create(body)
-        except BaiError:
+        except Exception:  # refused at once (over capacity, bad image, unknown folder...)
             self.session_name, self._exit_code = None, 1
             self._forget_pending(kernel_id)
             raise
+        self.session_name = name
         try:
             await self._wait_started(conn, local)
         except BaseException:
