@@ -161,9 +161,12 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
                 "ports": [] if local else [int(conn[k]) for k in PORT_KEYS],
             }
             await self.access.create(body)
-        except Exception:  # refused at once (over capacity, bad image, unknown folder...)
+        except Exception as exc:  # refused at once (over capacity, bad image, unknown folder...)
             self.session_name, self._exit_code = None, 1
             self._forget_pending(kernel_id)
+            if isinstance(exc, BaiError):  # JupyterLab's dialog shows this line
+                title = self.parent.kernel_spec.display_name if self.parent else "this kernel"
+                raise RuntimeError(f"{title} cannot start here: {exc}") from None
             raise
         self.session_name = name
         try:
