@@ -57,3 +57,31 @@ def test_failed_kernel_start_is_clear_and_the_server_still_stops(
     assert server.proc is not None and server.proc.returncode == 0, server.log_tail()
     assert "Kernel does not exist" not in (server.base / "server.log").read_text()
     assert server.processes_left() == []
+
+
+def test_a_kernel_queued_behind_busy_resources_gives_up_and_leaves_nothing(
+    server: JupyterServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The node is busy (not too small): the kernel waits up to its start_timeout, then its
+    queued session is cancelled and the launcher says why."""
+    server.start()
+    cpu = server.http("GET", "/bai/api/v1/resources").json()["capacity"]["cpu"]
+    holder = server.http("POST", "/bai/api/v1/sessions", json={
+        "image": "local", "name": "holder", "resources": {"cpu": cpu, "mem": "64m"}})
+    assert holder.status_code == 201, holder.text
+    spec = kernelspec_json("queued", ["cpu=1", "mem=64m"])
+    spec["metadata"]["kernel_provisioner"]["config"]["start_timeout"] = 3
+    path = server.base / "data" / "kernels" / "queued"
+    path.mkdir(parents=True)
+    (path / "kernel.json").write_text(json.dumps(spec))
+    r = server.start_notebook_kernel("queued.ipynb", "queued")
+    assert r.status_code >= 400
+    assert "is still PENDING after 3 s" in r.json()["message"], r.json()["message"]
+    sessions = server.http("GET", "/bai/api/v1/sessions").json()["sessions"]
+    assert [s["status"] for s in sessions if s["name"] != "holder"] == ["CANCELLED"]
+    server.http("DELETE", "/bai/api/v1/sessions/holder")  # not a kernel: it would outlive the stop
+    took = server.sigterm()
+    with capsys.disabled():
+        print(f"\nqueued-then-timeout: server exited {took:.2f} s after SIGTERM")
+    assert server.proc is not None and server.proc.returncode == 0
+    assert server.processes_left() == []
