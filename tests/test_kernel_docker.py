@@ -77,6 +77,15 @@ def test_kernel_runs_in_a_container_with_loopback_only_ports(tmp_path: Path, ima
             assert ok(kc, "import os; print(os.getcwd())") == "/home/work/jupyter/nb"
             assert ok(kc, "print(open('data.txt').read())") == "host file"
             assert ok(kc, "print(open('/etc/hostname').read())") == sess["name"][:63]
+            ok(kc, "y = 'kept'")
+        finally:
+            kc.stop_channels()
+        # the server dies and comes back: the container kept running, the kernel is reattached
+        srv.kill9()
+        srv.start()
+        kc = srv.client_for(kid)
+        try:
+            assert ok(kc, "print(y)") == "kept"
         finally:
             kc.stop_channels()
         took = srv.sigterm()
