@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from .. import render
-from . import specs
 
 
 def _bai() -> Any:
@@ -74,6 +73,8 @@ def kernelspec_install(bai: Any, name: str, resources: tuple[str, ...],
                        mounts: tuple[str, ...], image: str, display_name: str | None,
                        user: bool, sys_prefix: bool) -> None:
     """Make (or replace) kernelspec NAME whose kernel runs in a session."""
+    from . import specs
+
     spec = specs.install(name, list(resources), list(mounts), image, display_name,
                          user=user, sys_prefix=sys_prefix)
     bai.emit(spec, _one)
@@ -84,6 +85,8 @@ def kernelspec_install(bai: Any, name: str, resources: tuple[str, ...],
 @pass_bai
 def kernelspec_ls(bai: Any) -> None:
     """List session kernelspecs with their image, resources and mounts."""
+    from . import specs
+
     bai.emit(specs.list_specs(), _table)
 
 
@@ -93,6 +96,8 @@ def kernelspec_ls(bai: Any) -> None:
 @pass_bai
 def kernelspec_rm(bai: Any, name: str) -> None:
     """Remove session kernelspec NAME."""
+    from . import specs
+
     path = specs.remove(name)
     bai.emit({"name": name, "path": path},
              lambda d: render.message(f"kernelspec '{name}' removed ({path})", d))
@@ -105,6 +110,7 @@ def kernelspec_rm(bai: Any, name: str) -> None:
 def kernelspec_install_shipped(bai: Any, user: bool, sys_prefix: bool) -> None:
     """``make lab``: the shipped kernelspecs; GPU ones only where this node has GPUs."""
     from ..engine.node import discover
+    from . import specs
 
     raw = os.environ.get("JUPYTER_BAI_FAKE_GPUS", "").strip()
     fake = None
