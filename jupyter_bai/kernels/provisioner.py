@@ -53,26 +53,25 @@ def _is_local(image: str) -> bool:
 
 
 def kernel_command(argv: list[str], cwd: str, image: str) -> str:
-    """The startup command: check the image, write the connection file, run the kernel,
-    then end the session.
+    """The startup command: write the connection file, run the kernel, then end the session.
 
     ``$PPID`` is the session's agent: ending it when the kernel exits makes the session end
-    with the kernel. ``$BAI_ROOT`` is set only for unsandboxed local sessions.
+    with the kernel. ``$BAI_ROOT`` is set only for unsandboxed local sessions. Whether the
+    image has ipykernel is asked only after the kernel failed (no extra Python start).
     """
-    prepare = (
-        "import importlib.util, os, sys\n"
-        "if importlib.util.find_spec('ipykernel') is None:\n"
-        f"    sys.exit({'bai kernel: image ' + repr(image) + ' has no ipykernel (pip install ipykernel in the image)'!r})\n"
-        "open(os.path.expanduser('~/.bai-kernel.json'), 'w').write(os.environ['BAI_KERNEL_CONNECTION'])\n"
-    )
-    missing = f"bai kernel: the folder {cwd} is missing in the session"
     python = argv[0] if argv and "python" in Path(argv[0]).name else "python3"
+    has_ipykernel = "import importlib.util as u, sys; sys.exit(u.find_spec('ipykernel') is None)"
+    missing_kernel = f"bai kernel: image '{image}' has no ipykernel (pip install ipykernel in the image)"
+    missing_dir = f"bai kernel: the folder {cwd} is missing in the session"
     return (
-        f"{shlex.quote(python)} -c {shlex.quote(prepare)} || {{ kill -TERM $PPID; exit 127; }}; "
-        f"unset BAI_KERNEL_CONNECTION; "
-        f"cd \"${{BAI_ROOT:-}}\"{shlex.quote(cwd)} || {{ echo {shlex.quote(missing)} >&2; "
-        f"kill -TERM $PPID; exit 1; }}; "
-        f"{_argv_text(argv)}; echo \"bai kernel: exited with code $?\"; kill -TERM $PPID"
+        "(umask 077; printf '%s' \"$BAI_KERNEL_CONNECTION\" > \"$HOME/.bai-kernel.json\"); "
+        "unset BAI_KERNEL_CONNECTION; "
+        f"cd \"${{BAI_ROOT:-}}\"{shlex.quote(cwd)} || {{ echo {shlex.quote(missing_dir)} >&2; "
+        "kill -TERM $PPID; exit 1; }; "
+        f"{_argv_text(argv)}; rc=$?; "
+        f"if [ $rc -ne 0 ] && ! {shlex.quote(python)} -c {shlex.quote(has_ipykernel)} 2>/dev/null; "
+        f"then echo {shlex.quote(missing_kernel)} >&2; "
+        "else echo \"bai kernel: exited with code $rc\"; fi; kill -TERM $PPID"
     )
 
 
@@ -180,37 +179,49 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
         return self.connection_info
 
     async def _wait_started(self, connection: dict[str, Any], local: bool) -> None:
-        """RUNNING, then the kernel's heartbeat port accepts; any end on the way is an error."""
+        """RUNNING, then the kernel answers a heartbeat; any end on the way is an error."""
         assert self.session_name is not None
         deadline = time.monotonic() + self.start_timeout
         delay = 0.02
-        while True:
-            session = await self.access.get(self.session_name)
-            status = session["status"]
-            if status in TERMINAL or status == "TERMINATING":
-                raise RuntimeError(await self._ended_message(session))
-            if status == "RUNNING" and not local:
-                published = session.get("ports") or {}
-                try:
-                    host = {k: int(published[str(connection[k])]) for k in PORT_KEYS}
-                except KeyError:
+        heart: _Heartbeat | None = None
+        try:
+            while True:
+                session = await self.access.get(self.session_name)
+                status = session["status"]
+                if status in TERMINAL or status == "TERMINATING":
+                    raise RuntimeError(await self._ended_message(session))
+                if status == "RUNNING":
+                    if heart is None:
+                        if not local:
+                            connection = self._published(session, connection)
+                        heart = _Heartbeat(connection["ip"], connection["hb_port"])
+                    if await heart.beat(timeout=0.1):
+                        return
+                else:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, 0.05)
+                if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"kernel session {self.session_name}: the runtime published no ports "
-                        f"for the kernel (got {published})"
-                    ) from None
-                self.connection_info = {**self.connection_info, **host, "ip": "127.0.0.1"}
-                connection = {**connection, **host, "ip": "127.0.0.1"}
-                local = True  # mapped once
-            if status == "RUNNING" and await _beats(connection["ip"], connection["hb_port"]):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"kernel session {self.session_name} is still {status} after "
-                    f"{self.start_timeout:g} s ({session.get('status_info') or 'waiting for resources'});"
-                    " it was destroyed"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+                        f"kernel session {self.session_name} is still {status} after "
+                        f"{self.start_timeout:g} s ({session.get('status_info') or 'waiting for resources'});"
+                        " it was destroyed"
+                    )
+        finally:
+            if heart is not None:
+                heart.close()
+
+    def _published(self, session: dict[str, Any], connection: dict[str, Any]) -> dict[str, Any]:
+        """Container ports -> the host ports Docker published them on (127.0.0.1)."""
+        published = session.get("ports") or {}
+        try:
+            host = {k: int(published[str(connection[k])]) for k in PORT_KEYS}
+        except KeyError:
+            raise RuntimeError(
+                f"kernel session {self.session_name}: the runtime published no ports "
+                f"for the kernel (got {published})"
+            ) from None
+        self.connection_info = {**self.connection_info, **host, "ip": "127.0.0.1"}
+        return {**connection, **host, "ip": "127.0.0.1"}
 
     async def _ended_message(self, session: dict[str, Any]) -> str:
         name = self.session_name or "?"
@@ -342,19 +353,30 @@ def _jsonable(info: Any) -> dict[str, Any]:
     return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in dict(info).items()}
 
 
-async def _beats(ip: str, port: int, timeout: float = 0.5) -> bool:
-    """One heartbeat round trip (a published Docker port accepts TCP before the kernel runs)."""
-    import zmq
-    import zmq.asyncio
+class _Heartbeat:
+    """Pings the kernel's heartbeat (an echo) until one comes back. A published Docker port
+    accepts TCP before the kernel listens, so only an echo says the kernel is up."""
 
-    sock = zmq.asyncio.Context.instance().socket(zmq.REQ)
-    sock.linger = 0
-    try:
-        sock.connect(f"tcp://{ip}:{int(port)}")
-        await sock.send(b"ping")
-        return bool(await sock.poll(int(timeout * 1000)))
-    finally:
-        sock.close()
+    def __init__(self, ip: str, port: int):
+        import zmq
+        import zmq.asyncio
+
+        self.sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        self.sock.connect(f"tcp://{ip}:{int(port)}")
+
+    async def beat(self, timeout: float) -> bool:
+        import zmq
+
+        try:
+            await self.sock.send(b"ping", flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        return bool(await self.sock.poll(int(timeout * 1000)))
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def kernelspec_json(display_name: str, resources: list[str], image: str = "local",
