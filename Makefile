@@ -18,7 +18,8 @@ $(STAMP): setup.cfg pyproject.toml $(wildcard kernels/*/kernel.json)
 	# Editable installs skip data_files: enable the server extension as a wheel install would.
 	install -D -m 644 jupyter-config/jupyter_server_config.d/jupyter_bai.json \
 	  $(VENV)/etc/jupyter/jupyter_server_config.d/jupyter_bai.json
-	for k in kernels/*/; do $(VENV)/bin/jupyter kernelspec install --sys-prefix --replace "$$k" >/dev/null; done
+	# Session kernelspecs (kernels/*): the GPU ones only where this node has GPUs (or fake ones).
+	$(VENV)/bin/jupyter bai kernelspec install-shipped --sys-prefix
 	touch $(STAMP)
 
 install: $(STAMP) $(SYSTEM_STAMP)
@@ -60,6 +61,7 @@ docker-up: install
 	else echo "note: no Docker daemon answers; the Docker tests skip (and fail when CI=true)"; fi
 
 lab: install docker-up
+	@$(VENV)/bin/jupyter bai kernelspec install-shipped --sys-prefix
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
 test: install docker-up
@@ -68,6 +70,7 @@ test: install docker-up
 bench: install docker-up
 	$(PY) bench/session_start.py
 	$(PY) bench/docker_start.py
+	$(PY) bench/kernel_start.py
 	$(PY) bench/assistant_eval.py
 
 clean:

@@ -666,6 +666,11 @@ def _usage_hint(err: click.UsageError, prog_name: str) -> str:
     return f" (see '{path} --help')"
 
 
+from jupyter_bai.kernels.cli import kernelspec  # noqa: E402 (uses the helpers above)
+
+cli.add_command(kernelspec)
+
+
 def run(
     argv: Sequence[str] | None = None,
     *,

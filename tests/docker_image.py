@@ -61,7 +61,9 @@ def rootfs_tar() -> bytes:
             tar.addfile(info, io.BytesIO(data))
 
         for d in ("usr", "etc", "home", "root", "run", "proc", "sys", "dev", "var", "opt"):
-            add_dir(d, 0o700 if d == "root" else 0o755)
+            # /root stays traversable: the tests bind this host's Python (under /root/.pyenv in
+            # CI) into containers whose user is not root.
+            add_dir(d, 0o755)
         add_dir("tmp", 0o1777)
         add_dir("home/work")
         # /sbin stays a real directory: Docker mounts its init (docker-init) at

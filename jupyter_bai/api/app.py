@@ -202,6 +202,7 @@ class BaiApp(ExtensionApp):
             max_upload_size=self.max_upload_size,
             session_user=self.session_user,
             session_pids_limit=self.session_pids_limit,
+            bind_root=Path(self.serverapp.root_dir) if getattr(self, "serverapp", None) else None,
         )
 
     def initialize_settings(self) -> None:
@@ -223,6 +224,10 @@ class BaiApp(ExtensionApp):
         # move them out of the collector's sight, or every full collection walks them all and
         # stalls the event loop for hundreds of ms (bench/loop_lag.py --gc-freeze).
         gc.freeze()
+        from ..kernels.server import keep_session_table, restore_kernels  # front end hooks
+
+        keep_session_table(serverapp, engine.config.state_dir)
+        restore_kernels(serverapp, engine)
         url = serverapp.connection_url.rstrip("/")
         token = serverapp.identity_provider.token
         os.environ["JUPYTER_BAI_URL"] = url
@@ -238,7 +243,9 @@ class BaiApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self.engine is not None:
             from ..client.connection import remove_connection_file
+            from ..kernels.server import shutdown_kernels
 
+            await shutdown_kernels(self.serverapp)  # their sessions end while the engine runs
             remove_connection_file(Path(self.connection_file))
             await self.engine.close()
             self.engine = None

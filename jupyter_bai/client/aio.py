@@ -141,6 +141,9 @@ class AsyncClient:
         env: Mapping[str, Any] | Iterable[str] | None = None,
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        binds: Iterable[Mapping[str, str]] | None = None,
+        ports: Iterable[int] | None = None,
         wait: bool = False,
         timeout: float | None = None,
         progress: SessionProgress | None = None,
@@ -155,6 +158,7 @@ class AsyncClient:
         body = _ops.session_body(
             image, name=name, type=type, command=command, resources=resources, mounts=mounts,
             env=env, idle_timeout=idle_timeout, max_lifetime=max_lifetime,
+            labels=labels, binds=binds, ports=ports,
         )
         sess = await self.driver.create_session(body)
         if progress is not None:

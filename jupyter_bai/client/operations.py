@@ -151,6 +151,9 @@ class _ops:
         env: Mapping[str, Any] | Iterable[str] | None,
         idle_timeout: float | None,
         max_lifetime: float | None,
+        labels: Mapping[str, str] | None = None,
+        binds: Iterable[Mapping[str, str]] | None = None,
+        ports: Iterable[int] | None = None,
     ) -> dict[str, Any]:
         """The ``SessionSpec`` JSON, checked here first so typos fail before any request."""
         body: dict[str, Any] = {
@@ -168,6 +171,12 @@ class _ops:
             body["idle_timeout"] = idle_timeout
         if max_lifetime is not None:
             body["max_lifetime"] = max_lifetime
+        if labels:
+            body["labels"] = dict(labels)
+        if binds:
+            body["binds"] = [dict(b) for b in binds]
+        if ports:
+            body["ports"] = [int(p) for p in ports]
         return body
 
     @staticmethod

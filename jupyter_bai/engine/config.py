@@ -42,6 +42,9 @@ class EngineConfig:
     # or UID[:GID]), and the most processes one Docker session may have.
     session_user: str = "auto"
     session_pids_limit: int = 4096
+    # Host binds (``SessionSpec.binds``) may only name directories under this one: the Jupyter
+    # server's root_dir, which its users can already read and write. None: no binds at all.
+    bind_root: Path | None = None
 
     @property
     def vfolder_root(self) -> Path:

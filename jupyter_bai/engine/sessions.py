@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import time
@@ -139,6 +140,9 @@ class SessionManager:
             "env": redact_env(spec.get("env", {})),
             "idle_timeout": spec.get("idle_timeout"),
             "max_lifetime": spec.get("max_lifetime"),
+            "labels": spec.get("labels") or {},
+            "binds": spec.get("binds") or [],
+            "ports": handle.get("ports") or {},
             "runtime": row["runtime"],
             "sandbox": handle.get("sandbox") or self._sandbox_kind(row["runtime"]),
             "allocation": alloc["cuda"] if alloc else None,
@@ -237,16 +241,38 @@ class SessionManager:
             resolved.append({"source": mount.source, "target": mount.target, "perm": perm})
         return resolved
 
+    def _resolve_binds(self, spec: SessionSpec) -> list[dict[str, Any]]:
+        """Host binds only under the Jupyter server's root_dir (symlinks resolved first)."""
+        if not spec.binds:
+            return []
+        root = self.config.bind_root
+        if root is None:
+            raise InvalidRequest("host binds are not allowed: this engine has no Jupyter root_dir")
+        real_root = Path(os.path.realpath(root))
+        resolved = []
+        for bind in spec.binds:
+            real = Path(os.path.realpath(bind.source))
+            if real != real_root and real_root not in real.parents:
+                raise InvalidRequest(
+                    f"bind source '{bind.source}' is outside the Jupyter server's root "
+                    f"directory {real_root}"
+                )
+            if not real.is_dir():
+                raise InvalidRequest(f"bind source '{bind.source}' is not an existing directory")
+            resolved.append({"source": str(real), "target": bind.target, "perm": bind.perm})
+        return resolved
+
     def create(self, spec: SessionSpec) -> dict[str, Any]:
         runtime = self.runtime_for(spec.image)
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
         mounts = self._resolve_mounts(spec)
+        binds = self._resolve_binds(spec)
         runtime.check(spec.image, resources)  # unknown image, below the image's minimum
         sid = str(uuid.uuid4())
         name = spec.name or f"sess-{secrets.token_hex(3)}"
         stored = spec.model_dump(mode="json")
-        stored.update(name=name, resources=resources.to_json(), mounts=mounts)
+        stored.update(name=name, resources=resources.to_json(), mounts=mounts, binds=binds)
         now = time.time()
         self._seq += 1
         try:
@@ -387,6 +413,9 @@ class SessionManager:
             except NotFound:
                 host = Path("/nonexistent")
             mounts.append(ResolvedMount(m["source"], host, m["target"], m["perm"] == "ro"))
+        for b in spec.get("binds") or []:
+            mounts.append(ResolvedMount(f"bind:{b['source']}", Path(b["source"]), b["target"],
+                                        b["perm"] == "ro"))
         devices = alloc.devices if alloc else []
         env = self._session_env(row["id"], row["name"], spec, alloc)
         extra_dev: list[str] = []
@@ -409,6 +438,7 @@ class SessionManager:
             extra_dev_paths=extra_dev,
             extra_bind_paths=extra_bind,
             resources=dict(spec.get("resources") or {}),
+            ports=list(spec.get("ports") or []),
         )
 
     def _session_env(

@@ -271,6 +271,12 @@ class StatusChange(ApiModel):
     info: str | None = None
 
 
+class BindInfo(ApiModel):
+    source: str = Field(description="Host directory (under the Jupyter server's root_dir).")
+    target: str = Field(description="Path inside the session.")
+    perm: Literal["rw", "ro"] = "rw"
+
+
 class SessionInfo(_Loose):
     """A compute session as the engine reports it."""
 
@@ -299,6 +305,18 @@ class SessionInfo(_Loose):
     started_at: str | None = None
     terminated_at: str | None = None
     status_history: list[StatusChange] = Field(default_factory=list)
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Free-form tags; kernel sessions carry `kernel-id`, `kernelspec` and `notebook`.",
+    )
+    binds: list[BindInfo] = Field(
+        default_factory=list,
+        description="Host directories bound in (only under the Jupyter server's root_dir).",
+    )
+    ports: dict[str, int] = Field(
+        default_factory=dict,
+        description="Container port -> host port published on 127.0.0.1 (Docker sessions).",
+    )
 
     @property
     def is_terminal(self) -> bool:

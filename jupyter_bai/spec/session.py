@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from jupyter_bai.spec.binds import HostBind, check_labels
 from jupyter_bai.spec.errors import InvalidRequest
 from jupyter_bai.spec.mounts import MountSpec, validate_mounts
 from jupyter_bai.spec.resources import ResourceSlots
@@ -196,6 +197,16 @@ class SessionSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     idle_timeout: float | None = Field(default=None, description="seconds; > 0")
     max_lifetime: float | None = Field(default=None, description="seconds; > 0")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="tags shown in session info (a kernel's id and notebook)"
+    )
+    binds: list[HostBind] = Field(
+        default_factory=list, description="host directories under the Jupyter server's root_dir"
+    )
+    ports: list[int] = Field(
+        default_factory=list, max_length=16,
+        description="container ports published on 127.0.0.1 (docker runtime; a kernel's ZMQ ports)",
+    )
 
     @field_validator("image")
     @classmethod
@@ -266,10 +277,34 @@ class SessionSpec(BaseModel):
             raise ValueError(f"expected seconds > 0, got {v:g}")
         return v
 
+    @field_validator("ports")
+    @classmethod
+    def _check_ports(cls, v: list[int]) -> list[int]:
+        for port in v:
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} is not between 1 and 65535")
+        if len(set(v)) != len(v):
+            raise ValueError("a port is listed twice")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_labels(v)
+
     @model_validator(mode="after")
     def _check_batch(self) -> SessionSpec:
         if self.type is SessionType.batch and not self.command:
             raise ValueError("a batch session needs a command (-c)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_bind_targets(self) -> SessionSpec:
+        targets = [m.target for m in self.mounts] + [b.target for b in self.binds]
+        for i, a in enumerate(targets):
+            for b in targets[i + 1:]:
+                if a == b or a.startswith(b + "/") or b.startswith(a + "/"):
+                    raise ValueError(f"binds and mounts may not overlap: {a} and {b}")
         return self
 
     @classmethod

@@ -47,6 +47,8 @@ class LaunchContext:
     extra_bind_paths: list[str] = field(default_factory=list)
     # The session's resource slots as stored (decimal strings; mem in bytes).
     resources: dict[str, str] = field(default_factory=dict)
+    # Container ports to publish on 127.0.0.1 (docker; local sessions share the host network).
+    ports: list[int] = field(default_factory=list)
 
     @property
     def cpu(self) -> Decimal:

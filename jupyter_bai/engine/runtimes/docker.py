@@ -391,6 +391,8 @@ class DockerRuntime(Runtime):
         if ctx.interactive:
             for port in parse_service_ports(image_labels.get(PORTS_LABEL)).values():
                 ports[f"{port}/tcp"] = ("127.0.0.1", None)  # loopback only, ephemeral host port
+        for port in ctx.ports:  # asked for by the session (a kernel's ZMQ ports)
+            ports[f"{port}/tcp"] = ("127.0.0.1", None)
 
         if ctx.interactive:
             command = ["/bin/sh", "-c", INTERACTIVE, AGENT_TARGET, f"{RUN_TARGET}/agent.sock",
