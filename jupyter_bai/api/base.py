@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -26,6 +27,42 @@ API = "/bai/api/v1"
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 SSE_HEARTBEAT = 15.0
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+M = TypeVar("M", bound=pydantic.BaseModel)
+MAX_INT = 2**63 - 1
+INT_RE = re.compile(r"-?[0-9]{1,19}")
+BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidRequest(f"request body is not valid JSON: {name} is not a JSON number")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A request body as a JSON object. Python's ``json`` is more lenient than JSON: it takes
+    NaN and Infinity, and raises ``UnicodeDecodeError`` or ``ValueError`` (a number with more than
+    4300 digits) where a client sent garbage; all of those are the client's error here."""
+    if not body:
+        return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(
+            f"request body is not UTF-8 (byte {exc.start}): send JSON encoded as UTF-8"
+        ) from None
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc.msg} (at {exc.pos})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return data
 
 
 def api_method(method: F) -> F:
@@ -65,33 +102,52 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(exc.to_json()))
 
+    def finish(self, chunk: Any = None, **kwargs: Any) -> Any:
+        """Keep a Content-Type the handler set: ``APIHandler.finish`` would make every reply,
+        an empty log stream or this API's YAML document included, ``application/json``."""
+        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        return super().finish(chunk, **kwargs)
+
     def body_json(self) -> dict[str, Any]:
-        if not self.request.body:
-            return {}
+        """The body as a JSON object; anything else (not UTF-8, not JSON, NaN) is a 400."""
+        return parse_json_object(self.request.body)
+
+    def body_model(self, model: type[M], what: str = "request") -> M:
+        """The body validated by a pydantic request model; a problem is one 400 line."""
+        data = self.body_json()
         try:
-            data = json.loads(self.request.body)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequest("request body must be a JSON object")
-        return data
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            raise spec_error(exc, what, model) from None
 
     def reply(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
 
-    def int_arg(self, name: str) -> int | None:
+    def int_arg(self, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
+        """An integer query parameter within bounds (SQLite's are 64-bit), else a 400."""
         raw = self.get_argument(name, None)
         if raw is None or raw == "":
             return None
-        try:
-            return int(raw)
-        except ValueError:
-            raise InvalidRequest(f"query parameter '{name}' must be an integer, got '{raw}'") from None
+        if not INT_RE.fullmatch(raw):
+            raise InvalidRequest(f"query parameter '{name}' must be an integer, got {_short(raw)}")
+        value = int(raw)
+        if not minimum <= value <= maximum:
+            raise InvalidRequest(
+                f"query parameter '{name}' must be between {minimum} and {maximum}, got {value}"
+            )
+        return value
 
     def bool_arg(self, name: str) -> bool:
-        return (self.get_argument(name, "false") or "").lower() in ("1", "true", "yes")
+        """``true``/``false`` (also ``1``/``0``, ``yes``/``no``); anything else is a 400."""
+        raw = self.get_argument(name, None)
+        if raw is None or raw == "":
+            return False
+        value = BOOLS.get(raw.lower())
+        if value is None:
+            raise InvalidRequest(f"query parameter '{name}' must be true or false, got {_short(raw)}")
+        return value
 
     async def stream_ndjson(self, messages: Any) -> None:
         """Forward each message as it comes; stop (closing upstream) if the client leaves."""

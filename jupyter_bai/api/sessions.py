@@ -5,19 +5,19 @@ import asyncio
 
 from tornado.iostream import StreamClosedError
 
-from ..spec.errors import InvalidRequest
-from ..spec.session import SessionSpec
+from ..spec.session import ExecRequest, RunRequest, SessionSpec
 from .base import BaiHandler, api_method
 
 class SessionsHandler(BaiHandler):
     @api_method
     async def get(self) -> None:
         status = self.get_argument("status", None)
+        self.bool_arg("all")  # Backend.AI's flag: finished sessions are always listed
         self.reply({"sessions": self.engine.sessions.list(status)})
 
     @api_method
     async def post(self) -> None:
-        spec = SessionSpec.model_validate(self.body_json())
+        spec = self.body_model(SessionSpec, "session spec")
         self.reply(self.engine.sessions.create(spec), status=201)
 
 
@@ -65,21 +65,15 @@ class SessionLogsHandler(BaiHandler):
 class SessionExecHandler(BaiHandler):
     @api_method
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        command = body.get("command")
-        if not command or not isinstance(command, (str, list)):
-            raise InvalidRequest("'command' must be a non-empty string or list of strings")
-        env = body.get("env") or {}
-        request = {"op": "exec", "command": command, "env": env}
+        req = self.body_model(ExecRequest, "exec request")
+        request = {"op": "exec", "command": req.command, "env": req.env}
         await self.stream_ndjson(self.engine.sessions.agent_stream(name, request))
 
 
 class SessionRunHandler(BaiHandler):
     @api_method
     async def post(self, name: str) -> None:
-        code = self.body_json().get("code")
-        if not isinstance(code, str):
-            raise InvalidRequest("'code' must be a string of Python source")
+        code = self.body_model(RunRequest, "run request").code
         await self.stream_ndjson(
             self.engine.sessions.agent_stream(name, {"op": "run", "code": code})
         )

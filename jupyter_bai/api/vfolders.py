@@ -9,7 +9,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..spec.errors import InvalidRequest
-from ..spec.vfolder import VFolderCreate
+from ..spec.vfolder import MkdirRequest, MoveRequest, RemoveRequest, VFolderCreate
 from .base import BaiHandler, api_method
 
 class VFoldersHandler(BaiHandler):
@@ -19,7 +19,7 @@ class VFoldersHandler(BaiHandler):
 
     @api_method
     async def post(self) -> None:
-        req = VFolderCreate.model_validate(self.body_json())
+        req = VFolderCreate.from_json(self.body_json())
         info = self.engine.vfolders.create(req)
         self.engine.events.publish("vfolder", info.name, action="created")
         self.reply(info.model_dump(mode="json"), status=201)
@@ -104,9 +104,9 @@ class VFolderDownloadHandler(BaiHandler):
 class VFolderMkdirHandler(BaiHandler):
     @api_method
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        path = body.get("path") or ""
-        entry = self.engine.vfolders.mkdir(name, path, parents=bool(body.get("parents")))
+        req = self.body_model(MkdirRequest, "mkdir request")
+        path = req.path
+        entry = self.engine.vfolders.mkdir(name, path, parents=req.parents)
         self.reply(entry.model_dump(mode="json") if entry is not None else
                    self.engine.vfolders.stat(name, path).model_dump(mode="json"), status=201)
 
@@ -114,8 +114,8 @@ class VFolderMkdirHandler(BaiHandler):
 class VFolderMoveHandler(BaiHandler):
     @api_method
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        src, dst = body.get("src"), body.get("dst")
+        req = self.body_model(MoveRequest, "move request")
+        src, dst = req.src, req.dst
         if not src or not dst:
             raise InvalidRequest("'src' and 'dst' are required")
         entry = self.engine.vfolders.move(name, src, dst)
@@ -126,10 +126,9 @@ class VFolderMoveHandler(BaiHandler):
 class VFolderRmHandler(BaiHandler):
     @api_method
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        path = body.get("path")
-        if not path:
+        req = self.body_model(RemoveRequest, "rm request")
+        if not req.path:
             raise InvalidRequest("'path' is required")
-        self.engine.vfolders.remove(name, path, recursive=bool(body.get("recursive")))
+        self.engine.vfolders.remove(name, req.path, recursive=req.recursive)
         self.set_status(204)
         self.finish()
