@@ -545,17 +545,30 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Engine state (default: jupyter_data_dir()/bai).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8890, show_default=True)
 @click.option("--ip", default="127.0.0.1", show_default=True)
-@click.option("--token", help="API token (default: a random one, written to the connection file).")
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False),
+    help="Read the API token from this file (mode 0600). Default: $JUPYTER_BAI_TOKEN or "
+    "$JUPYTER_TOKEN, else a random one written to the connection file.",
+)
+@click.option("--token", hidden=True, help="Refused: argv is visible to every user (ps).")
 @pass_bai
-def serve_cmd(bai: BaiContext, state_dir: str | None, port: int, ip: str, token: str | None) -> None:
+def serve_cmd(
+    bai: BaiContext, state_dir: str | None, port: int, ip: str, token_file: str | None,
+    token: str | None,
+) -> None:
     """Run a headless engine (no JupyterLab) until interrupted."""
     if bai.notebook:
         raise click.UsageError(
             "serve runs a headless engine from a terminal; in JupyterLab the server extension already hosts one"
         )
-    from jupyter_bai.api.serve import serve
+    if token is not None:
+        raise click.UsageError(
+            "--token would show the token to every user of this machine (ps, /proc); "
+            "set JUPYTER_BAI_TOKEN or use --token-file FILE (mode 0600)"
+        )
+    from jupyter_bai.api.serve import resolve_token, serve
 
-    serve(state_dir, port, ip, token)
+    serve(state_dir, port, ip, resolve_token(token_file))
 
 
 # --------------------------------------------------------------------------- running it
