@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec.errors import InvalidRequest
+from ..spec.assistant import AskRequest, LearnRequest
 from .base import BaiHandler, api_method
 
 
@@ -16,15 +16,12 @@ class AssistantHandler(BaiHandler):
 class AssistantAskHandler(AssistantHandler):
     @api_method
     async def post(self) -> None:
-        body = self.body_json()
-        top_k = body.get("top_k", 5)
-        history = body.get("history") or []
-        if not isinstance(history, list):
-            raise InvalidRequest("'history' must be a list of {question, answer} turns")
-        if body.get("stream"):
-            await self.stream_ndjson(self.assistant.ask(body.get("question"), top_k, history))
+        req = self.body_model(AskRequest, "question")
+        history = [turn.model_dump() for turn in req.history]
+        if req.stream:
+            await self.stream_ndjson(self.assistant.ask(req.question, req.top_k, history))
         else:
-            self.reply(await self.assistant.answer(body.get("question"), top_k, history))
+            self.reply(await self.assistant.answer(req.question, req.top_k, history))
 
 
 class AssistantSourcesHandler(AssistantHandler):
@@ -34,7 +31,8 @@ class AssistantSourcesHandler(AssistantHandler):
 
     @api_method
     async def post(self) -> None:
-        self.reply(await self.assistant.learn(self.body_json().get("path")), status=201)
+        path = self.body_model(LearnRequest, "learn request").path
+        self.reply(await self.assistant.learn(path), status=201)
 
     @api_method
     async def delete(self) -> None:

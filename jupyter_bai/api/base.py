@@ -22,6 +22,7 @@ from tornado.iostream import StreamClosedError
 from ..engine.engine import Engine
 from ..spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
 from ..spec.session import spec_error
+from ..spec.vfolder import path_problem
 
 API = "/bai/api/v1"
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
@@ -138,6 +139,14 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
                 f"query parameter '{name}' must be between {minimum} and {maximum}, got {value}"
             )
         return value
+
+    def path_arg(self, name: str = "path") -> str:
+        """A folder-relative path from the query (``""`` when absent) the kernel can take."""
+        path = self.get_argument(name, "") or ""
+        problem = path_problem(path)
+        if problem:
+            raise InvalidRequest(f"query parameter '{name}': {problem}")
+        return path
 
     def bool_arg(self, name: str) -> bool:
         """``true``/``false`` (also ``1``/``0``, ``yes``/``no``); anything else is a 400."""

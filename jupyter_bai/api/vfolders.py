@@ -61,13 +61,13 @@ class VFolderFilesHandler(BaiHandler):
 
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
+        path = self.path_arg("path")
         files = self.engine.vfolders.files(name, path)
         self.reply({"files": [f.model_dump(mode="json") for f in files]})
 
     @api_method
     async def put(self, name: str) -> None:
-        path = self.get_argument("path", "")
+        path = self.path_arg("path")
         if not path:
             raise InvalidRequest("query parameter 'path' (the destination file) is required")
         folders = self.engine.vfolders
@@ -86,7 +86,7 @@ class VFolderFilesHandler(BaiHandler):
 class VFolderDownloadHandler(BaiHandler):
     @api_method
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "")
+        path = self.path_arg("path")
         file_path = self.engine.vfolders.open_for_download(name, path)
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Length", str(file_path.stat().st_size))

@@ -28,10 +28,14 @@ __all__ = [
     "MoveRequest",
     "RemoveRequest",
     "MAX_PATH",
+    "MAX_NAME",
+    "path_problem",
 ]
 
 MAX_PATH = 4096
-"""Longest path inside a folder (Linux ``PATH_MAX``)."""
+"""Longest path inside a folder, in bytes (Linux ``PATH_MAX``)."""
+MAX_NAME = 255
+"""Longest file name, in bytes (Linux ``NAME_MAX``)."""
 _PATH_SCHEMA = {"maxLength": MAX_PATH, "pattern": r"^[^\x00]*$"}
 
 #: One grammar for names, shared with the mount parser (``^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$``).
@@ -141,11 +145,22 @@ class VFolderCreate(BaseModel):
 
 
 def _check_path(v: str) -> str:
-    if "\x00" in v:
-        raise ValueError("a path may not contain a NUL character")
-    if len(v) > MAX_PATH:
-        raise ValueError(f"a path is longer than {MAX_PATH} characters")
+    """A path inside a folder the kernel can take: no NUL, at most PATH_MAX and NAME_MAX."""
+    problem = path_problem(v)
+    if problem:
+        raise ValueError(problem)
     return v
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` can never name a file in a folder, or ``None`` (escapes are the engine's)."""
+    if "\x00" in path:
+        return "a path may not contain a NUL character"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
+        return f"a path is longer than {MAX_PATH} bytes"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME for part in path.split("/")):
+        return f"a path has a component longer than {MAX_NAME} bytes"
+    return None
 
 
 class _FileRequest(BaseModel):
