@@ -5,12 +5,16 @@ itself checks what JSON Schema cannot say (a question's length once its spaces a
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["AskTurn", "AskRequest", "LearnRequest"]
 
 MAX_TOP_K = 50
 """Most sources one answer returns."""
+MAX_TURNS = 100
+"""Most earlier turns one question carries."""
 
 
 class AskTurn(BaseModel):
@@ -29,13 +33,31 @@ class AskRequest(BaseModel):
 
     question: str = Field(description="The question, in plain words (at most 2000 characters "
                           "once runs of spaces are collapsed).")
-    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="How many sources to return.")
+    top_k: int = Field(default=5, description="How many sources to return.",
+                       json_schema_extra={"minimum": 1, "maximum": MAX_TOP_K})
     stream: bool = Field(default=False,
                          description="Stream NDJSON messages as the answer is written.")
     history: list[AskTurn] = Field(
-        default_factory=list, max_length=100,
+        default_factory=list,
         description="Earlier turns of a chat, oldest first; follow-up questions use them.",
+        json_schema_extra={"maxItems": MAX_TURNS},
     )
+
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _check_top_k(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_TOP_K:
+            raise ValueError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {v!r}")
+        return v
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _check_history(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            raise ValueError("'history' must be a list of {question, answer} turns")
+        if len(v) > MAX_TURNS:
+            raise ValueError(f"'history' may hold at most {MAX_TURNS} turns")
+        return v
 
 
 class LearnRequest(BaseModel):
