@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, ClassVar
 
@@ -229,6 +229,17 @@ def _schema(**extra: Any) -> dict[str, Any]:
     return extra
 
 
+def _replace_schema(**schema: Any) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` that replaces pydantic's type keywords with ``schema``."""
+
+    def update(generated: dict[str, Any]) -> None:
+        for key in ("anyOf", "type", "items"):
+            generated.pop(key, None)
+        generated.update(schema)
+
+    return update
+
+
 def _no_nul(what: str) -> dict[str, Any]:
     return _schema(pattern=NO_NUL, maxLength=MAX_TEXT, description=what)
 
@@ -372,7 +383,7 @@ class ExecRequest(BaseModel):
 
     command: str | list[str] = Field(
         description="An argv list, or a string run through the shell.",
-        json_schema_extra=_schema(oneOf=[
+        json_schema_extra=_replace_schema(oneOf=[
             {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NO_NUL},
             {"type": "array", "minItems": 1, "maxItems": 4096,
              "items": {"type": "string", "maxLength": MAX_TEXT, "pattern": NO_NUL}},
