@@ -143,6 +143,8 @@ def test_empty_followed_log_is_text(api: Api) -> None:
         ("/sessions/x/logs", {"follow": "maybe"}, "query parameter 'follow' must be true or false"),
         ("/events", {"since": "99999999999999999999"}, "query parameter 'since'"),
         ("/sessions", {"all": "null"}, "query parameter 'all' must be true or false"),
+        ("/sessions", {"all": ""}, "query parameter 'all' must be true or false, got ''"),
+        ("/sessions/x/logs", {"tail": ""}, "query parameter 'tail' must be an integer, got ''"),
     ],
 )
 def test_query_parameters_are_checked(api: Api, path: str, params: dict, says: str) -> None:  # type: ignore[type-arg]
@@ -183,3 +185,12 @@ def test_file_paths_the_kernel_cannot_take_are_400(api: Api, folder: str) -> Non
         r = api.http.request(method, f"{api.base}/vfolders/{folder}/{path}",
                              params={"path": long_name}, content=b"x" if method == "PUT" else None)
         assert "component longer than 255 bytes" in _error(r)
+
+
+@pytest.mark.parametrize("last_id", ["9" * 30, "-1", "abc", "1.5"])
+def test_a_foreign_last_event_id_is_ignored(api: Api, last_id: str) -> None:
+    """An id that is not one of ours is ignored: the stream starts as if none was sent."""
+    with api.http.stream("GET", api.base + "/events", headers={"Last-Event-ID": last_id}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert next(r.iter_lines()) == ": connected"

@@ -129,7 +129,7 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
     def int_arg(self, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
         """An integer query parameter within bounds (SQLite's are 64-bit), else a 400."""
         raw = self.get_argument(name, None)
-        if raw is None or raw == "":
+        if raw is None:
             return None
         if not INT_RE.fullmatch(raw):
             raise InvalidRequest(f"query parameter '{name}' must be an integer, got {_short(raw)}")
@@ -139,6 +139,13 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
                 f"query parameter '{name}' must be between {minimum} and {maximum}, got {value}"
             )
         return value
+
+    def last_event_id(self) -> int | None:
+        """The ``Last-Event-ID`` an SSE client echoes back; one that is not ours is ignored."""
+        raw = self.request.headers.get("Last-Event-ID", "")
+        if re.fullmatch(r"[0-9]{1,18}", raw):
+            return int(raw)
+        return None
 
     def path_arg(self, name: str = "path") -> str:
         """A folder-relative path from the query (``""`` when absent) the kernel can take."""
@@ -151,7 +158,7 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
     def bool_arg(self, name: str) -> bool:
         """``true``/``false`` (also ``1``/``0``, ``yes``/``no``); anything else is a 400."""
         raw = self.get_argument(name, None)
-        if raw is None or raw == "":
+        if raw is None:
             return False
         value = BOOLS.get(raw.lower())
         if value is None:
