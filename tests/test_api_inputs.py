@@ -52,7 +52,8 @@ def folder(api: Api) -> Iterator[str]:
 
 @pytest.mark.parametrize("route", JSON_POSTS)
 @pytest.mark.parametrize("body", [b"\xff\xfe{}", b'{"a": "\xc3"}', b"{nope", b'{"x": NaN}',
-                                  b"[1, 2]", b'{"q": ' + b"9" * 5000 + b"}"])
+                                  b"[1, 2]", b'{"q": ' + b"9" * 5000 + b"}", b"[" * 100000,
+                                  b'{"name": "a\\ud800"}'])
 def test_bodies_that_are_not_json_objects_are_400(
     api: Api, folder: str, route: str, body: bytes
 ) -> None:

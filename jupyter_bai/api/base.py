@@ -59,10 +59,19 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg} (at {exc.pos})") from None
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        reason = "a number has too many digits" if "digits" in str(exc) else str(exc)
+        raise InvalidRequest(f"request body is not valid JSON: {reason}") from None
+    except RecursionError:
+        raise InvalidRequest("request body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
+    try:  # "\ud800" escapes decode to lone surrogates, which no file name or env can hold
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(
+            "request body is not valid JSON text: a string holds a lone UTF-16 surrogate"
+        ) from None
     return data
 
 
