@@ -115,7 +115,10 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
     def finish(self, chunk: Any = None, **kwargs: Any) -> Any:
         """Keep a Content-Type the handler set: ``APIHandler.finish`` would make every reply,
         an empty log stream or this API's YAML document included, ``application/json``."""
-        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        current = self._headers.get("Content-Type", "")
+        if not current or current.startswith("text/html"):  # tornado's default: not set here
+            current = "application/json"
+        kwargs.setdefault("set_content_type", current)
         return super().finish(chunk, **kwargs)
 
     def body_json(self) -> dict[str, Any]:
