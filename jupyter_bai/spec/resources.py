@@ -301,8 +301,11 @@ class ResourceSlots(Mapping[str, Decimal]):
         value forms plus the rules of a single request (minimums, one kind of GPU)."""
         if not isinstance(slots, Mapping):
             return cls(slots)  # raises the constructor's message
-        values = {_slot_name(k): _requested(_slot_name(k), v, f"{k}={v}") for k, v in slots.items()}
-        return cls._of({**dict.fromkeys(SLOT_NAMES, _ZERO), **values}).check_request()
+        values = dict.fromkeys(SLOT_NAMES, _ZERO)
+        for key, value in slots.items():
+            name = _slot_name(key)
+            values[name] = _requested(name, value, f"{key}={value}")
+        return cls._of(values).check_request()
 
     def check_request(self) -> ResourceSlots:
         """Return self if this is a valid single request (one kind of GPU), else raise."""
