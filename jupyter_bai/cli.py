@@ -608,50 +608,35 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
     bai.result = result
 
 
-SERVE_TOKEN_ENV = "JUPYTER_BAI_TOKEN"
-
-
-def read_token_file(path: str) -> str:
-    """A token from a file only its owner can read (a secret never travels in argv)."""
-    import os
-    import stat
-
-    st = os.stat(path)
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        raise click.UsageError(f"token file {path} is readable by others: chmod 600 {path}")
-    token = open(path, encoding="utf-8").read().strip()
-    if not token:
-        raise click.UsageError(f"token file {path} is empty")
-    return token
-
-
 @cli.command("serve")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Engine state (default: jupyter_data_dir()/bai).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8890, show_default=True)
 @click.option("--ip", default="127.0.0.1", show_default=True)
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
-              help=f"Read the API token from this file (mode 0600). Or set {SERVE_TOKEN_ENV}. "
-                   "Default: a random token, written to the connection file.")
-@click.option("--token", "argv_token", hidden=True)
+@click.option(
+    "--token-file", type=click.Path(dir_okay=False),
+    help="Read the API token from this file (mode 0600). Default: $JUPYTER_BAI_TOKEN or "
+    "$JUPYTER_TOKEN, else a random one written to the connection file.",
+)
+@click.option("--token", hidden=True, help="Refused: argv is visible to every user (ps).")
 @pass_bai
-def serve_cmd(bai: BaiContext, state_dir: str | None, port: int, ip: str, token_file: str | None,
-              argv_token: str | None) -> None:
+def serve_cmd(
+    bai: BaiContext, state_dir: str | None, port: int, ip: str, token_file: str | None,
+    token: str | None,
+) -> None:
     """Run a headless engine (no JupyterLab) until interrupted."""
-    import os
 
     if bai.notebook:
         raise click.UsageError(
             "serve runs a headless engine from a terminal; in JupyterLab the server extension already hosts one"
         )
-    if argv_token is not None:
+    if token is not None:
         raise click.UsageError(
-            f"--token would show the token to every user of this machine (ps): set {SERVE_TOKEN_ENV} "
-            "or use --token-file PATH (mode 0600)"
+            "--token would show the token to every user of this machine (ps, /proc); "
+            "set JUPYTER_BAI_TOKEN or use --token-file FILE (mode 0600)"
         )
-    token = read_token_file(token_file) if token_file else os.environ.get(SERVE_TOKEN_ENV) or None
-    from jupyter_bai.api.serve import serve
+    from jupyter_bai.api.serve import resolve_token, serve
 
-    serve(state_dir, port, ip, token)
+    serve(state_dir, port, ip, resolve_token(token_file))
 
 
 # --------------------------------------------------------------------------- running it

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
+# The token goes in the environment (JUPYTER_BAI_TOKEN), never in argv where `ps` shows it.
 SERVE_CODE = (
     "import sys; from jupyter_bai.api.serve import serve; "
-    "serve(sys.argv[1], int(sys.argv[2]), '127.0.0.1', sys.argv[3], extra_argv=sys.argv[4:])"
+    "serve(sys.argv[1], int(sys.argv[2]), '127.0.0.1', extra_argv=sys.argv[3:])"
 )
 
 
@@ -51,10 +52,11 @@ class EngineProcess:
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), **self.extra_env}
         env.pop("JUPYTER_BAI_URL", None)
-        env.pop("JUPYTER_BAI_TOKEN", None)
+        env.pop("JUPYTER_TOKEN", None)
+        env["JUPYTER_BAI_TOKEN"] = self.token
         log = open(self.state_dir.parent / f"engine-{self.port}.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_CODE, str(self.state_dir), str(self.port), self.token,
+            [sys.executable, "-c", SERVE_CODE, str(self.state_dir), str(self.port),
              *self.extra_argv],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -270,3 +270,34 @@ def test_pydantic_field_rejects_with_the_mount_text() -> None:
         _Model(mounts=["data:/etc"])
     assert "invalid mount 'data:/etc'" in str(info.value)
     assert "mounts" in _Model.model_json_schema()["properties"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # a trailing newline passed `re.match(... $)` for the folder name
+        ("data\n:/home/work/data", "'data\\n' is not a valid vfolder name"),
+        ({"source": "data\n"}, "'data\\n' is not a valid vfolder name"),
+        ({"source": "data", "target": "/home/work/a\nb"}, "may not contain spaces, control"),
+        ({"source": "data", "target": "/home/work/a\x85b"}, "control characters"),
+        ("data:/home/work/" + "a" * 5000, "longer than"),
+        ({"source": "data", "target": "/home/work/" + "a" * 5000}, "target is longer than 4096"),
+        ("data:/home/work/" + "a" * 256, "component longer than 255 characters"),
+        ({"source": "data", "target": "/home/work/../etc"}, "not a normalised path"),
+        ({"source": "data", "perm": "RO"}, "must be ro or rw"),
+        ({"source": "data", "target": "/home/work/x=y"}, "may not contain"),
+    ],
+)
+def test_targets_and_names_checked_in_full(text: object, says: str) -> None:
+    """A 5000-character target is refused at create, not later as the user's command failing."""
+    with pytest.raises(InvalidRequest) as info:
+        parse_mount(text)  # type: ignore[arg-type]
+    message = str(info.value)
+    assert says in message
+    assert "\n" not in message and len(message) < 400
+
+
+def test_longest_target_is_accepted() -> None:
+    target = "/home/work/" + "/".join(["a" * 255] * 15)
+    assert len(target) <= 4096
+    assert parse_mount({"source": "data", "target": target}).target == target

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from decimal import Decimal
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from jupyter_bai.spec import InvalidRequest
-from jupyter_bai.spec.resources import SLOT_NAMES, ResourceSlots, format_size, parse_size
+from jupyter_bai.spec.resources import (
+    SIZE_PATTERN,
+    SLOT_NAMES,
+    ResourceSlots,
+    format_size,
+    parse_size,
+)
 
 K, M, G, T = 1024, 1024**2, 1024**3, 1024**4
 
@@ -140,7 +147,8 @@ def test_format_size_rejects_negative() -> None:
             {"cpu": 0.5, "cuda.shares": Decimal("0.5")},
             {"cpu": Decimal("0.5"), "cuda.shares": Decimal("0.5")},
         ),
-        ({"mem": 1024}, {"mem": Decimal(1024)}),
+        ({"mem": 64 * M}, {"mem": Decimal(64 * M)}),
+        (["cpu=0.1", "mem=64m"], {"cpu": Decimal("0.1"), "mem": Decimal(64 * M)}),
     ],
 )
 def test_parse_good(items: object, expected: dict[str, Decimal]) -> None:
@@ -161,8 +169,21 @@ def test_parse_good(items: object, expected: dict[str, Decimal]) -> None:
         (["cpu=nan"], "'cpu=nan'", "expected a number of cores"),
         (["cpu=inf"], "'cpu=inf'", "expected a number of cores"),
         (["cpu=0.125"], "'cpu=0.125'", "0.01 precision"),
-        (["cpu=0"], "'cpu=0'", "more than 0"),
-        (["mem=0"], "'mem=0'", "more than 0"),
+        (["cpu=0"], "'cpu=0'", "cpu must be at least 0.1 (leave it out for the default)"),
+        (["mem=0"], "'mem=0'", "mem must be at least 64m (leave it out for the default)"),
+        (["mem=1"], "'mem=1'", "mem must be at least 64m"),
+        (["mem=63m"], "'mem=63m'", "mem must be at least 64m"),
+        (["cpu=0.09"], "'cpu=0.09'", "cpu must be at least 0.1"),
+        ({"cpu": 0}, "'cpu=0'", "cpu must be at least 0.1"),
+        ({"cpu": "0"}, "'cpu=0'", "cpu must be at least 0.1"),
+        ({"mem": 0}, "'mem=0'", "mem must be at least 64m"),
+        ({"mem": "1"}, "'mem=1'", "mem must be at least 64m"),
+        ({" cpu": 1}, "' cpu'", "unknown resource slot"),
+        ({"cpu\n": 1}, "unknown resource slot", "known: cpu"),
+        ({"cpu": " 1"}, "'cpu= 1'", "expected a number of cores"),
+        ({"cpu": "1e2"}, "'cpu=1e2'", "expected a number of cores"),
+        ({"cpu": "+1"}, "'cpu=+1'", "expected a number of cores"),
+        ({"mem": "1g\n"}, "mem=1g", "expected a size"),
         (["cuda.device=1.5"], "'cuda.device=1.5'", "whole number of GPUs"),
         (["cuda.device=-1"], "'cuda.device=-1'", "cannot be negative"),
         (["cuda.shares=0.555"], "'cuda.shares=0.555'", "cuda.shares has 0.01 precision"),
@@ -337,7 +358,14 @@ def test_to_json_shape() -> None:
         "cuda.shares": "0",
     }
     assert ResourceSlots({"cpu": "0.50", "cuda.shares": "0.50"}).to_json()["cuda.shares"] == "0.5"
-    assert ResourceSlots({"cpu": "1E+1"}).to_json()["cpu"] == "10"
+    assert ResourceSlots({"cpu": Decimal("1E+1")}).to_json()["cpu"] == "10"
+
+
+def test_strings_are_plain_decimals() -> None:
+    """What JSON carries is plain digits: the schema's pattern, no exponent, sign or spaces."""
+    for text in ("1E+1", "1_0", " 1", "1 ", "١"):
+        with pytest.raises(InvalidRequest, match="expected a number of cores"):
+            ResourceSlots({"cpu": text})
 
 
 @pytest.mark.parametrize(
@@ -384,8 +412,6 @@ class _Model(BaseModel):
         ResourceSlots.parse("cpu=1 mem=1g"),
         {"cpu": "1", "mem": "1g"},
         {"cpu": 1, "mem": 1073741824, "cuda.device": "0", "cuda.shares": "0"},
-        ["cpu=1", "mem=1g"],
-        "cpu=1 mem=1g",
     ],
 )
 def test_pydantic_field_accepts(value: object) -> None:
@@ -404,7 +430,16 @@ def test_pydantic_field_accepts(value: object) -> None:
 
 @pytest.mark.parametrize(
     ("value", "named"),
-    [({"gpu": 1}, "'gpu'"), (["mem=12x"], "'mem=12x'"), (5, "5"), (["cpu=1", 2], "'cpu=1'")],
+    [
+        ({"gpu": 1}, "'gpu'"),
+        ({"mem": "12x"}, "'mem=12x'"),
+        (5, "5"),
+        # The API takes the documented object only; typed items go through parse() first.
+        ("cpu=1", "expected an object"),
+        (["cpu=1", "mem=1g"], "expected an object"),
+        ({"cpu": 0}, "cpu must be at least 0.1"),
+        ({"cuda.device": 1, "cuda.shares": "0.5"}, "not both"),
+    ],
 )
 def test_pydantic_field_rejects(value: object, named: str) -> None:
     with pytest.raises(ValidationError) as info:
@@ -414,5 +449,24 @@ def test_pydantic_field_rejects(value: object, named: str) -> None:
 
 def test_pydantic_default_and_schema() -> None:
     assert _Model().slots.is_zero
-    schema = _Model.model_json_schema()
-    assert "anyOf" in schema["properties"]["slots"]
+    schema = _Model.model_json_schema()["properties"]["slots"]
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
+    assert set(schema["properties"]) == set(SLOT_NAMES)
+    assert schema["properties"]["cpu"]["anyOf"][0]["minimum"] == 0.1
+    assert schema["properties"]["mem"]["anyOf"][0]["minimum"] == 64 * M
+
+
+@pytest.mark.parametrize(
+    "text", ["512", "512m", "4g", "1.5g", "4GiB", "4gb", ".5g", "4 g", "512b"]
+)
+def test_size_pattern_matches_the_parser(text: str) -> None:
+    """openapi.yaml documents SIZE_PATTERN; the server accepts exactly what it matches."""
+    assert re.fullmatch(SIZE_PATTERN, text)
+    parse_size(text)
+
+
+@pytest.mark.parametrize("text", [" 4g", "4g ", "4g\n", "1e3", "-1g", "4ib", "4 gigs", "٣g"])
+def test_size_pattern_refuses_what_the_server_refuses(text: str) -> None:
+    assert re.fullmatch(SIZE_PATTERN, text) is None
+    with pytest.raises(InvalidRequest):
+        ResourceSlots.request({"mem": text})

@@ -225,16 +225,23 @@ def test_spec_defaults() -> None:
     assert spec.idle_timeout is None and spec.max_lifetime is None
 
 
-def test_spec_accepts_cli_shapes() -> None:
+def test_spec_takes_typed_items_only_through_their_parsers() -> None:
+    """The JSON forms are the documented ones; ``-r``/``-e`` items are parsed by the front ends."""
     spec = SessionSpec(
         image="python:3.11",
-        resources=["cpu=1", "mem=1g", "cuda.device=1"],  # type: ignore[arg-type]
+        resources=ResourceSlots.parse(["cpu=1", "mem=1g", "cuda.device=1"]),
         mounts=["data"],  # type: ignore[list-item]
-        env=["A=1"],  # type: ignore[arg-type]
+        env=parse_env(["A=1"]),
     )
     assert spec.resources["cuda.device"] == 1
     assert spec.mounts == [MountSpec("data", "/home/work/data")]
     assert spec.env == {"A": "1"}
+
+
+def test_dump_of_a_spec_without_resources_reads_back() -> None:
+    spec = SessionSpec(image="local")
+    assert spec.to_json()["resources"] == {"cuda.device": "0", "cuda.shares": "0"}
+    assert SessionSpec.from_json(spec.to_json()) == spec
 
 
 def test_blank_command_is_none() -> None:
@@ -243,7 +250,7 @@ def test_blank_command_is_none() -> None:
 
 def test_inference_and_interactive_need_no_command() -> None:
     assert SessionSpec(image="x", type="inference").type is SessionType.inference  # type: ignore[arg-type]
-    assert SessionSpec(image="x", type="INTERACTIVE").type is SessionType.interactive  # type: ignore[arg-type]
+    assert SessionSpec(image="x", type="interactive").type is SessionType.interactive  # type: ignore[arg-type]
 
 
 def _body(**changes: Any) -> dict[str, Any]:
@@ -262,7 +269,36 @@ def _body(**changes: Any) -> dict[str, Any]:
         (_body(name="-x"), "name: invalid session name '-x'"),
         (_body(name="a" * 65), "invalid session name"),
         (_body(name="a b"), "invalid session name 'a b'"),
-        (_body(type="cron"), "type: input should be"),
+        (_body(type="cron"), "type: unknown session type 'cron' (known: interactive, batch"),
+        (_body(type="INTERACTIVE"), "unknown session type 'INTERACTIVE'"),
+        (_body(type=" batch"), "unknown session type ' batch'"),
+        # a trailing newline passed `re.match` with `$`; names are full matches now
+        (_body(name="abc\n"), r"name: invalid session name 'abc\n'"),
+        (_body(name="abc\x00"), "invalid session name"),
+        (_body(name=""), "invalid session name ''"),
+        (_body(image="local\n"), r"invalid image 'local\n'"),
+        (_body(image="a" * 256), "at most 255 characters"),
+        (_body(image="loc\x85al"), "invalid image"),
+        (_body(env={"FOO\n": "1"}), r"env: invalid env name 'FOO\n'"),
+        (_body(env={"FOO": "x\x00"}), "env 'FOO' may not contain a NUL character"),
+        (_body(env={"FOO": "x" * 40000}), "env 'FOO' is longer than 32768 characters"),
+        (_body(env={f"V{i}": "" for i in range(300)}), "at most 256 env entries"),
+        (_body(command="x" * 40000), "the command is longer than 32768 characters"),
+        (_body(resources={"cpu": 0}), "resources: invalid resource 'cpu=0': cpu must be at least 0.1"),
+        (_body(resources={"mem": 0}), "invalid resource 'mem=0': mem must be at least 64m"),
+        (_body(resources={"mem": 1}), "invalid resource 'mem=1': mem must be at least 64m"),
+        (_body(resources={"mem": "1g "}), "invalid resource 'mem=1g '"),
+        (_body(resources="cpu=1"), "resources: invalid resources 'cpu=1': expected an object"),
+        (_body(resources=["cpu=1"]), "expected an object"),
+        (_body(resources=None), "expected an object"),
+        (_body(env=[]), "env: input should be a valid dictionary (got [])"),
+        (_body(env=["A=1"]), "env: input should be a valid dictionary"),
+        (_body(mounts=["data:/home/work/" + "a" * 5000]), "longer than"),
+        (_body(mounts=["data:/home/work/" + "a" * 300]), "component longer than 255"),
+        (_body(mounts=[{"source": "data", "target": "/x", "perm": "RO"}]), "must be ro or rw"),
+        (_body(mounts=[f"d{i}" for i in range(65)]), "mounts: list should have at most 64 items"),
+        (_body(idle_timeout="5"), "idle_timeout: input should be a valid number"),
+        (_body(idle_timeout=True), "idle_timeout: input should be a valid number"),
         (_body(type="batch"), "invalid session spec: a batch session needs a command (-c)"),
         (_body(type="batch", command=" "), "a batch session needs a command (-c)"),
         (
@@ -273,7 +309,6 @@ def _body(**changes: Any) -> dict[str, Any]:
         (_body(resources={"mem": "12x"}), "resources: invalid resource 'mem=12x'"),
         (_body(resources={"cuda.shares": "0.555"}), "cuda.shares has 0.01 precision"),
         (_body(resources={"cuda.device": 1, "cuda.shares": "0.5"}), "not both"),
-        (_body(resources=["cuda.device=1", "cuda.shares=0.5"]), "not both"),
         (_body(resources=7), "resources: invalid resources 7"),
         (_body(mounts=["data:/proc"]), "mounts[0]: invalid mount 'data:/proc'"),
         (_body(mounts=["a", "b", "c:/etc"]), "mounts[2]: invalid mount 'c:/etc'"),
@@ -284,7 +319,6 @@ def _body(**changes: Any) -> dict[str, Any]:
         (_body(env={"CUDA_VISIBLE_DEVICES": "0"}), "env 'CUDA_VISIBLE_DEVICES' is reserved"),
         (_body(env={"1X": "a"}), "invalid env name '1X'"),
         (_body(env={"A": 1}), "env.A: input should be a valid string (got 1)"),
-        (_body(env=["A"]), "invalid env 'A'"),
         (_body(idle_timeout=0), "idle_timeout: expected seconds > 0, got 0"),
         (_body(idle_timeout=-5), "idle_timeout: expected seconds > 0, got -5"),
         (_body(max_lifetime=float("inf")), "max_lifetime: expected seconds > 0"),

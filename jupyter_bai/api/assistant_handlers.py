@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..spec.errors import InvalidRequest
 from ..spec.models import AskRequest, AssistantAnswer, AssistantChange, AssistantSources, DeleteSourceQuery, LearnRequest
 from .base import BaiHandler, api_method
 
@@ -28,16 +27,12 @@ class AssistantAskHandler(AssistantHandler):
         With `stream: true` the answer comes as NDJSON messages: `sources`, `delta` pieces, `done`.
         Example: `%bai ask "QUESTION"`, `Client().ask("QUESTION")`.
         """
-        body = self.body_json()
-        top_k = body.get("top_k", 5)
-        history = body.get("history") or []
-        if not isinstance(history, list):
-            raise InvalidRequest("'history' must be a list of {question, answer} turns")
-        source = body.get("source")
-        if body.get("stream"):
-            await self.stream_ndjson(self.assistant.ask(body.get("question"), top_k, history, source))
+        req = self.body_model(AskRequest, "question")
+        history = [turn.model_dump() for turn in req.history]
+        if req.stream:
+            await self.stream_ndjson(self.assistant.ask(req.question, req.top_k, history, req.source))
         else:
-            self.reply(await self.assistant.answer(body.get("question"), top_k, history, source))
+            self.reply(await self.assistant.answer(req.question, req.top_k, history, req.source))
 
 
 class AssistantSourcesHandler(AssistantHandler):
@@ -58,7 +53,8 @@ class AssistantSourcesHandler(AssistantHandler):
         file and what is wrong, and changes nothing.
         Example: `%bai ask --learn ./docs`, `Client().assistant_learn("petstore.yaml")`.
         """
-        self.reply(await self.assistant.learn(self.body_json().get("path")), status=201)
+        path = self.body_model(LearnRequest, "learn request").path
+        self.reply(await self.assistant.learn(path), status=201)
 
     @api_method("write", operation_id="forgetAssistantSource", tag="assistant", query=DeleteSourceQuery,
                 response=AssistantChange, summary="Make the assistant forget a learned file or folder.",

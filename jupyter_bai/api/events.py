@@ -32,8 +32,8 @@ class EventsHandler(BaiHandler):
         Example: `for e in Client().events(): print(e)`.
         """
         since = self.int_arg("since")
-        if since is None and self.request.headers.get("Last-Event-ID", "").isdigit():
-            since = int(self.request.headers["Last-Event-ID"])
+        if since is None:
+            since = self.last_event_id()
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")

@@ -180,7 +180,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         out["requestBody"] = {"required": True, "content": {op.request_content: {"schema": _ref(op.request)}}}
     elif op.request_content != "application/json":
         out["requestBody"] = {"required": True, "content": {op.request_content: {
-            "schema": {"type": "string", "contentMediaType": op.request_content}}}}
+            # Any bytes are a file: no JSON type applies to a raw body (OpenAPI 3.1 style).
+            "schema": {"contentMediaType": op.request_content}}}}
     ok: dict[str, Any] = {"description": op.returns}
     if op.status != 204:
         content: dict[str, Any] = {}
@@ -191,6 +192,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         elif op.content == "application/octet-stream":
             ok["headers"] = {"Content-Length": {"schema": {"type": "integer"}}}
             content[op.content] = {"schema": {"type": "string", "contentMediaType": op.content}}
+        elif op.content == "application/yaml":  # a document: clients parse it to an object
+            content[op.content] = {"schema": {"type": "object"}}
         else:
             content[op.content] = {"schema": {"type": "string"}}
         for media, note in op.alt_content:
@@ -198,7 +201,9 @@ def _operation(op: Operation) -> dict[str, Any]:
             content[media] = {"schema": {**alt, "description": f"Served {note}."}}
         ok["content"] = content
     responses: dict[str, Any] = {str(op.status): ok}
-    for code in sorted({403, *op.errors}):
+    # Any query string or body can be malformed (a bad boolean, integer, path or JSON): 400.
+    bad_input = {400} if (op.query is not None or op.request is not None) else set()
+    for code in sorted({403, *bad_input, *op.errors}):
         responses[str(code)] = {"$ref": f"#/components/responses/{ERROR_RESPONSES[code][0]}"}
     out["responses"] = responses
     return out

@@ -7,7 +7,6 @@ from typing import Any
 
 from tornado.iostream import StreamClosedError
 
-from ..spec.errors import InvalidRequest
 from ..spec.models import (
     DestroyQuery, ExecMessage, ExecRequest, Interrupted, LogsQuery, LogsText, RunMessage,
     RunRequest, SessionInfo, SessionList, SessionsQuery,
@@ -22,6 +21,7 @@ class SessionsHandler(BaiHandler):
     async def get(self) -> None:
         """Example: `%bai session ls --status RUNNING`, `Client().list_sessions()`."""
         status = self.get_argument("status", None)
+        self.bool_arg("all")  # Backend.AI's flag: finished sessions are always listed
         self.reply({"sessions": self.engine.sessions.list(status)})
 
     @api_method("write", operation_id="createSession", tag="sessions", request=SessionSpec,
@@ -35,7 +35,7 @@ class SessionsHandler(BaiHandler):
         A batch session ends by itself: `jupyter bai session create ... --type batch --wait`
         streams its output and exits with the command's exit code.
         """
-        spec = SessionSpec.model_validate(self.body_json())
+        spec = self.body_model(SessionSpec, "session spec")
         self.reply(self.engine.sessions.create(spec), status=201)
 
 
@@ -112,12 +112,8 @@ class SessionExecHandler(BaiHandler):
         `done` message with the exit code. Example: `jupyter bai session exec exp1 -- ls -l`
         (its exit status is the command's).
         """
-        body = self.body_json()
-        command = body.get("command")
-        if not command or not isinstance(command, (str, list)):
-            raise InvalidRequest("'command' must be a non-empty string or list of strings")
-        env = body.get("env") or {}
-        request = {"op": "exec", "command": command, "env": env}
+        req = self.body_model(ExecRequest, "exec request")
+        request = {"op": "exec", "command": req.command, "env": req.env}
         await self.stream_ndjson(self.engine.sessions.agent_stream(name, request))
 
 
@@ -132,9 +128,7 @@ class SessionRunHandler(BaiHandler):
         prints, an optional `result` (the repr of the last expression), then `done`.
         Example: a `%%bai run exp1` cell, or `Client().run_code('exp1', 'x = 1')`.
         """
-        code = self.body_json().get("code")
-        if not isinstance(code, str):
-            raise InvalidRequest("'code' must be a string of Python source")
+        code = self.body_model(RunRequest, "run request").code
         await self.stream_ndjson(
             self.engine.sessions.agent_stream(name, {"op": "run", "code": code})
         )

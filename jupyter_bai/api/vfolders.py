@@ -69,7 +69,7 @@ class VFoldersHandler(BaiHandler):
                 returns="The new folder.", errors=(400, 409))
     async def post(self) -> None:
         """Example: `%bai vfolder create data -m data --quota 10g`."""
-        req = VFolderCreate.model_validate(self.body_json())
+        req = VFolderCreate.from_json(self.body_json())
         info = await blocking(self.engine.vfolders.create, req)
         self.engine.events.publish("vfolder", info.name, action="created")
         self.reply(info.model_dump(mode="json"), status=201)
@@ -125,7 +125,7 @@ class VFolderFilesHandler(BaiHandler):
     async def _begin(self) -> Upload:
         """Check everything the headers allow before a byte of the body is read."""
         name = self.path_kwargs.get("name") or (self.path_args[0] if self.path_args else "")
-        path = self.get_argument("path", "", strip=False)
+        path = self.path_arg("path")
         if not path:
             raise InvalidRequest("query parameter 'path' (the destination file) is required")
         size: int | None = None
@@ -183,7 +183,7 @@ class VFolderFilesHandler(BaiHandler):
                 response=FileList, summary="List a directory inside the folder.",
                 returns="The directory's entries.", errors=(400, 404))
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "", strip=False)
+        path = self.path_arg("path")
         files = self.engine.vfolders.files_json
         body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
         _reply_bytes(self, body)
@@ -212,11 +212,11 @@ class VFolderFilesHandler(BaiHandler):
 
 class VFolderDownloadHandler(BaiHandler):
     @api_method("read", operation_id="downloadFile", tag="vfolders", query=DownloadQuery,
-                content="application/octet-stream", headers=(("Content-Length", "integer"),),
+                content="application/octet-stream",
                 summary="Download one file's bytes.", returns="The file content, with Content-Length.",
                 errors=(400, 404))
     async def get(self, name: str) -> None:
-        path = self.get_argument("path", "", strip=False)
+        path = self.path_arg("path")
         dl = await blocking(self.engine.vfolders.open_for_download, name, path)
         try:
             self.set_header("Content-Type", "application/octet-stream")
@@ -242,9 +242,8 @@ class VFolderMkdirHandler(BaiHandler):
                 response=FileEntry, status=201, summary="Create a directory in the folder.",
                 returns="The directory.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        path = body.get("path") or ""
-        entry = await blocking(self.engine.vfolders.mkdir, name, path, parents=bool(body.get("parents")))
+        req = self.body_model(MkdirRequest, "mkdir request")
+        entry = await blocking(self.engine.vfolders.mkdir, name, req.path, parents=req.parents)
         self.reply(entry.model_dump(mode="json"), status=201)
 
 
@@ -253,8 +252,8 @@ class VFolderMoveHandler(BaiHandler):
                 response=FileEntry, summary="Move or rename a file or directory inside the folder.",
                 returns="The entry at its new path.", errors=(400, 404, 409))
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        src, dst = body.get("src"), body.get("dst")
+        req = self.body_model(MoveRequest, "move request")
+        src, dst = req.src, req.dst
         if not src or not dst:
             raise InvalidRequest("'src' and 'dst' are required")
         entry = await blocking(self.engine.vfolders.move, name, src, dst)
@@ -266,10 +265,9 @@ class VFolderRmHandler(BaiHandler):
                 summary="Remove a file, or a directory with `recursive`.", returns="Removed.",
                 errors=(400, 404, 409))
     async def post(self, name: str) -> None:
-        body = self.body_json()
-        path = body.get("path")
-        if not path:
+        req = self.body_model(RmRequest, "rm request")
+        if not req.path:
             raise InvalidRequest("'path' is required")
-        await blocking(self.engine.vfolders.remove, name, path, recursive=bool(body.get("recursive")))
+        await blocking(self.engine.vfolders.remove, name, req.path, recursive=req.recursive)
         self.set_status(204)
         self.finish()

@@ -462,13 +462,19 @@ def path_hash(path: Path) -> str:
 
 def check_learnable(path: Path) -> Path:
     """Absolute, existing and readable, or a one-line error."""
-    path = path.expanduser()
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # ~name of a user that does not exist
+        raise InvalidRequest(f"cannot learn {str(path)!r}: no such user's home folder") from None
     if not path.is_absolute():
         path = Path.cwd() / path
     try:
         is_dir = path.is_dir() if path.exists() else None
     except PermissionError:  # a parent folder we may not enter
         raise InvalidRequest(f"cannot learn {path}: permission denied") from None
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidRequest(f"cannot learn {str(path)[:200]!r}: {reason}") from None
     if is_dir is None:
         raise InvalidRequest(f"cannot learn {path}: no such file or directory")
     if not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):

@@ -236,7 +236,10 @@ class Library:
                 try:
                     resolved = str(check_learnable(Path(source)))
                 except InvalidRequest:
-                    resolved = str(Path(source).expanduser().absolute())
+                    try:
+                        resolved = str(Path(source).expanduser().absolute())
+                    except RuntimeError:  # ~name of a user that does not exist
+                        resolved = source
                 match = resolved if resolved in learned else None
             if match is None:
                 if source.startswith("builtin:"):

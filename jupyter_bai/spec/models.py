@@ -488,65 +488,12 @@ class AssistantChange(_Loose):
 # session and vfolder create bodies are ``SessionSpec`` and ``VFolderCreate`` (spec/).
 
 
-class ExecRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    command: str | list[str] = Field(
-        description="An argv list, or a string run through the shell.",
-        json_schema_extra={"oneOf": [{"type": "string", "minLength": 1},
-                                     {"type": "array", "minItems": 1, "items": {"type": "string"}}]},
-    )
-    env: dict[str, str] | None = None
-
-
-class RunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    code: str = Field(description="Python source.")
-
-
-class MkdirRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="Directory path relative to the folder root.")
-    parents: bool = Field(default=False, description="Like `mkdir -p`: create parents, no error if it exists.")
-
-
-class MoveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    src: str
-    dst: str
-
-
-class RmRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    recursive: bool = False
-
-
-class HistoryTurn(BaseModel):
-    question: str = ""
-    answer: str = ""
-
-
-class AskRequest(BaseModel):
-    question: str = Field(max_length=2000, description="The question, in plain words.")
-    top_k: int = Field(default=5, ge=1, le=50, description="How many sources to return.")
-    stream: bool = Field(default=False, description="Stream NDJSON messages as the answer is written.")
-    history: list[HistoryTurn] = Field(
-        default_factory=list, description="Earlier turns of a chat, oldest first; follow-up questions use them."
-    )
-    source: str | None = Field(
-        default=None, max_length=4096,
-        description="Limit the search to one API: `workbench` (this platform) or a learned file "
-        "(its path or file name). Without it the API that matches the question best answers.",
-    )
-
-
-class LearnRequest(BaseModel):
-    path: str = Field(description="Absolute path of a file or folder to learn.")
+# The strict request models live beside the rules they check (spec/session.py, spec/vfolder.py,
+# spec/assistant.py); the handlers declare them and openapi.yaml is generated from them.
+from jupyter_bai.spec.assistant import AskRequest, AskTurn as HistoryTurn, LearnRequest  # noqa: E402,F401
+from jupyter_bai.spec.session import ExecRequest, RunRequest  # noqa: E402,F401
+from jupyter_bai.spec.vfolder import MkdirRequest, MoveRequest  # noqa: E402,F401
+from jupyter_bai.spec.vfolder import RemoveRequest as RmRequest  # noqa: E402,F401
 
 
 # Query strings (documented as parameters, one per field).

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VFOLDER_NAME_RE",
+    "MAX_MOUNTS",
+    "MAX_TARGET",
+    "MAX_TARGET_PART",
     "DEFAULT_MOUNT_ROOT",
     "RESERVED_MOUNT_TARGETS",
     "MountPerm",
@@ -33,7 +36,17 @@ __all__ = [
 ]
 
 VFOLDER_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""Checked with ``fullmatch``: ``$`` alone would let a trailing newline through."""
 _VFOLDER_NAME = re.compile(VFOLDER_NAME_RE)
+
+MAX_MOUNTS = 64
+"""Most mounts in one session."""
+MAX_TARGET = 4096
+"""Longest mount target (Linux ``PATH_MAX``)."""
+MAX_TARGET_PART = 255
+"""Longest component of a mount target (Linux ``NAME_MAX``)."""
+MOUNT_TEXT_MAX = 64 + MAX_TARGET + 64
+"""Longest mount string: a name, a target and the options around them."""
 
 DEFAULT_MOUNT_ROOT = "/home/work"
 """The session's working directory; ``NAME`` alone mounts at ``/home/work/NAME``."""
@@ -58,7 +71,7 @@ MountPerm = Literal["rw", "ro"]
 
 _FORMS = "expected NAME, NAME:ro, NAME:/path, NAME:/path:ro or type=bind,source=NAME,target=/path,perm=ro"
 _NAME_RULE = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-_BAD_TARGET_CHARS = re.compile(r"[\s:,\x00-\x1f\x7f]")
+_BAD_TARGET_CHARS = re.compile(r"[\s:,=\x00-\x1f\x7f-\x9f]")
 _LONG_KEYS: dict[str, str] = {
     "type": "type",
     "source": "source",
@@ -81,8 +94,8 @@ def _under(path: str, root: str) -> bool:
 
 
 def _source_problem(source: Any) -> str | None:
-    if not isinstance(source, str) or not _VFOLDER_NAME.match(source):
-        return f"'{source}' is not a valid vfolder name ({_NAME_RULE})"
+    if not isinstance(source, str) or not _VFOLDER_NAME.fullmatch(source):
+        return f"{_short(source)} is not a valid vfolder name ({_NAME_RULE})"
     return None
 
 
@@ -91,26 +104,36 @@ def _target_problem(target: Any) -> str | None:
     if not isinstance(target, str) or not target:
         return "expected an absolute target path like /home/work/data"
     if not target.startswith("/"):
-        return f"target '{target}' is not an absolute path (like /home/work/data)"
+        return f"target {_short(target)} is not an absolute path (like /home/work/data)"
+    if len(target) > MAX_TARGET:
+        return f"target is longer than {MAX_TARGET} characters"
+    if any(len(part) > MAX_TARGET_PART for part in target.split("/")):
+        return f"target {_short(target)} has a component longer than {MAX_TARGET_PART} characters"
     if _BAD_TARGET_CHARS.search(target):
-        return f"target '{target}' may not contain spaces, ':' or ','"
+        return f"target {_short(target)} may not contain spaces, control characters, ':', ',' or '='"
     if "//" in target or posixpath.normpath(target) != target:
-        return f"target '{target}' is not a normalised path (no '.', '..' or '//')"
+        return f"target {_short(target)} is not a normalised path (no '.', '..' or '//')"
     if target == "/":
         return "target '/' would hide the whole file system"
     for reserved in RESERVED_MOUNT_TARGETS:
         if _under(target, reserved):
-            return f"target '{target}' is under {reserved}, a reserved path"
+            return f"target {_short(target)} is under {reserved}, a reserved path"
         if _under(reserved, target):
-            return f"target '{target}' would hide {reserved}, a reserved path"
+            return f"target {_short(target)} would hide {reserved}, a reserved path"
     if target == DEFAULT_MOUNT_ROOT:
         return (
-            f"target '{target}' is the session's home itself; mount inside it, "
+            f"target {_short(target)} is the session's home itself; mount inside it, "
             f"like {DEFAULT_MOUNT_ROOT}/NAME"
         )
     if _under(DEFAULT_MOUNT_ROOT, target):
-        return f"target '{target}' would hide the session's home {DEFAULT_MOUNT_ROOT}"
+        return f"target {_short(target)} would hide the session's home {DEFAULT_MOUNT_ROOT}"
     return None
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut to 120 characters, so a huge or multi-line input stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _perm_problem(perm: Any) -> str | None:
@@ -148,7 +171,7 @@ class MountSpec:
             _source_problem(self.source) or _target_problem(self.target) or _perm_problem(self.perm)
         )
         if problem:
-            raise InvalidRequest(f"invalid mount '{self._text()}': {problem}")
+            raise InvalidRequest(f"invalid mount {_short(self._text())}: {problem}")
 
     def _text(self) -> str:
         parts = [str(self.source), str(self.target)]
@@ -187,15 +210,19 @@ class MountSpec:
     ) -> JsonSchemaValue:
         return {
             "title": "MountSpec",
-            "description": "NAME, NAME:/path, NAME:/path:ro, "
-            "type=bind,source=NAME,target=/path,perm=ro, or an object",
+            "description": "`NAME`, `NAME:/path`, `NAME:/path:ro`, "
+            "`type=bind,source=NAME,target=/path,perm=ro`, or an object. Targets are absolute, "
+            f"normalised, at most {MAX_TARGET} characters ({MAX_TARGET_PART} per component), "
+            "without spaces, control characters, ':', ',' or '=', and not on, in or above "
+            f"{', '.join(RESERVED_MOUNT_TARGETS)} or {DEFAULT_MOUNT_ROOT} itself.",
             "anyOf": [
-                {"type": "string"},
+                {"type": "string", "minLength": 1, "maxLength": MOUNT_TEXT_MAX,
+                 "examples": ["data:ro"]},
                 {
                     "type": "object",
                     "properties": {
-                        "source": {"type": "string"},
-                        "target": {"type": "string"},
+                        "source": {"type": "string", "pattern": VFOLDER_NAME_RE},
+                        "target": {"type": ["string", "null"], "maxLength": MAX_TARGET},
                         "perm": {"anyOf": [{"enum": ["ro", "rw"]}, {"type": "null"}]},
                     },
                     "required": ["source"],
@@ -210,7 +237,7 @@ def _build(text: str, source: Any, target: Any, perm: Any) -> MountSpec:
     target = _clean_target(target)
     problem = _source_problem(source) or _target_problem(target) or _perm_problem(perm)
     if problem:
-        raise InvalidRequest(f"invalid mount '{text}': {problem}")
+        raise InvalidRequest(f"invalid mount {_short(text)}: {problem}")
     return MountSpec(source, target, perm)
 
 
@@ -222,18 +249,15 @@ def _from_mapping(data: Mapping[str, Any]) -> MountSpec:
     unknown = [k for k in data if k not in ("source", "target", "perm")]
     if unknown:
         raise InvalidRequest(
-            f"invalid mount '{text}': unknown key '{unknown[0]}' (known: source, target, perm)"
+            f"invalid mount {_short(text)}: unknown key '{unknown[0]}' (known: source, target, perm)"
         )
     if "source" not in data:
-        raise InvalidRequest(f"invalid mount '{text}': missing 'source' (the vfolder name)")
+        raise InvalidRequest(f"invalid mount {_short(text)}: missing 'source' (the vfolder name)")
     source = data["source"]
     target = data.get("target")
     if target is None and isinstance(source, str):
         target = _default_target(source)
-    perm = data.get("perm")
-    if isinstance(perm, str):
-        perm = perm.lower()
-    return _build(text, source, target, perm)
+    return _build(text, source, target, data.get("perm"))  # JSON: exactly "ro" or "rw"
 
 
 def _from_long_form(text: str) -> MountSpec:
@@ -242,17 +266,17 @@ def _from_long_form(text: str) -> MountSpec:
     for raw in text.split(","):
         item = raw.strip()
         if not item:
-            raise InvalidRequest(f"invalid mount '{text}': empty option ({_FORMS})")
+            raise InvalidRequest(f"invalid mount {_short(text)}: empty option ({_FORMS})")
         key, sep, value = item.partition("=")
         key, value = key.strip().lower(), value.strip()
         canon = _LONG_KEYS.get(key)
         if canon is None:
             raise InvalidRequest(
-                f"invalid mount '{text}': unknown option '{key}' "
+                f"invalid mount {_short(text)}: unknown option '{key}' "
                 "(known: type, source, target, perm, readonly)"
             )
         if canon in fields or (canon == "readonly" and readonly is not None):
-            raise InvalidRequest(f"invalid mount '{text}': option '{canon}' is given twice")
+            raise InvalidRequest(f"invalid mount {_short(text)}: option '{canon}' is given twice")
         if canon == "readonly":
             if not sep or value.lower() in _TRUE:
                 readonly = True
@@ -260,23 +284,23 @@ def _from_long_form(text: str) -> MountSpec:
                 readonly = False
             else:
                 raise InvalidRequest(
-                    f"invalid mount '{text}': {key}='{value}' must be true or false"
+                    f"invalid mount {_short(text)}: {key}='{value}' must be true or false"
                 )
             continue
         if not sep or not value:
-            raise InvalidRequest(f"invalid mount '{text}': option '{key}' needs a value")
+            raise InvalidRequest(f"invalid mount {_short(text)}: option '{key}' needs a value")
         fields[canon] = value
     kind = fields.get("type", "bind")
     if kind != "bind":
-        raise InvalidRequest(f"invalid mount '{text}': only type=bind is supported, not '{kind}'")
+        raise InvalidRequest(f"invalid mount {_short(text)}: only type=bind is supported, not '{kind}'")
     if "source" not in fields:
-        raise InvalidRequest(f"invalid mount '{text}': missing source=NAME")
+        raise InvalidRequest(f"invalid mount {_short(text)}: missing source=NAME")
     perm: str | None = fields.get("perm")
     if perm is not None:
         perm = perm.lower()
     if readonly is not None:
         if perm is not None:
-            raise InvalidRequest(f"invalid mount '{text}': give perm or readonly, not both")
+            raise InvalidRequest(f"invalid mount {_short(text)}: give perm or readonly, not both")
         perm = "ro" if readonly else "rw"
     source = fields["source"]
     target = fields.get("target") or _default_target(source)
@@ -286,7 +310,7 @@ def _from_long_form(text: str) -> MountSpec:
 def _from_short_form(text: str) -> MountSpec:
     parts = text.split(":")
     if len(parts) > 3 or not parts[0]:
-        raise InvalidRequest(f"invalid mount '{text}': {_FORMS}")
+        raise InvalidRequest(f"invalid mount {_short(text)}: {_FORMS}")
     source = parts[0]
     if len(parts) == 1:
         return _build(text, source, _default_target(source), None)
@@ -294,7 +318,7 @@ def _from_short_form(text: str) -> MountSpec:
     if target.lower() in ("ro", "rw"):
         if len(parts) == 3:
             raise InvalidRequest(
-                f"invalid mount '{text}': give the target before the permission, "
+                f"invalid mount {_short(text)}: give the target before the permission, "
                 f"like {source}:{_default_target(source)}:{target.lower()}"
             )
         # `data:ro` (the quickstart's form): default target, explicit permission.
@@ -310,10 +334,12 @@ def parse_mount(text: str | Mapping[str, Any] | MountSpec) -> MountSpec:
     if isinstance(text, Mapping):
         return _from_mapping(text)
     if not isinstance(text, str):
-        raise InvalidRequest(f"invalid mount {text!r}: {_FORMS}")
+        raise InvalidRequest(f"invalid mount {_short(text)}: {_FORMS}")
+    if len(text) > MOUNT_TEXT_MAX:
+        raise InvalidRequest(f"invalid mount {_short(text)}: longer than {MOUNT_TEXT_MAX} characters")
     stripped = text.strip()
     if not stripped:
-        raise InvalidRequest(f"invalid mount '{stripped}': {_FORMS}")
+        raise InvalidRequest(f"invalid mount {_short(stripped)}: {_FORMS}")
     if "=" in stripped:
         return _from_long_form(stripped)
     return _from_short_form(stripped)

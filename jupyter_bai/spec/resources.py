@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SLOT_NAMES",
     "GPU_SLOT_NAMES",
+    "MIN_REQUEST",
+    "MAX_BYTES",
+    "SIZE_PATTERN",
+    "COUNT_PATTERN",
     "ResourceSlots",
     "parse_size",
     "format_size",
@@ -41,9 +45,21 @@ _UNITS: dict[str, int] = {
     "t": 1024**4,
     "p": 1024**5,
 }
-_SIZE_RE = re.compile(r"(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?:(?P<unit>[kmgtp])i?)?b?", re.IGNORECASE)
+SIZE_PATTERN = r"^(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+) *(?:[kKmMgGtTpP][iI]?)?[bB]?$"
+"""A size as a string (``512m``, ``4g``, ``1.5GiB``, ``1024``); JSON Schema and Python agree on it."""
+COUNT_PATTERN = r"^[0-9]+(?:\.[0-9]+)?$"
+"""A number of cores or GPUs as a string (``1``, ``0.5``): plain digits, no sign or exponent."""
+_SIZE_RE = re.compile(  # SIZE_PATTERN with groups (JSON Schema has no (?P<...>))
+    r"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+) *(?:(?P<unit>[kKmMgGtTpP])[iI]?)?[bB]?"
+)
+_COUNT_RE = re.compile(COUNT_PATTERN)
 _SIZE_HINT = "expected a size like 512m or 4g"
-_MAX_BYTES = 2**63 - 1
+MAX_BYTES = 2**63 - 1
+"""The largest size anywhere (SQLite's and the kernel's signed 64-bit integers)."""
+_MAX_BYTES = MAX_BYTES
+MIN_REQUEST: dict[str, Decimal] = {"cpu": Decimal("0.1"), "mem": Decimal(64 * 1024**2)}
+"""The least cpu and mem a session may ask for: the in-session agent is a Python process that
+does not start on less. An image may ask for more (Docker label ``ai.backend.resource.min.mem``)."""
 _MAX_COUNT = Decimal(10**9)
 _HUNDREDTH = Decimal("0.01")
 _ZERO = Decimal(0)
@@ -73,7 +89,7 @@ def _to_bytes(value: Any) -> int:
             raise ValueError("expected a whole number of bytes")
         n = int(d)
     elif isinstance(value, str):
-        text = value.strip()
+        text = value
         if text.startswith("-"):
             raise ValueError("a size cannot be negative")
         match = _SIZE_RE.fullmatch(text)
@@ -88,16 +104,16 @@ def _to_bytes(value: Any) -> int:
     if n < 0:
         raise ValueError("a size cannot be negative")
     if n > _MAX_BYTES:
-        raise ValueError("size is too large")
+        raise ValueError(f"size is too large (at most {_MAX_BYTES} bytes)")
     return n
 
 
 def parse_size(text: str | int) -> int:
     """Bytes from ``512``, ``512k``, ``4g``, ``1.5g``, ``4GiB``, ``4gb`` (binary units, k=1024)."""
     try:
-        return _to_bytes(text)
+        return _to_bytes(text.strip() if isinstance(text, str) else text)
     except ValueError as err:
-        raise InvalidRequest(f"invalid size '{text}': {err}") from None
+        raise InvalidRequest(f"invalid size {_short(text)}: {err}") from None
 
 
 def _plain(d: Decimal) -> str:
@@ -150,7 +166,11 @@ def _decimal(value: Any) -> Decimal:
         elif isinstance(value, float):
             d = Decimal(repr(value))  # 0.1 -> Decimal("0.1"), not its binary expansion
         elif isinstance(value, str):
-            d = Decimal(value.strip())
+            if value.startswith("-"):
+                raise ValueError("negative")
+            if _COUNT_RE.fullmatch(value) is None:
+                raise ValueError("not a number")
+            d = Decimal(value)
         else:
             raise ValueError("not a number")
     except (InvalidOperation, ArithmeticError):
@@ -172,7 +192,9 @@ def _slot_value(name: str, value: Any) -> Decimal:
     hint = _SLOT_HINTS[name]
     try:
         d = _decimal(value)
-    except ValueError:
+    except ValueError as err:
+        if str(err) == "negative":
+            raise ValueError(f"{name} cannot be negative") from None
         raise ValueError(hint) from None
     if d < 0:
         raise ValueError(f"{name} cannot be negative")
@@ -188,9 +210,9 @@ def _slot_value(name: str, value: Any) -> Decimal:
 
 def _slot_name(key: Any) -> str:
     """Check a slot name; unknown names list the known ones so typos are easy to fix."""
-    name = key.strip() if isinstance(key, str) else key
+    name = key
     if name not in SLOT_NAMES:
-        raise InvalidRequest(f"unknown resource slot '{key}' (known: {', '.join(SLOT_NAMES)})")
+        raise InvalidRequest(f"unknown resource slot {_short(key)} (known: {', '.join(SLOT_NAMES)})")
     return name
 
 
@@ -199,7 +221,20 @@ def _checked(name: str, value: Any, shown: str) -> Decimal:
     try:
         return _slot_value(name, value)
     except ValueError as err:
-        raise InvalidRequest(f"invalid resource '{shown}': {err}") from None
+        raise InvalidRequest(f"invalid resource {_short(shown)}: {err}") from None
+
+
+def _requested(name: str, value: Any, shown: str) -> Decimal:
+    """A requested slot value: valid, and for cpu and mem at least :data:`MIN_REQUEST`."""
+    d = _checked(name, value, shown)
+    least = MIN_REQUEST.get(name)
+    if least is not None and d < least:
+        text = format_size(int(least)) if name == "mem" else _plain(least)
+        raise InvalidRequest(
+            f"invalid resource {_short(shown)}: {name} must be at least {text} "
+            "(leave it out for the default)"
+        )
+    return d
 
 
 class ResourceSlots(Mapping[str, Decimal]):
@@ -243,7 +278,7 @@ class ResourceSlots(Mapping[str, Decimal]):
         ``cpu=0``/``mem=0``, and whole plus fractional GPUs together are all rejected.
         """
         if isinstance(items, Mapping):
-            return cls(items).check_request()
+            return cls.request(items)
         if isinstance(items, str):
             items = items.replace(",", " ").split()
         values: dict[str, Decimal] = {}
@@ -253,18 +288,24 @@ class ResourceSlots(Mapping[str, Decimal]):
             text = item.strip()
             key, sep, raw = text.partition("=")
             if not sep or not key.strip() or not raw.strip():
-                raise InvalidRequest(f"invalid resource '{text}': {_ITEM_HINT}")
-            name = _slot_name(key)
+                raise InvalidRequest(f"invalid resource {_short(text)}: {_ITEM_HINT}")
+            name = _slot_name(key.strip())
             if name in values:
-                raise InvalidRequest(f"resource '{name}' is given twice (in '{text}')")
-            value = _checked(name, raw.strip(), text)
-            if name in ("cpu", "mem") and value == 0:
-                raise InvalidRequest(
-                    f"invalid resource '{text}': {name} must be more than 0 "
-                    "(leave it out for the default)"
-                )
-            values[name] = value
+                raise InvalidRequest(f"resource '{name}' is given twice (in {_short(text)})")
+            values[name] = _requested(name, raw.strip(), text)
         return cls._of({**dict.fromkeys(SLOT_NAMES, _ZERO), **values}).check_request()
+
+    @classmethod
+    def request(cls, slots: Mapping[str, Any]) -> ResourceSlots:
+        """A user's request from JSON (``{"cpu": "1", "mem": "1g"}``): the constructor's strict
+        value forms plus the rules of a single request (minimums, one kind of GPU)."""
+        if not isinstance(slots, Mapping):
+            return cls(slots)  # raises the constructor's message
+        values = dict.fromkeys(SLOT_NAMES, _ZERO)
+        for key, value in slots.items():
+            name = _slot_name(key)
+            values[name] = _requested(name, value, f"{key}={value}")
+        return cls._of(values).check_request()
 
     def check_request(self) -> ResourceSlots:
         """Return self if this is a valid single request (one kind of GPU), else raise."""
@@ -397,21 +438,18 @@ class ResourceSlots(Mapping[str, Decimal]):
 
     @classmethod
     def _pydantic_validate(cls, value: Any) -> ResourceSlots:
-        """Field input: an instance, a mapping (JSON), or ``k=v`` items (what people type)."""
+        """Field input: an instance or a JSON object; typed ``k=v`` items go through :meth:`parse`
+        in the front ends, so the API accepts exactly what its schema says."""
         try:
             if isinstance(value, ResourceSlots):
-                return value
+                return value.check_request()
             if isinstance(value, Mapping):
-                return cls(value)
-            if isinstance(value, str) or (
-                isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-            ):
-                return cls.parse(value)
+                return cls.request(value)
         except InvalidRequest as err:
             raise ValueError(err.message) from None
         raise ValueError(
-            f"invalid resources {value!r}: expected a mapping like {{'cpu': '1', 'mem': '1g'}} "
-            "or items like ['cpu=1', 'mem=1g']"
+            f"invalid resources {_short(value)}: expected an object like "
+            '{"cpu": "1", "mem": "1g"}'
         )
 
     @classmethod
@@ -422,17 +460,43 @@ class ResourceSlots(Mapping[str, Decimal]):
     def __get_pydantic_json_schema__(
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        value = {"anyOf": [{"type": "string"}, {"type": "number"}]}
-        return {
-            "title": "ResourceSlots",
-            "description": "cpu (cores), mem (bytes or a size like 4g), cuda.device (whole "
-            "GPUs), cuda.shares (GPU fraction, 0.01 precision); or a list of 'k=v' items",
-            "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {n: value for n in SLOT_NAMES},
-                    "additionalProperties": False,
-                },
-                {"type": "array", "items": {"type": "string"}},
-            ],
-        }
+        return slots_request_schema()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def slots_request_schema() -> dict[str, Any]:
+    """JSON Schema of a request's slots, as strict as :meth:`ResourceSlots.request` allows."""
+
+    def count(least: float, integer: bool = False) -> dict[str, Any]:
+        number = {"type": "integer" if integer else "number", "minimum": least,
+                  "maximum": int(_MAX_COUNT)}
+        return {"anyOf": [number, {"type": "string", "pattern": COUNT_PATTERN}]}
+
+    least_mem = int(MIN_REQUEST["mem"])
+    return {
+        "title": "SlotsRequest",
+        "type": "object",
+        "description": (
+            "Requested slots; slots left out get the engine's defaults (GPUs: 0). cpu: cores, at "
+            f"least {_plain(MIN_REQUEST['cpu'])}, 0.01 precision; mem: bytes or a size like 4g, at "
+            f"least {format_size(least_mem)}; cuda.device: whole GPUs; cuda.shares: a GPU "
+            "fraction, 0.01 precision. Whole and fractional GPUs cannot be mixed."
+        ),
+        "properties": {
+            "cpu": count(float(MIN_REQUEST["cpu"])),
+            "mem": {
+                "anyOf": [
+                    {"type": "integer", "minimum": least_mem, "maximum": _MAX_BYTES},
+                    {"type": "string", "pattern": SIZE_PATTERN},
+                ]
+            },
+            "cuda.device": count(0, integer=True),
+            "cuda.shares": count(0),
+        },
+        "additionalProperties": False,
+        "examples": [{"cpu": "1", "mem": "1g", "cuda.shares": "0.5"}],
+    }

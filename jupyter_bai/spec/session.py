@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from jupyter_bai.spec.binds import HostBind, check_labels
 from jupyter_bai.spec.errors import InvalidRequest
-from jupyter_bai.spec.mounts import MountSpec, validate_mounts
+from jupyter_bai.spec.mounts import MAX_MOUNTS, MountSpec, validate_mounts
 from jupyter_bai.spec.resources import ResourceSlots
 
 __all__ = [
@@ -27,6 +35,11 @@ __all__ = [
     "can_transition",
     "SESSION_NAME_RE",
     "ENV_NAME_RE",
+    "IMAGE_RE",
+    "MAX_TEXT",
+    "MAX_ENV",
+    "ExecRequest",
+    "RunRequest",
     "RESERVED_ENV_PREFIXES",
     "RESERVED_ENV_NAMES",
     "SessionSpec",
@@ -34,10 +47,22 @@ __all__ = [
     "spec_error",
 ]
 
+# Checked with ``fullmatch`` (a bare ``match`` lets ``$`` accept a trailing newline); written with
+# ``^...$`` because JSON Schema (ECMA-262) reads them the same way and openapi.yaml shows them.
 SESSION_NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _SESSION_NAME = re.compile(SESSION_NAME_RE)
-ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 _ENV_NAME = re.compile(ENV_NAME_RE)
+IMAGE_RE = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$"
+"""An image reference (``local``, ``python:3.11``, ``repo/name@sha256:...``): Docker's ASCII
+characters, at most 255 of them."""
+_IMAGE = re.compile(IMAGE_RE)
+MAX_TEXT = 32768
+"""Longest command and env value, in characters: the kernel refuses a single argument or env
+string over 128 KiB, and 32768 characters stay under it in any UTF-8."""
+MAX_ENV = 256
+"""Most env entries in one request."""
+NO_NUL = r"^[^\x00]*$"
 
 RESERVED_ENV_PREFIXES: tuple[str, ...] = ("BACKENDAI_", "CUDA_MPS_")
 """Set by the engine (session identity, fractional-GPU limits): a user may not override them."""
@@ -147,8 +172,11 @@ def can_transition(current: SessionStatus | str, new: SessionStatus | str) -> bo
 
 
 def _env_name_problem(name: Any) -> str | None:
-    if not isinstance(name, str) or not _ENV_NAME.match(name):
-        return f"invalid env name '{name}': use letters, digits and '_', not starting with a digit"
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        return (
+            f"invalid env name {name!r}: use 1-255 letters, digits and '_', "
+            "not starting with a digit"
+        )
     if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
         return f"env '{name}' is reserved: the engine sets it"
     return None
@@ -159,7 +187,31 @@ def _env_value_problem(name: str, value: Any) -> str | None:
         return f"env '{name}' must be a string, got {value!r}"
     if "\x00" in value:
         return f"env '{name}' may not contain a NUL character"
+    if len(value) > MAX_TEXT:
+        return f"env '{name}' is longer than {MAX_TEXT} characters"
     return None
+
+
+def check_env(env: Mapping[str, Any]) -> dict[str, str]:
+    """An env mapping checked name by name; one :class:`InvalidRequest` for the first problem."""
+    if len(env) > MAX_ENV:
+        raise InvalidRequest(f"at most {MAX_ENV} env entries, got {len(env)}")
+    for name, value in env.items():
+        problem = _env_name_problem(name) or _env_value_problem(name, value)
+        if problem:
+            raise InvalidRequest(problem)
+    return dict(env)
+
+
+def _env_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "maxProperties": MAX_ENV,
+        "propertyNames": {"pattern": ENV_NAME_RE},
+        "additionalProperties": {"type": "string", "maxLength": MAX_TEXT, "pattern": NO_NUL},
+        "description": "Extra environment; `BACKENDAI_*`, `CUDA_MPS_*`, `CUDA_VISIBLE_DEVICES` "
+        "and `GPU_COUNT` are reserved.",
+    }
 
 
 def parse_env(items: Iterable[str] | str) -> dict[str, str]:
@@ -183,46 +235,100 @@ def parse_env(items: Iterable[str] | str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- spec
 
 
+def _schema(**extra: Any) -> dict[str, Any]:
+    """``json_schema_extra`` that documents a check the validator makes with a clearer message."""
+    return extra
+
+
+def _replace_schema(**schema: Any) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` that replaces pydantic's type keywords with ``schema``."""
+
+    def update(generated: dict[str, Any]) -> None:
+        for key in ("anyOf", "type", "items"):
+            generated.pop(key, None)
+        generated.update(schema)
+
+    return update
+
+
+def _no_nul(what: str) -> dict[str, Any]:
+    return _schema(pattern=NO_NUL, maxLength=MAX_TEXT, description=what)
+
+
 class SessionSpec(BaseModel):
-    """A request to create a compute session, as the API receives it and the engine runs it."""
+    """A request to create a compute session, as the API receives it and the engine runs it.
+
+    The JSON forms are exactly the documented ones (resources and env are objects, mounts a
+    list); what people type (``-r cpu=1``, ``-e K=V``) is parsed by the front ends first.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="container image, or a local runtime image name")
-    name: str | None = Field(default=None, description="unique per user; generated when absent")
+    image: str = Field(
+        description="Image to run; `local` runs on this machine's runtime.",
+        json_schema_extra=_schema(pattern=IMAGE_RE, minLength=1, maxLength=255,
+                                  examples=["local"]),
+    )
+    name: str | None = Field(
+        default=None,
+        description="Unique among live sessions; generated when absent.",
+        json_schema_extra=_schema(pattern=SESSION_NAME_RE, minLength=1, maxLength=64),
+    )
     type: SessionType = SessionType.interactive
-    command: str | None = Field(default=None, description="shell command line; needed for batch")
-    resources: ResourceSlots = Field(default_factory=ResourceSlots)
-    mounts: list[MountSpec] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    idle_timeout: float | None = Field(default=None, description="seconds; > 0")
-    max_lifetime: float | None = Field(default=None, description="seconds; > 0")
+    command: str | None = Field(
+        default=None,
+        json_schema_extra=_no_nul("Shell command line; required for batch sessions."),
+    )
+    resources: ResourceSlots = Field(
+        default_factory=ResourceSlots, json_schema_extra=_schema(default={})
+    )
+    mounts: list[MountSpec] = Field(default_factory=list, max_length=MAX_MOUNTS)
+    env: dict[str, str] = Field(default_factory=dict, json_schema_extra=_env_schema())
+    idle_timeout: float | None = Field(
+        default=None, strict=True, description="Seconds idle before the engine ends the session.",
+        json_schema_extra=_schema(exclusiveMinimum=0),
+    )
+    max_lifetime: float | None = Field(
+        default=None, strict=True, description="Seconds before the engine ends the session.",
+        json_schema_extra=_schema(exclusiveMinimum=0),
+    )
     labels: dict[str, str] = Field(
         default_factory=dict, description="tags shown in session info (a kernel's id and notebook)"
     )
     binds: list[HostBind] = Field(
         default_factory=list, description="host directories under the Jupyter server's root_dir"
     )
-    ports: list[int] = Field(
+    ports: list[Annotated[int, Field(strict=True, ge=1, le=65535)]] = Field(
         default_factory=list, max_length=16,
         description="container ports published on 127.0.0.1 (docker runtime; a kernel's ZMQ ports)",
     )
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _exact_type(cls, v: Any) -> Any:
+        """The API takes the documented lower-case names only (``SessionType`` itself is lenient)."""
+        if isinstance(v, str) and v not in SessionType._value2member_map_:
+            raise ValueError(
+                f"unknown session type {_short(v)} (known: {', '.join(t.value for t in SessionType)})"
+            )
+        return v
+
     @field_validator("image")
     @classmethod
     def _check_image(cls, v: str) -> str:
-        if not v or any(c.isspace() for c in v) or "\x00" in v:
+        if not _IMAGE.fullmatch(v):
             raise ValueError(
-                f"invalid image '{v}': expected an image name without spaces like python:3.11"
+                f"invalid image {_short(v)}: expected an image reference like python:3.11 "
+                "(letters, digits and ._/:@+-, at most 255 characters)"
             )
         return v
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str | None) -> str | None:
-        if v is not None and not _SESSION_NAME.match(v):
+        if v is not None and not _SESSION_NAME.fullmatch(v):
             raise ValueError(
-                f"invalid session name '{v}': use 1-64 letters, digits, '.', '_' or '-', "
+                f"invalid session name {_short(v)}: use 1-64 letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit"
             )
         return v
@@ -232,6 +338,8 @@ class SessionSpec(BaseModel):
     def _check_command(cls, v: str | None) -> str | None:
         if v is not None and "\x00" in v:
             raise ValueError("the command may not contain a NUL character")
+        if v is not None and len(v) > MAX_TEXT:
+            raise ValueError(f"the command is longer than {MAX_TEXT} characters")
         return v if v is not None and v.strip() else None
 
     @field_validator("resources")
@@ -242,6 +350,11 @@ class SessionSpec(BaseModel):
         except InvalidRequest as err:
             raise ValueError(err.message) from None
 
+    @field_serializer("resources")
+    def _dump_resources(self, v: ResourceSlots) -> dict[str, str]:
+        """cpu and mem left out (0) stay out, so the dump reads back as the same request."""
+        return {k: x for k, x in v.to_json().items() if not (k in ("cpu", "mem") and x == "0")}
+
     @field_validator("mounts")
     @classmethod
     def _check_mounts(cls, v: list[MountSpec]) -> list[MountSpec]:
@@ -250,25 +363,13 @@ class SessionSpec(BaseModel):
         except InvalidRequest as err:
             raise ValueError(err.message) from None
 
-    @field_validator("env", mode="before")
-    @classmethod
-    def _env_items(cls, v: Any) -> Any:
-        """Accept ``["K=V", ...]`` as well as a mapping."""
-        if isinstance(v, (list, tuple)):
-            try:
-                return parse_env(v)
-            except InvalidRequest as err:
-                raise ValueError(err.message) from None
-        return v
-
     @field_validator("env")
     @classmethod
     def _check_env(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            problem = _env_name_problem(name) or _env_value_problem(name, value)
-            if problem:
-                raise ValueError(problem)
-        return v
+        try:
+            return check_env(v)
+        except InvalidRequest as err:
+            raise ValueError(err.message) from None
 
     @field_validator("idle_timeout", "max_lifetime")
     @classmethod
@@ -320,6 +421,60 @@ class SessionSpec(BaseModel):
         return self.model_dump(mode="json")
 
 
+class ExecRequest(BaseModel):
+    """``POST /sessions/{name}/exec``: a command (a shell line or an argv list) and extra env."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str] = Field(
+        description="An argv list, or a string run through the shell.",
+        json_schema_extra=_replace_schema(oneOf=[
+            {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": NO_NUL},
+            {"type": "array", "minItems": 1, "maxItems": 4096,
+             "items": {"type": "string", "maxLength": MAX_TEXT, "pattern": NO_NUL}},
+        ]),
+    )
+    env: dict[str, str] = Field(default_factory=dict, json_schema_extra=_env_schema())
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, v: str | list[str]) -> str | list[str]:
+        parts = [v] if isinstance(v, str) else v
+        if not v or (isinstance(v, str) and not v.strip()):
+            raise ValueError("'command' must be a non-empty string or list of strings")
+        if len(parts) > 4096:
+            raise ValueError("'command' has more than 4096 arguments")
+        for part in parts:
+            if "\x00" in part:
+                raise ValueError("the command may not contain a NUL character")
+            if len(part) > MAX_TEXT:
+                raise ValueError(f"a command argument is longer than {MAX_TEXT} characters")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, v: dict[str, str]) -> dict[str, str]:
+        try:
+            return check_env(v)
+        except InvalidRequest as err:
+            raise ValueError(err.message) from None
+
+
+class RunRequest(BaseModel):
+    """``POST /sessions/{name}/run``: Python source for the session's interpreter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Python source.", json_schema_extra=_schema(pattern=NO_NUL))
+
+    @field_validator("code")
+    @classmethod
+    def _check_code(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("the code may not contain a NUL character")
+        return v
+
+
 def _loc(loc: Iterable[int | str]) -> str:
     out = ""
     for part in loc:
@@ -332,9 +487,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def spec_error(exc: ValidationError, what: str = "session spec") -> InvalidRequest:
+def spec_error(
+    exc: ValidationError, what: str | None = None, model: type[BaseModel] | None = None
+) -> InvalidRequest:
     """One readable line from a pydantic error, e.g. ``invalid session spec: resources: ...``."""
-    known: Mapping[str, Any] = SessionSpec.model_fields if exc.title == "SessionSpec" else {}
+    if model is None and exc.title == "SessionSpec":
+        model = SessionSpec
+    if what is None:
+        what = "session spec" if model is SessionSpec else "request"
+    known: Mapping[str, Any] = model.model_fields if model is not None else {}
     parts: list[str] = []
     for err in exc.errors(include_url=False):
         loc, kind, msg = _loc(err["loc"]), err["type"], err["msg"]
