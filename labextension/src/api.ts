@@ -141,9 +141,13 @@ export async function errorFrom(resp: Response, what: string): Promise<ApiError>
     const text = await resp.text();
     try {
       const body = JSON.parse(text);
-      if (body && typeof body.message === 'string') {
-        code = String(body.error ?? code);
+      if (body && typeof body.error === 'string' && typeof body.message === 'string') {
+        // The engine's own errors are already one readable line.
+        code = body.error;
         message = body.message;
+      } else if (body && typeof body.message === 'string') {
+        // Jupyter's (403 Forbidden, 404 Not Found): say what failed, then why.
+        message = `${what} failed: ${body.message} (${resp.status})`;
       }
     } catch {
       if (text && text.length < 300 && !text.trimStart().startsWith('<')) {

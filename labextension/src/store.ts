@@ -232,7 +232,8 @@ export class BaiStore {
   private stopTransports(): void {
     this._generation++;
     if (this._ws) {
-      this._ws.onclose = this._ws.onmessage = this._ws.onerror = this._ws.onopen = null;
+      this._ws.onclose = this._ws.onmessage = this._ws.onopen = null;
+      this._ws.onerror = () => undefined; // closing while connecting reports an error: expected
       this._ws.close();
       this._ws = null;
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from ui.conftest import artifact
 from ui.lab import Lab
@@ -119,9 +120,11 @@ def test_create_session_from_the_form_and_errors_are_notified(page: Any, lab: La
         sessions.locator('button[aria-label="new session"]').click()
         form.locator('input[name="cpu"]').fill("999")
         form.locator('button[type="submit"]').click()
-        page.locator(".Toastify__toast", has_text="larger than this whole node").wait_for(timeout=30_000)
+        toast = page.locator(".Toastify__toast", has_text="larger than this whole node")
+        toast.wait_for(timeout=30_000)
+        expect(toast).to_be_in_viewport()
         assert form.is_visible()
-        page.screenshot(path=str(artifact("error-notification")))
+        toast.screenshot(path=str(artifact("error-notification")))
         c.destroy_session("ui-form")
 
 
@@ -181,8 +184,21 @@ def test_compute_sessions_are_listed_in_the_running_panel(page: Any, lab: Lab) -
         panel.locator(".jp-bai-running-item", has_text="ui-running").wait_for(state="detached", timeout=60_000)
 
 
-def test_dark_theme_screenshot(page: Any, lab: Lab) -> None:
+def test_light_and_dark_theme_screenshots_with_data(page: Any, lab: Lab) -> None:
     sidebar = open_sidebar(page)
+    with lab.client() as c:
+        c.create_session("local", name="ui-theme", command="sleep 300", resources={"cuda.shares": "0.25"}, wait=True)
+        if "ui-theme" not in {f["name"] for f in c.list_vfolders()}:
+            c.create_vfolder("ui-theme")
+        try:
+            session_row(page, "ui-theme").wait_for(timeout=60_000)
+            sidebar.locator('li.jp-bai-folder[data-folder="ui-theme"]').wait_for(timeout=60_000)
+            _theme_screenshots(page, sidebar)
+        finally:
+            c.destroy_session("ui-theme")
+
+
+def _theme_screenshots(page: Any, sidebar: Any) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
     page.locator("body[data-jp-theme-light='false']").wait_for(state="attached", timeout=30_000)
     sidebar.locator('.jp-bai-bar[data-label="CPU"]').wait_for()
