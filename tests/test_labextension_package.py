@@ -23,9 +23,11 @@ def test_a_built_wheel_installs_the_prebuilt_extension_where_jupyterlab_finds_it
     assert any(n.endswith("/jupyter-bai/package.json") for n in share), share
     assert any(n.endswith("/schemas/jupyter-bai/sidebar.json") for n in share), share
 
-    prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix),
-                    str(wheel)], check=True, timeout=300)
+    # A separate environment: `pip install --prefix` from this one would uninstall our own copy.
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(prefix)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(prefix / "bin" / "python"), "install",
+                    "--no-deps", "-q", str(wheel)], check=True, timeout=300)
     installed = prefix / "share" / "jupyter" / "labextensions" / "jupyter-bai"
     meta = json.loads((installed / "package.json").read_text())
     assert (installed / meta["jupyterlab"]["_build"]["load"]).is_file()

@@ -70,10 +70,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (restorer) {
       restorer.add(sidebar, 'jupyter-bai-sidebar');
     }
-    store.setVisible(sidebar.isVisible);
     if (running) {
       running.add(runningManager(store, baiIcon, actions));
     }
+    // Someone looks when the sidebar or the Running panel shows in a visible browser tab.
+    const looked = () => {
+      const runningPanel = Array.from(shell.widgets('left')).find(w => w.id === 'jp-running-sessions');
+      return !document.hidden && (sidebar.isVisible || !!runningPanel?.isVisible);
+    };
+    const update = () => store.setVisible(looked());
+    shell.layoutModified.connect(update);
+    shell.currentChanged.connect(update);
+    document.addEventListener('visibilitychange', update);
+    sidebar.visibilityChanged.connect(update);
+    update();
     if (settings) {
       void settings.load(PLUGIN_ID).then(s => {
         const apply = () => {

@@ -2,6 +2,7 @@
 import * as React from 'react';
 import { ReactWidget, refreshIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
+import { ISignal, Signal } from '@lumino/signaling';
 import { BaiStore } from './store';
 import { useStoreState } from './sections/common';
 import { ResourcesView } from './sections/resources';
@@ -46,13 +47,20 @@ export class BaiSidebar extends SidePanel {
     this.addWidget(section('folders', 'Folders', <FoldersView store={store} />));
   }
 
+  private _visibilityChanged = new Signal<this, boolean>(this);
+
+  /** Shown or hidden (the plugin pauses metrics and polling while nobody looks). */
+  get visibilityChanged(): ISignal<this, boolean> {
+    return this._visibilityChanged;
+  }
+
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    this.store.setVisible(true);
+    this._visibilityChanged.emit(true);
   }
 
   protected onAfterHide(msg: Message): void {
     super.onAfterHide(msg);
-    this.store.setVisible(false);
+    this._visibilityChanged.emit(false);
   }
 }

@@ -189,7 +189,10 @@ export class BaiStore {
     this._listeners.clear();
   }
 
-  /** The sidebar is shown or hidden: metrics and fast polling only run while it shows. */
+  /**
+   * Whether anyone looks (the sidebar or the Running panel shows, in a visible browser tab):
+   * metrics and polling pause while nobody does; events, which are rare, keep flowing.
+   */
   setVisible(visible: boolean): void {
     if (visible === this._visible) {
       return;
@@ -313,14 +316,16 @@ export class BaiStore {
       if (gen !== this._generation || this._disposed) {
         return;
       }
+      if (!this._visible) {
+        return; // paused; setVisible(true) polls again at once
+      }
       try {
         await this.refresh();
       } catch (err) {
         this.lost(err);
         return;
       }
-      // Hidden: keep the Running panel roughly current, five times slower.
-      this.schedulePoll(this._visible ? this.opts.pollInterval : this.opts.pollInterval * 5);
+      this.schedulePoll(this.opts.pollInterval);
     }, delay);
   }
 

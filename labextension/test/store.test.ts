@@ -104,6 +104,14 @@ describe('BaiStore against a real engine', () => {
     await until(() => store.state.link === 'poll', 'polling');
     await api.createVFolder('st-poll');
     await until(() => store.state.vfolders.some(f => f.name === 'st-poll'), 'st-poll listed by polling');
+    // Nobody looks: polling pauses (many poll periods pass without a read), and resumes on show.
+    store.setVisible(false);
+    await new Promise(r => setTimeout(r, 300));
+    await api.createVFolder('st-poll-hidden');
+    await new Promise(r => setTimeout(r, 1000));
+    expect(store.state.vfolders.some(f => f.name === 'st-poll-hidden')).toBe(false);
+    store.setVisible(true);
+    await until(() => store.state.vfolders.some(f => f.name === 'st-poll-hidden'), 'st-poll-hidden after showing');
     expect(messages).toEqual([]);
   });
 
