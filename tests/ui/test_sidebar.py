@@ -103,6 +103,7 @@ def test_session_logs_open_in_the_main_area(page: Any, lab: Lab) -> None:
 
 
 def test_create_session_from_the_form_and_errors_are_notified(page: Any, lab: Lab) -> None:
+    page.set_viewport_size({"width": 1280, "height": 1200})  # room for the whole form in the screenshot
     sidebar = open_sidebar(page)
     sessions = sidebar.locator("#jp-bai-section-sessions")
     sessions.locator('button[aria-label="new session"]').click()
