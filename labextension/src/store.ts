@@ -525,6 +525,8 @@ export class BaiStore {
       }
       if (err instanceof ApiError && err.status === 0) {
         this.lost(err);
+      } else {
+        this.opts.notify('error', err instanceof Error ? err.message : String(err));
       }
     }
   }

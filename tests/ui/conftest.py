@@ -10,10 +10,15 @@ from conftest import require
 from ui.lab import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, Lab, build_labextension, start_lab, stop_lab
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Iterator[Lab]:
+@pytest.fixture(scope="session")
+def extension(bwrap: str) -> Path:
+    """The built sidebar (rebuilt if its sources changed); Chromium must be there to test it."""
     require(CHROMIUM.exists(), f"Chromium ({CHROMIUM}; make test installs Debian's chromium)")
-    extension = build_labextension()
+    return build_labextension()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, extension: Path) -> Iterator[Lab]:
     server = start_lab(tmp_path_factory.mktemp("lab"), extension)
     try:
         yield server
@@ -21,8 +26,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Iterator[Lab]:
         stop_lab(server)
 
 
-@pytest.fixture(scope="module")
-def browser(lab: Lab) -> Iterator[Any]:
+@pytest.fixture(scope="session")
+def browser(extension: Path) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -9,7 +9,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -47,7 +46,7 @@ class Lab:
         return Client(self.url, self.token)
 
 
-def start_lab(base: Path, extension: Path, fake_gpus: str = "2") -> Lab:
+def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str = "/") -> Lab:
     """Start ``jupyter lab`` hosting the engine, with only our copy of the extension on its path."""
     jupyter_path = base / "jupyter"
     (jupyter_path / "labextensions").mkdir(parents=True)
@@ -76,10 +75,11 @@ def start_lab(base: Path, extension: Path, fake_gpus: str = "2") -> Lab:
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
          "--ip=127.0.0.1", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
          f"--ServerApp.root_dir={base / 'work'}", "--LabApp.expose_app_in_browser=True",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         f"--ServerApp.base_url={base_url}"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}{base_url.rstrip('/')}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, log.read_text()[-3000:]
@@ -102,7 +102,3 @@ def stop_lab(lab: Lab) -> None:
         except subprocess.TimeoutExpired:
             lab.proc.kill()
             lab.proc.wait()
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    yield from path.read_text(errors="replace").splitlines()
