@@ -16,9 +16,13 @@ export const baiIcon = new LabIcon({ name: 'jupyter-bai:sidebar', svgstr: baiSvg
 
 const PLUGIN_ID = 'jupyter-bai:sidebar';
 
-const notify: Notify = (level, message) => {
-  const autoClose = level === 'error' ? 10000 : 5000;
-  Notification.emit(message, level === 'info' ? 'info' : level, { autoClose });
+const notify: Notify = (level, message, options = {}) => {
+  const autoClose = options.sticky ? false : level === 'error' ? 10000 : 5000;
+  if (options.replaces && Notification.manager.has(options.replaces)) {
+    Notification.update({ id: options.replaces, message, type: level, autoClose });
+    return options.replaces;
+  }
+  return Notification.emit(message, level, { autoClose });
 };
 
 const plugin: JupyterFrontEndPlugin<void> = {

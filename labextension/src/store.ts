@@ -40,7 +40,15 @@ export interface StoreState {
   loaded: boolean;
 }
 
-export type Notify = (level: 'error' | 'warning' | 'info' | 'success', message: string) => void;
+/**
+ * Show a notification; `sticky` ones stay until replaced, `replaces` updates an earlier one
+ * (the id a sticky call returned) in place.
+ */
+export type Notify = (
+  level: 'error' | 'warning' | 'info' | 'success',
+  message: string,
+  options?: { sticky?: boolean; replaces?: string }
+) => string | void;
 
 type Fetch = 'sessions' | 'vfolders' | 'resources';
 
@@ -129,6 +137,7 @@ export class BaiStore {
   private _disposed = false;
   private _generation = 0;
   private _outageNotified = false;
+  private _outageId: string | undefined;
   private readonly opts: Required<StoreOptions>;
 
   constructor(
@@ -284,7 +293,8 @@ export class BaiStore {
     }
     if (this._outageNotified) {
       this._outageNotified = false;
-      this.opts.notify('success', 'jupyter-bai engine reachable again');
+      this.opts.notify('success', 'jupyter-bai engine reachable again', { replaces: this._outageId });
+      this._outageId = undefined;
     }
   }
 
@@ -301,7 +311,7 @@ export class BaiStore {
     this.set({ ...this._state, link: 'offline', problem: message });
     if (!this._outageNotified) {
       this._outageNotified = true;
-      this.opts.notify('warning', `${message}; retrying`);
+      this._outageId = this.opts.notify('warning', `${message}; retrying`, { sticky: true }) || undefined;
     }
     this._retryTimer = setTimeout(() => void this.connect(), delay);
   }

@@ -18,9 +18,15 @@ afterEach(() => {
   stores.splice(0).forEach(s => s.dispose());
 });
 
-function recorder(): { notify: Notify; messages: [string, string][] } {
+function recorder(): { notify: Notify; messages: [string, string][]; options: unknown[] } {
   const messages: [string, string][] = [];
-  return { messages, notify: (level, message) => messages.push([level, message]) };
+  const options: unknown[] = [];
+  const notify: Notify = (level, message, opts) => {
+    messages.push([level, message]);
+    options.push(opts ?? {});
+    return `note-${messages.length}`;
+  };
+  return { messages, options, notify };
 }
 
 /** REST and SSE from the real engine; the WebSocket URL from `wsUrl`. */
@@ -126,7 +132,7 @@ describe('BaiStore against a real engine', () => {
   });
 
   it('survives an engine restart: says so once, reconnects and catches up', async () => {
-    const { notify, messages } = recorder();
+    const { notify, messages, options } = recorder();
     const closed = await freePort();
     const store = makeStore(requester(`ws://127.0.0.1:${closed}/`), { notify });
     await until(() => store.state.link === 'sse', 'the event stream');
@@ -139,6 +145,10 @@ describe('BaiStore against a real engine', () => {
     await until(() => store.state.link === 'sse', 'the event stream again', 60000);
     expect(store.state.problem).toBeNull();
     expect(messages.at(-1)).toEqual(['success', 'jupyter-bai engine reachable again']);
+    // The outage warning stays up while it lasts, and the recovery replaces it.
+    const warning = messages.findIndex(([level]) => level === 'warning');
+    expect(options[warning]).toEqual({ sticky: true });
+    expect(options.at(-1)).toEqual({ replaces: `note-${warning + 1}` });
     await api.createVFolder('st-after-restart');
     await until(() => store.state.vfolders.some(f => f.name === 'st-after-restart'), 'a folder made after the restart');
   });

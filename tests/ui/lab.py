@@ -39,6 +39,8 @@ class Lab:
     token: str
     proc: subprocess.Popen[bytes]
     log: Path
+    base: Path
+    port: int
 
     def client(self):  # type: ignore[no-untyped-def]
         from jupyter_bai.client import Client
@@ -46,18 +48,25 @@ class Lab:
         return Client(self.url, self.token)
 
 
-def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str = "/") -> Lab:
-    """Start ``jupyter lab`` hosting the engine, with only our copy of the extension on its path."""
+def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str = "/",
+              port: int | None = None, token: str | None = None) -> Lab:
+    """Start ``jupyter lab`` hosting the engine, with only our copy of the extension on its path.
+
+    Starting again on the same ``base`` (and port and token) restarts it with its state.
+    """
     jupyter_path = base / "jupyter"
-    (jupyter_path / "labextensions").mkdir(parents=True)
-    (jupyter_path / "labextensions" / "jupyter-bai").symlink_to(extension)
+    (jupyter_path / "labextensions").mkdir(parents=True, exist_ok=True)
+    link = jupyter_path / "labextensions" / "jupyter-bai"
+    if not link.is_symlink():
+        link.symlink_to(extension)
     settings = base / "lab-settings"
     # No news prompt and no update check: they would cover the sidebar in screenshots.
     notif = settings / "@jupyterlab" / "apputils-extension"
-    notif.mkdir(parents=True)
+    notif.mkdir(parents=True, exist_ok=True)
     (notif / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    port, token = free_port(), "ui-" + os.urandom(8).hex()
+    port = port or free_port()
+    token = token or "ui-" + os.urandom(8).hex()
     env = {
         **os.environ,
         "JUPYTER_PATH": str(jupyter_path),
@@ -69,7 +78,7 @@ def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str =
     }
     for key in ("JUPYTER_BAI_URL", "JUPYTER_BAI_TOKEN"):
         env.pop(key, None)
-    (base / "work").mkdir()
+    (base / "work").mkdir(exist_ok=True)
     log = base / "lab.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
@@ -77,7 +86,7 @@ def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str =
          f"--ServerApp.root_dir={base / 'work'}", "--LabApp.expose_app_in_browser=True",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
          f"--ServerApp.base_url={base_url}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"), start_new_session=True,
+        env=env, stdout=subprocess.DEVNULL, stderr=open(log, "ab"), start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}{base_url.rstrip('/')}"
     deadline = time.monotonic() + 120
@@ -86,7 +95,7 @@ def start_lab(base: Path, extension: Path, fake_gpus: str = "2", base_url: str =
         try:
             r = httpx.get(f"{url}/bai/api/v1/resources", headers={"Authorization": f"token {token}"})
             if r.status_code == 200:
-                return Lab(url, token, proc, log)
+                return Lab(url, token, proc, log, base, port)
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
