@@ -74,6 +74,31 @@ export const INITIAL_STATE: StoreState = {
   loaded: false
 };
 
+const num = (...values: unknown[]): number | undefined => {
+  for (const v of values) {
+    if (v !== undefined && v !== null && v !== '' && isFinite(Number(v))) {
+      return Number(v);
+    }
+  }
+  return undefined;
+};
+
+/** A metrics sample in the shape the sections draw, from the few spellings a collector may use. */
+export function normalizeSample(raw: any): MetricsSample {
+  const gpus = Array.isArray(raw?.gpus) ? raw.gpus : [];
+  return {
+    at: num(raw?.at),
+    cpu_percent: num(raw?.cpu_percent, raw?.cpu?.percent, raw?.cpu_util),
+    mem_used: num(raw?.mem_used, raw?.memory_used, raw?.mem?.used),
+    gpus: gpus.map((g: any, i: number) => ({
+      index: num(g?.index, g?.idx) ?? i,
+      util: num(g?.util, g?.utilization, g?.gpu_util),
+      mem_used: num(g?.mem_used, g?.memory_used),
+      mem_total: num(g?.mem_total, g?.memory_total)
+    }))
+  };
+}
+
 /** Apply one event to the state; returns the new state and what must be re-read over REST. */
 export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreState; fetch: Set<Fetch | `session:${string}`> } {
   const fetch = new Set<Fetch | `session:${string}`>();
@@ -415,7 +440,7 @@ export class BaiStore {
     if (data?.channel === 'events' && data.event) {
       this.handleEvent(data.event as BaiEvent);
     } else if (data?.channel === 'metrics' && data.sample) {
-      this.set({ ...this._state, metrics: data.sample as MetricsSample });
+      this.set({ ...this._state, metrics: normalizeSample(data.sample) });
     } else if (data?.type === 'resync' && data.snapshot) {
       this.set(applySnapshot(this._state, data.snapshot as Snapshot, data.seq));
     } else if (data?.type === 'error' && data.message) {

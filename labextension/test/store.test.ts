@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
 import WebSocket, { WebSocketServer } from 'ws';
 import { BaiApi, BaiEvent, Requester, Session, tokenRequester } from '../src/api';
-import { BaiStore, INITIAL_STATE, Notify, reduceEvent, StoreState } from '../src/store';
+import { BaiStore, INITIAL_STATE, normalizeSample, Notify, reduceEvent, StoreState } from '../src/store';
 import { Engine, freePort, until } from './engine';
 
 const engine = new Engine();
@@ -83,6 +83,22 @@ describe('reduceEvent', () => {
     const { state, fetch } = reduceEvent(base, { seq: 9, kind: 'assistant', name: 'x' });
     expect(fetch.size).toBe(0);
     expect(state.lastSeq).toBe(9);
+  });
+});
+
+describe('normalizeSample', () => {
+  it('reads the usual spellings of CPU, memory and per-GPU utilisation', () => {
+    expect(normalizeSample({ cpu_percent: 12, mem_used: 5, gpus: [{ index: 1, util: 50, mem_used: 2, mem_total: 8 }] })).toEqual({
+      at: undefined,
+      cpu_percent: 12,
+      mem_used: 5,
+      gpus: [{ index: 1, util: 50, mem_used: 2, mem_total: 8 }]
+    });
+    const alt = normalizeSample({ cpu: { percent: '7.5' }, memory_used: 9, gpus: [{ utilization: 30, memory_used: 1, memory_total: 4 }] });
+    expect(alt.cpu_percent).toBe(7.5);
+    expect(alt.mem_used).toBe(9);
+    expect(alt.gpus).toEqual([{ index: 0, util: 30, mem_used: 1, mem_total: 4 }]);
+    expect(normalizeSample({}).gpus).toEqual([]);
   });
 });
 
