@@ -51,21 +51,30 @@ def _run(args: list[str]) -> None:
         raise SystemExit(f"[labextension] '{' '.join(args)}' failed with exit code {result.returncode}")
 
 
-def build(force: bool = False) -> bool:
-    """Build if the sources changed (or ``force``); returns whether it built."""
-    if not force and up_to_date():
-        return False
+def _npm() -> str:
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit(
             "[labextension] building the JupyterLab extension needs Node.js 20 and npm "
             "(Debian: apt-get install nodejs npm); none found on PATH"
         )
+    return npm
+
+
+def ensure_node_modules() -> None:
+    """``npm ci`` unless node_modules already matches ``package-lock.json``."""
     lock_digest = digest([HERE / "package-lock.json"])
     if not (MODULES_STAMP.is_file() and MODULES_STAMP.read_text() == lock_digest):
-        _run([npm, "ci", "--no-audit", "--no-fund"])
+        _run([_npm(), "ci", "--no-audit", "--no-fund"])
         MODULES_STAMP.write_text(lock_digest)
-    _run([npm, "run", "build:prod"])
+
+
+def build(force: bool = False) -> bool:
+    """Build if the sources changed (or ``force``); returns whether it built."""
+    if not force and up_to_date():
+        return False
+    ensure_node_modules()
+    _run([_npm(), "run", "build:prod"])
     if not (OUT / "package.json").is_file():
         raise SystemExit(f"[labextension] the build finished but wrote no {OUT / 'package.json'}")
     STAMP.write_text(digest())
@@ -84,5 +93,6 @@ def data_files(prefix: str = f"share/jupyter/labextensions/{NAME}") -> list[tupl
 
 
 if __name__ == "__main__":
+    ensure_node_modules()  # `make test` also runs the unit tests from node_modules
     built = build(force="--force" in sys.argv)
     print(f"[labextension] {'built' if built else 'up to date'}: {OUT}")
