@@ -20,14 +20,21 @@ pytestmark = pytest.mark.timeout(600)
 SIDEBAR = "#jp-bai-sidebar"
 
 
-def open_sidebar(page: Any) -> Any:
-    tab = page.locator('li[data-id="jp-bai-sidebar"]')
+def open_side_panel(page: Any, widget_id: str) -> Any:
+    tab = page.locator(f'li[data-id="{widget_id}"]')
     tab.wait_for(timeout=60_000)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+    # Once the saved layout is restored (it may open or close side panels), click the tab.
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.restored")
+    panel = page.locator(f"#{widget_id}")
+    if not panel.is_visible():
         tab.click()
-    sidebar = page.locator(SIDEBAR)
-    sidebar.wait_for(state="visible")
-    return sidebar
+    panel.wait_for(state="visible")
+    return panel
+
+
+def open_sidebar(page: Any) -> Any:
+    return open_side_panel(page, "jp-bai-sidebar")
 
 
 def session_row(page: Any, name: str) -> Any:
@@ -176,8 +183,7 @@ def test_compute_sessions_are_listed_in_the_running_panel(page: Any, lab: Lab) -
     with lab.client() as c:
         c.create_session("local", name="ui-running", command="sleep 300", wait=True)
         try:
-            page.locator('li[data-id="jp-running-sessions"]').click()
-            panel = page.locator("#jp-running-sessions")
+            panel = open_side_panel(page, "jp-running-sessions")
             panel.locator(".jp-bai-running-item", has_text="ui-running").wait_for(timeout=60_000)
             panel.screenshot(path=str(artifact("running-panel")))
         finally:
