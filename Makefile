@@ -7,11 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-deps
+NODE_STAMP := $(VENV)/.node
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install system-deps docker-up bench clean
+.PHONY: lab test install system-deps docker-up labextension ui-deps bench clean
 
-$(STAMP): setup.cfg pyproject.toml $(wildcard kernels/*/kernel.json)
+$(STAMP): setup.cfg setup.py pyproject.toml $(wildcard kernels/*/kernel.json) | $(NODE_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
@@ -22,7 +23,41 @@ $(STAMP): setup.cfg pyproject.toml $(wildcard kernels/*/kernel.json)
 	$(VENV)/bin/jupyter bai kernelspec install-shipped --sys-prefix
 	touch $(STAMP)
 
-install: $(STAMP) $(SYSTEM_STAMP)
+install: $(STAMP) $(SYSTEM_STAMP) labextension
+
+# The sidebar (labextension/, TypeScript): npm ci + build only when its sources changed
+# (labextension/build.py; the same step runs inside `pip install .`), linked into the venv
+# as `jupyter labextension develop` would.
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-bai
+labextension: $(STAMP)
+	$(PY) labextension/build.py
+	@if [ ! -L $(LABEXT_LINK) ]; then rm -rf $(LABEXT_LINK); mkdir -p $(dir $(LABEXT_LINK)); \
+	  ln -s $(CURDIR)/jupyter_bai/labextension $(LABEXT_LINK); fi
+
+# Node.js and npm build the extension: the machine's, else Debian's (as root).
+$(NODE_STAMP):
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing nodejs and npm"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) >/dev/null; \
+	  else echo "error: the JupyterLab extension needs Node.js and npm on PATH"; exit 1; fi; \
+	fi
+	@mkdir -p $(VENV) && touch $(NODE_STAMP)
+
+# The UI tests drive Debian's Chromium (no browser download); with CI=true they never skip.
+CHROMIUM_STAMP := $(VENV)/.chromium
+ui-deps: $(CHROMIUM_STAMP)
+$(CHROMIUM_STAMP):
+	@mkdir -p $(VENV)
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else \
+	    echo "note: chromium is not installed and cannot be installed here; the UI tests skip (and fail when CI=true)"; \
+	  fi; \
+	fi
+	@touch $(CHROMIUM_STAMP)
 
 # bubblewrap sandboxes the local runtime; without it sessions run as plain processes.
 $(SYSTEM_STAMP):
@@ -64,7 +99,8 @@ lab: install docker-up
 	@$(VENV)/bin/jupyter bai kernelspec install-shipped --sys-prefix
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/quickstart.ipynb
 
-test: install docker-up
+test: install docker-up ui-deps
+	cd labextension && BAI_PYTHON=$(CURDIR)/$(PY) npm test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install docker-up
@@ -74,4 +110,5 @@ bench: install docker-up
 	$(PY) bench/assistant_eval.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info jupyter_bai/labextension labextension/node_modules labextension/lib \
+	  labextension/tsconfig.tsbuildinfo labextension/.build-stamp

@@ -1,0 +1,66 @@
+/** The jupyter-bai sidebar: a SidePanel of React sections, as the Debugger and Running panels are. */
+import * as React from 'react';
+import { ReactWidget, refreshIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
+import { ISignal, Signal } from '@lumino/signaling';
+import { BaiStore } from './store';
+import { useStoreState } from './sections/common';
+import { ResourcesView } from './sections/resources';
+import { SessionActions, SessionsView } from './sections/sessions';
+import { FoldersView } from './sections/folders';
+
+function section(id: string, label: string, body: JSX.Element): ReactWidget {
+  const w = ReactWidget.create(body);
+  w.id = `jp-bai-section-${id}`;
+  w.addClass('jp-bai-section');
+  w.title.label = label;
+  return w;
+}
+
+function Resources(props: { store: BaiStore }): JSX.Element {
+  return <ResourcesView state={useStoreState(props.store)} />;
+}
+
+export class BaiSidebar extends SidePanel {
+  constructor(
+    readonly store: BaiStore,
+    actions: SessionActions
+  ) {
+    super();
+    this.id = 'jp-bai-sidebar';
+    this.addClass('jp-bai-sidebar');
+    this.title.caption = 'jupyter-bai: resources, sessions, folders';
+    const heading = document.createElement('h2');
+    heading.className = 'jp-bai-heading';
+    heading.textContent = 'Backend.AI';
+    this.header.node.appendChild(heading);
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: 'Refresh',
+        onClick: () => void store.act(() => store.refresh())
+      })
+    );
+    this.addWidget(section('resources', 'Resources', <Resources store={store} />));
+    this.addWidget(section('sessions', 'Sessions', <SessionsView store={store} actions={actions} />));
+    this.addWidget(section('folders', 'Folders', <FoldersView store={store} />));
+  }
+
+  private _visibilityChanged = new Signal<this, boolean>(this);
+
+  /** Shown or hidden (the plugin pauses metrics and polling while nobody looks). */
+  get visibilityChanged(): ISignal<this, boolean> {
+    return this._visibilityChanged;
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._visibilityChanged.emit(true);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._visibilityChanged.emit(false);
+  }
+}
