@@ -115,13 +115,7 @@ def build(client: Any | None = None) -> dict[str, str]:
         except docker.errors.ImageNotFound:
             client.api.import_image_from_data(data, repository=repo, tag=tag, changes=changes)
             client.images.get(ref)  # raises if the import failed
-        out[key] = ref
-        for old in client.images.list(name=repo):  # earlier builds of this repo
-            if ref not in old.tags:
-                try:
-                    client.images.remove(old.id)
-                except docker.errors.APIError:
-                    pass  # still used by a container: left alone
+        out[key] = ref  # earlier builds stay: a few hundred bytes, maybe in use by another run
     return out
 
 

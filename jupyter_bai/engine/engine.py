@@ -116,13 +116,15 @@ class Engine:
         log.info("jupyter-bai engine started on %s", cfg.state_dir)
 
     async def close(self) -> None:
-        if self.metrics is not None:
-            await self.metrics.close()
-        await self.sessions.close()
-        for runtime in self.runtimes:
-            runtime.close()
-        self.store.close()
-        self._release_lock()
+        try:
+            if self.metrics is not None:
+                await self.metrics.close()
+            await self.sessions.close()
+            for runtime in self.runtimes:
+                runtime.close()
+            self.store.close()
+        finally:  # whatever failed above, the next engine on this state dir may start
+            self._release_lock()
 
     def _release_lock(self) -> None:
         if self._lock_file:
