@@ -9,6 +9,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import time
 from typing import IO, Any
 
 from ..spec.errors import BaiError, Conflict
@@ -26,6 +27,9 @@ from .store import Store
 from .vfolders import VFolderManager
 
 log = logging.getLogger(__name__)
+
+
+LOCK_WAIT = 2.0  # seconds a starting engine waits for the previous one to let go
 
 
 class EngineLocked(BaiError):
@@ -49,9 +53,16 @@ class Engine:
     def _acquire_lock(self) -> None:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         lock = open(self.config.state_dir / "engine.lock", "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # An engine that is still exiting (a restart) lets go within moments.
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
             lock.close()
             raise EngineLocked(
                 f"another jupyter-bai engine already uses {self.config.state_dir}"
