@@ -108,6 +108,9 @@ bench: install docker-up
 	$(PY) bench/docker_start.py
 	$(PY) bench/kernel_start.py
 	$(PY) bench/assistant_eval.py
+	$(PY) bench/loop_lag.py
+	$(PY) bench/client_overhead.py
+	$(PY) bench/metrics_cost.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info jupyter_bai/labextension labextension/node_modules labextension/lib \

@@ -14,13 +14,11 @@ its own process (so its work never holds the server's GIL), in phases:
 and prints p50/p99/max per phase with ratios against idle (target: p99 < 20 ms under load).
 Usage:
     .venv/bin/python bench/loop_lag.py [--files 50000] [--upload-mb 200] [--sessions 20]
-                                       [--gc-freeze]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import signal
 import statistics
@@ -60,26 +58,20 @@ async def _probe(out: Path) -> None:
                 f.flush()
 
 
-def _freeze() -> None:
-    gc.collect()
-    gc.freeze()
-
-
-def serve_with_probe(state_dir: str, port: int, token: str, out: str, freeze: bool) -> None:
+def serve_with_probe(state_dir: str, port: int, out: str) -> None:
     """``jupyter_bai.api.serve`` with the probe scheduled on the loop the server will run.
 
-    ``freeze``: ``gc.freeze()`` once the server is up, so full collections skip the ~200,000
-    objects made at import (jupyter_server's dependencies build a parser grammar then); each
-    full collection of that heap stops every thread, the event loop's included.
+    The server itself calls ``gc.freeze()`` once the engine has started (BaiApp), so full
+    collections skip the ~200,000 objects made at import; before that, each full collection
+    of that heap stopped every thread, the event loop's included, for hundreds of ms.
     """
     from jupyter_bai.api.serve import serve
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.create_task(_probe(Path(out)))
-    if freeze:
-        loop.call_later(2.0, _freeze)
-    serve(state_dir, port, "127.0.0.1", token, extra_argv=["--BaiApp.docker=False"])
+    # the token comes from JUPYTER_BAI_TOKEN (never argv)
+    serve(state_dir, port, "127.0.0.1", extra_argv=["--BaiApp.docker=False"])
 
 
 # ---------------------------------------------------------------- parent: load driver
@@ -177,14 +169,12 @@ def main() -> None:
     parser.add_argument("--upload-mb", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle baseline")
-    parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() in the server once started (what-if for a fix)")
-    parser.add_argument("--serve", nargs=4, metavar=("STATE", "PORT", "TOKEN", "OUT"),
+    parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        state, port, token, out = args.serve
-        serve_with_probe(state, int(port), token, out, args.gc_freeze)
+        state, port, out = args.serve
+        serve_with_probe(state, int(port), out)
         return
 
     from engine_proc import free_port
@@ -192,11 +182,10 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bai-looplag-"))
     samples, state, port = base / "lag.txt", base / "state", free_port()
     token = "bench-" + os.urandom(6).hex()
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime")}
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "JUPYTER_BAI_TOKEN": token}
     log = (base / "server.log").open("ab")
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(state), str(port), token, str(samples),
-         *(["--gc-freeze"] if args.gc_freeze else [])],
+        [sys.executable, __file__, "--serve", str(state), str(port), str(samples)],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -223,7 +212,7 @@ def main() -> None:
             (f"upload {args.upload_mb} MB", load.upload),
             ("all at once", load.everything),
         ]
-        time.sleep(3.0)  # let start-up work (and the optional gc.freeze) settle
+        time.sleep(3.0)  # let start-up work settle
         for label, run in phases:
             t0 = time.monotonic()
             run()
@@ -240,7 +229,7 @@ def main() -> None:
     idle = rows[0][1]
     i50, i99 = statistics.median(idle), pct(idle, 99)
     print(f"event-loop lag of the engine's server (probe: {PROBE_INTERVAL * 1000:.0f} ms sleeps; "
-          f"ms late; gc.freeze: {'yes' if args.gc_freeze else 'no'}; load average "
+          f"ms late; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     print(f"  {'phase':<18} {'secs':>6} {'samples':>8} {'p50':>7} {'p99':>7} {'max':>8}"
           f" {'p50/idle':>9} {'p99/idle':>9}")

@@ -248,9 +248,14 @@ def test_bad_input_is_refused_at_create_and_changes_nothing(api: Api, dclient: A
     r = api.post("/sessions", json={"image": images["image"], "name": "dbad",
                                     "resources": {"mem": "32m"}})
     assert r.status_code == 400
-    # The spec's own floor (64m) refuses it before the image's label (also 64m) is read.
+    # The spec's own floor (64m) refuses it before the image is looked at...
     assert one_line(r) == ("invalid session spec: resources: invalid resource 'mem=32m': "
                            "mem must be at least 64m (leave it out for the default)")
+    r = api.post("/sessions", json={"image": images["image"], "name": "dbad",
+                                    "resources": {"mem": "80m"}})
+    assert r.status_code == 400  # ...and the image's label asks for more than that floor
+    assert one_line(r) == (f"image '{images['image']}' needs at least mem={docker_image.MIN_MEM} "
+                           "(ai.backend.resource.min.mem); asked for mem=80m")
     r = api.post("/sessions", json={"image": images["image"], "name": "dbad",
                                     "mounts": ["no-such-folder"]})
     assert r.status_code == 404
@@ -611,7 +616,7 @@ def test_many_containers_at_once_all_finish(api: Api, dclient: Any, images: dict
     from concurrent.futures import ThreadPoolExecutor
 
     body = {"image": images["image"], "type": "batch", "command": "echo $BACKENDAI_SESSION_NAME",
-            "resources": {"cpu": "0.1", "mem": "64m"}}
+            "resources": {"cpu": "0.1", "mem": "96m"}}
     with ThreadPoolExecutor(10) as pool:
         created = list(pool.map(lambda i: api.create(name=f"dmany{i}", **body), range(10)))
     for s in created:
@@ -622,12 +627,12 @@ def test_many_containers_at_once_all_finish(api: Api, dclient: Any, images: dict
 
 
 def test_memory_limit_is_enforced_and_named(api: Api, dclient: Any, images: dict[str, str]) -> None:
-    s = api.create(image=images["image"], name="doom", type="batch", resources={"mem": "64m"},
+    s = api.create(image=images["image"], name="doom", type="batch", resources={"mem": "96m"},
                    command="echo before; python3 -c 'x = bytearray(300 * 1024 * 1024); print(len(x))'")
     s = api.wait("doom", ())
     assert (s["status"], s["result"]) == ("TERMINATED", "failure"), s
     assert s["exit_code"] == 137
-    assert s["status_info"] == "out of memory: the session used all of its mem=64m"
+    assert s["status_info"] == "out of memory: the session used all of its mem=96m"
     logs = api.get("/sessions/doom/logs").json()["logs"]
     assert "before" in logs and str(300 * 1024 * 1024) not in logs
     assert container_of(dclient, s["id"]) is None

@@ -120,8 +120,9 @@ def test_default_state_dir_honours_jupyter_data_dir(tmp_path: Path, bwrap: str) 
     eng.runtime_dir.mkdir(parents=True)
     proc = subprocess.Popen(
         [sys.executable, "-c", "from jupyter_bai.api.serve import serve; "
-         f"serve(None, {eng.port}, '127.0.0.1', 't')"],
-        env={**os.environ, "JUPYTER_DATA_DIR": str(data), "JUPYTER_RUNTIME_DIR": str(eng.runtime_dir)},
+         f"serve(None, {eng.port}, '127.0.0.1')"],
+        env={**os.environ, "JUPYTER_DATA_DIR": str(data), "JUPYTER_RUNTIME_DIR": str(eng.runtime_dir),
+             "JUPYTER_BAI_TOKEN": "t"},  # never on the command line
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

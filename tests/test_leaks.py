@@ -98,7 +98,7 @@ def cycle(api: Api, i: int, image: str, prefix: str) -> dict:  # type: ignore[ty
         assert api.wait(name)["status"] == "RUNNING"
     else:
         api.create(image=image, name=name, type="batch", command="true",
-                   resources={"cpu": "0.1", "mem": "64m"})
+                   resources={"cpu": "0.1", "mem": "96m"})
     r = api.delete(f"/sessions/{name}")
     if r.status_code == 409:  # the batch command already finished: nothing to destroy
         assert "already" in r.json()["message"]

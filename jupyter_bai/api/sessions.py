@@ -36,7 +36,7 @@ class SessionsHandler(BaiHandler):
         streams its output and exits with the command's exit code.
         """
         spec = self.body_model(SessionSpec, "session spec")
-        self.reply(self.engine.sessions.create(spec), status=201)
+        self.reply(await self.engine.sessions.create_async(spec), status=201)
 
 
 class SessionHandler(BaiHandler):

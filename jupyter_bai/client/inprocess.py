@@ -80,7 +80,7 @@ class EngineDriver(Driver):
             spec = SessionSpec.model_validate(dict(request))
         except ValidationError as exc:
             raise spec_error(exc) from None
-        return SessionInfo.model_validate(self.engine.sessions.create(spec))
+        return SessionInfo.model_validate(await self.engine.sessions.create_async(spec))
 
     async def list_sessions(self, status: str | None) -> list[SessionInfo]:
         return [SessionInfo.model_validate(s) for s in self.engine.sessions.list(status)]

@@ -95,12 +95,12 @@ def _resources(items: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str
     """Typed ``["cpu=1", "mem=1g"]`` checked with the spec's rules (same messages as the API),
     then sent as typed so the engine applies its own defaults to the slots left out."""
     if items is None or isinstance(items, Mapping):
-        return _kv(items, "resource")
+        return {k: v.strip() for k, v in _kv(items, "resource").items()}
     items = [items] if isinstance(items, str) else list(items)
     from jupyter_bai.spec.resources import ResourceSlots
 
     ResourceSlots.parse(items)
-    return _kv([str(i).strip() for i in items], "resource")
+    return {k: v.strip() for k, v in _kv([str(i).strip() for i in items], "resource").items()}
 
 
 def _env(items: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str]:

@@ -262,13 +262,23 @@ class SessionManager:
             resolved.append({"source": str(real), "target": bind.target, "perm": bind.perm})
         return resolved
 
-    def create(self, spec: SessionSpec) -> dict[str, Any]:
+    async def create_async(self, spec: SessionSpec) -> dict[str, Any]:
+        """:meth:`create` for the event loop: the runtime's image check (a Docker API call)
+        runs in an executor first."""
+        runtime = self.runtime_for(spec.image)
+        resources = spec.resources.with_defaults(self.defaults)
+        check_can_ever_fit(resources, self.capacity)
+        await asyncio.get_running_loop().run_in_executor(None, runtime.check, spec.image, resources)
+        return self.create(spec, image_checked=True)
+
+    def create(self, spec: SessionSpec, *, image_checked: bool = False) -> dict[str, Any]:
         runtime = self.runtime_for(spec.image)
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
         mounts = self._resolve_mounts(spec)
         binds = self._resolve_binds(spec)
-        runtime.check(spec.image, resources)  # unknown image, below the image's minimum
+        if not image_checked:
+            runtime.check(spec.image, resources)  # unknown image, below the image's minimum
         sid = str(uuid.uuid4())
         name = spec.name or f"sess-{secrets.token_hex(3)}"
         stored = spec.model_dump(mode="json")

@@ -584,6 +584,10 @@ def _fs_error(err: OSError, what: str, name: str, rel: str) -> BaiError:
         return Conflict(f"path {rel!r} already exists in vfolder {name!r}")
     if code == errno.ENOTDIR:
         return InvalidRequest(f"a parent of path {rel!r} in vfolder {name!r} is not a directory")
+    if code == errno.ENAMETOOLONG:
+        return InvalidRequest(
+            f"path {rel[:80]!r}... in vfolder {name!r} is too long (255 bytes per name, 4096 in all)"
+        )
     if code == errno.EISDIR:
         return InvalidRequest(f"path {rel!r} in vfolder {name!r} is a directory")
     if code in (errno.ENOTEMPTY, errno.EBUSY):
