@@ -132,7 +132,14 @@ export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreS
   return { state: next, fetch };
 }
 
-/** Replace everything with a snapshot (REST refresh or a server resync). */
+/** What a server `resync` carries (see `applyResync`). */
+export interface ResyncSnapshot {
+  sessions: Session[];
+  vfolders: Pick<VFolder, 'name'>[];
+  resources: Partial<Resources> | null;
+}
+
+/** Replace everything with a REST snapshot. */
 export function applySnapshot(state: StoreState, snap: Partial<Snapshot>, seq?: number | null): StoreState {
   return {
     ...state,
@@ -144,3 +151,17 @@ export function applySnapshot(state: StoreState, snap: Partial<Snapshot>, seq?: 
   };
 }
 
+/**
+ * A server `resync` frame. Its sessions are whole, but its folders and resources are the
+ * engine's summary (no usage, node or runtimes): keep what REST told us of those, and re-read
+ * them over REST (the returned fetch list).
+ */
+export function applyResync(state: StoreState, snap: ResyncSnapshot, seq: number): { state: StoreState; fetch: Fetch[] } {
+  const known = new Map(state.vfolders.map(f => [f.name, f]));
+  const vfolders = snap.vfolders.map(f => ({ ...known.get(f.name), ...f }) as VFolder);
+  const resources = state.resources && snap.resources ? { ...state.resources, ...snap.resources } : state.resources;
+  return {
+    state: { ...state, sessions: snap.sessions, vfolders, resources, lastSeq: seq, loaded: true },
+    fetch: ['vfolders', 'resources']
+  };
+}

@@ -7,8 +7,8 @@
  * REST with back-off. Whatever breaks (a proxy that blocks WebSockets, an engine
  * restart), it falls back or reconnects with back-off and says so once.
  */
-import { ApiError, BaiApi, BaiEvent, Session, Snapshot } from './api';
-import { applySnapshot, Fetch, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
+import { ApiError, BaiApi, BaiEvent, Session } from './api';
+import { applyResync, applySnapshot, Fetch, ResyncSnapshot, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
 
 export * from './state';
 
@@ -311,8 +311,10 @@ export class BaiStore {
       if (metrics) {
         this.set({ ...this._state, metrics });
       }
-    } else if (data?.type === 'resync' && data.snapshot) {
-      this.set(applySnapshot(this._state, data.snapshot as Snapshot, data.seq));
+    } else if (data?.type === 'resync' && data.snapshot && typeof data.seq === 'number') {
+      const { state, fetch } = applyResync(this._state, data.snapshot as ResyncSnapshot, data.seq);
+      this.set(state);
+      this.scheduleFetch(fetch, 0);
     } else if (data?.type === 'error' && data.message) {
       this.opts.notify('error', String(data.message));
     }

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
 import WebSocket from 'ws';
 import { BaiApi, Requester, Session, tokenRequester } from '../src/api';
-import { BaiStore, INITIAL_STATE, Notify, readSample, reduceEvent, StoreState } from '../src/store';
+import { applyResync, BaiStore, INITIAL_STATE, Notify, readSample, reduceEvent, StoreState } from '../src/store';
 import { Engine, freePort, until } from './engine';
 
 const engine = new Engine();
@@ -83,6 +83,27 @@ describe('reduceEvent', () => {
     const { state, fetch } = reduceEvent(base, { seq: 9, kind: 'assistant', name: 'x' });
     expect(fetch.size).toBe(0);
     expect(state.lastSeq).toBe(9);
+  });
+});
+
+describe('applyResync', () => {
+  it('replaces sessions, keeps REST-only detail of folders and resources, and re-reads them', () => {
+    const base: StoreState = {
+      ...INITIAL_STATE,
+      sessions: [{ id: 'i1', name: 'a', status: 'RUNNING' } as Session],
+      vfolders: [{ name: 'd', file_count: 3 } as never, { name: 'gone' } as never],
+      resources: { node: { hostname: 'h' }, used: { cpu: '1' } } as never
+    };
+    const { state, fetch } = applyResync(
+      base,
+      { sessions: [], vfolders: [{ name: 'd' }, { name: 'new' }], resources: { used: { cpu: '0' } } as never },
+      12
+    );
+    expect(state.sessions).toEqual([]);
+    expect(state.vfolders).toEqual([{ name: 'd', file_count: 3 }, { name: 'new' }]);
+    expect(state.resources).toEqual({ node: { hostname: 'h' }, used: { cpu: '0' } });
+    expect(state.lastSeq).toBe(12);
+    expect(fetch).toEqual(['vfolders', 'resources']);
   });
 });
 
@@ -170,12 +191,17 @@ describe('BaiStore against a real engine', () => {
 
 describe('BaiStore over the engine\'s real WebSocket', () => {
   it('takes a snapshot, then follows session events and metrics samples', async () => {
+    await api.createVFolder('st-ws-folder');
     const store = makeStore(tokenRequester(engine.url, engine.token));
     await until(() => store.state.link === 'ws', 'the WebSocket link');
     // The REST snapshot has no sequence number: the store asks the server for a resync.
     const hello = await helloSeq();
     const seq = await until(() => store.state.lastSeq, 'the resync');
     expect(seq).toBeGreaterThanOrEqual(hello);
+    // The resync's summary keeps what only REST has (node, runtimes, folder usage).
+    expect(store.state.resources!.node.hostname).toBeTruthy();
+    expect(store.state.resources!.runtimes.length).toBeGreaterThan(0);
+    expect(store.state.vfolders.find(f => f.name === 'st-ws-folder')?.file_count).toBe(0);
     await api.createSession({ image: 'local', name: 'st-ws', command: 'sleep 60' });
     await until(() => session(store.state, 'st-ws')?.status === 'RUNNING', 'st-ws RUNNING over the WebSocket');
     expect(store.state.lastSeq!).toBeGreaterThan(seq);
