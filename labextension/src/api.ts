@@ -106,7 +106,7 @@ export interface BaiEvent {
   [key: string]: unknown;
 }
 
-/** A full picture of what the sidebar shows, as a resync carries it. */
+/** A full picture of what the sidebar shows, read over REST (a server resync carries less). */
 export interface Snapshot {
   sessions: Session[];
   vfolders: VFolder[];

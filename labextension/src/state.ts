@@ -8,12 +8,33 @@ import {
   VFolder
 } from './api';
 
-/** One live-utilisation sample from the `metrics` channel (fields are optional: the collector decides). */
+/** One GPU in a metrics sample: `utilization`/`mem_used` are null where NVML cannot say (fake GPUs). */
+export interface GpuSample {
+  index: number;
+  name: string;
+  source: string;
+  utilization: number | null;
+  mem_used: number | null;
+  mem_total: number;
+  shares_used: string;
+  sessions: string[];
+}
+
+/** One session's live use; null until the collector has two readings (CPU) or a cgroup (memory). */
+export interface SessionSample {
+  id: string;
+  name: string;
+  cpu_percent: number | null;
+  mem_used: number | null;
+}
+
+/** One sample of the `metrics` channel, as `jupyter_bai/engine/metrics.py` takes it (about 1 Hz). */
 export interface MetricsSample {
-  at?: number;
-  cpu_percent?: number;
-  mem_used?: number;
-  gpus?: { index: number; util?: number; mem_used?: number; mem_total?: number }[];
+  at: number;
+  cpu: { percent: number; count: number };
+  mem: { used: number; total: number };
+  gpus: GpuSample[];
+  sessions: SessionSample[];
 }
 
 export type Link = 'connecting' | 'ws' | 'sse' | 'poll' | 'offline';
@@ -64,29 +85,17 @@ export const INITIAL_STATE: StoreState = {
   loaded: false
 };
 
-const num = (...values: unknown[]): number | undefined => {
-  for (const v of values) {
-    if (v !== undefined && v !== null && v !== '' && isFinite(Number(v))) {
-      return Number(v);
-    }
-  }
-  return undefined;
-};
-
-/** A metrics sample in the shape the sections draw, from the few spellings a collector may use. */
-export function normalizeSample(raw: any): MetricsSample {
-  const gpus = Array.isArray(raw?.gpus) ? raw.gpus : [];
-  return {
-    at: num(raw?.at),
-    cpu_percent: num(raw?.cpu_percent, raw?.cpu?.percent, raw?.cpu_util),
-    mem_used: num(raw?.mem_used, raw?.memory_used, raw?.mem?.used),
-    gpus: gpus.map((g: any, i: number) => ({
-      index: num(g?.index, g?.idx) ?? i,
-      util: num(g?.util, g?.utilization, g?.gpu_util),
-      mem_used: num(g?.mem_used, g?.memory_used),
-      mem_total: num(g?.mem_total, g?.memory_total)
-    }))
-  };
+/** The sample if it has the collector's shape, else null (a newer or older engine: no live bars). */
+export function readSample(raw: unknown): MetricsSample | null {
+  const r = raw as Partial<MetricsSample> | null;
+  const ok =
+    typeof r?.at === 'number' &&
+    typeof r.cpu?.percent === 'number' &&
+    typeof r.mem?.used === 'number' &&
+    typeof r.mem?.total === 'number' &&
+    Array.isArray(r.gpus) &&
+    Array.isArray(r.sessions);
+  return ok ? (r as MetricsSample) : null;
 }
 
 /** Apply one event to the state; returns the new state and what must be re-read over REST. */
@@ -123,7 +132,14 @@ export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreS
   return { state: next, fetch };
 }
 
-/** Replace everything with a snapshot (REST refresh or a server resync). */
+/** What a server `resync` carries (see `applyResync`). */
+export interface ResyncSnapshot {
+  sessions: Session[];
+  vfolders: Pick<VFolder, 'name'>[];
+  resources: Partial<Resources> | null;
+}
+
+/** Replace everything with a REST snapshot. */
 export function applySnapshot(state: StoreState, snap: Partial<Snapshot>, seq?: number | null): StoreState {
   return {
     ...state,
@@ -135,3 +151,17 @@ export function applySnapshot(state: StoreState, snap: Partial<Snapshot>, seq?: 
   };
 }
 
+/**
+ * A server `resync` frame. Its sessions are whole, but its folders and resources are the
+ * engine's summary (no usage, node or runtimes): keep what REST told us of those, and re-read
+ * them over REST (the returned fetch list).
+ */
+export function applyResync(state: StoreState, snap: ResyncSnapshot, seq: number): { state: StoreState; fetch: Fetch[] } {
+  const known = new Map(state.vfolders.map(f => [f.name, f]));
+  const vfolders = snap.vfolders.map(f => ({ ...known.get(f.name), ...f }) as VFolder);
+  const resources = state.resources && snap.resources ? { ...state.resources, ...snap.resources } : state.resources;
+  return {
+    state: { ...state, sessions: snap.sessions, vfolders, resources, lastSeq: seq, loaded: true },
+    fetch: ['vfolders', 'resources']
+  };
+}

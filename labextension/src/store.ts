@@ -7,8 +7,8 @@
  * REST with back-off. Whatever breaks (a proxy that blocks WebSockets, an engine
  * restart), it falls back or reconnects with back-off and says so once.
  */
-import { ApiError, BaiApi, BaiEvent, Session, Snapshot } from './api';
-import { applySnapshot, Fetch, INITIAL_STATE, normalizeSample, reduceEvent, StoreOptions, StoreState } from './state';
+import { ApiError, BaiApi, BaiEvent, Session } from './api';
+import { applyResync, applySnapshot, Fetch, ResyncSnapshot, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
 
 export * from './state';
 
@@ -173,7 +173,7 @@ export class BaiStore {
     if (gen !== this._generation) {
       return;
     }
-    this.set({ ...this._state, link: 'poll', problem: null });
+    this.set({ ...this._state, link: 'poll', problem: null, metrics: null });
     this.recovered();
     this.schedulePoll(this.opts.pollInterval);
   }
@@ -200,7 +200,7 @@ export class BaiStore {
       err instanceof ApiError || err instanceof Error ? err.message : `the jupyter-bai engine is unreachable (${String(err)})`;
     this._failures++;
     const delay = Math.min(this.opts.pollInterval * 2 ** (this._failures - 1), this.opts.maxBackoff);
-    this.set({ ...this._state, link: 'offline', problem: message });
+    this.set({ ...this._state, link: 'offline', problem: message, metrics: null });
     if (!this._outageNotified) {
       this._outageNotified = true;
       this._outageId = this.opts.notify('warning', `${message}; retrying`, { sticky: true }) || undefined;
@@ -307,9 +307,14 @@ export class BaiStore {
     if (data?.channel === 'events' && data.event) {
       this.handleEvent(data.event as BaiEvent);
     } else if (data?.channel === 'metrics' && data.sample) {
-      this.set({ ...this._state, metrics: normalizeSample(data.sample) });
-    } else if (data?.type === 'resync' && data.snapshot) {
-      this.set(applySnapshot(this._state, data.snapshot as Snapshot, data.seq));
+      const metrics = readSample(data.sample);
+      if (metrics) {
+        this.set({ ...this._state, metrics });
+      }
+    } else if (data?.type === 'resync' && data.snapshot && typeof data.seq === 'number') {
+      const { state, fetch } = applyResync(this._state, data.snapshot as ResyncSnapshot, data.seq);
+      this.set(state);
+      this.scheduleFetch(fetch, 0);
     } else if (data?.type === 'error' && data.message) {
       this.opts.notify('error', String(data.message));
     }
@@ -342,7 +347,7 @@ export class BaiStore {
         if (!opened) {
           opened = true;
           clearTimeout(timer);
-          this.set({ ...this._state, link: 'sse', problem: null });
+          this.set({ ...this._state, link: 'sse', problem: null, metrics: null });
           if (since === null) {
             // Events between our snapshot and this stream are not replayed: read once more.
             this.scheduleFetch(['sessions', 'vfolders', 'resources'], 0);

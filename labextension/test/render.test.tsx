@@ -5,7 +5,8 @@ import { renderToStaticMarkup } from 'react-dom/server';
 import { Resources, Session } from '../src/api';
 import { age, bytes, fraction, parseMounts, slots, statusTone } from '../src/format';
 import { ResourceBars } from '../src/sections/resources';
-import { SessionList, specFromForm } from '../src/sections/sessions';
+import { liveUse, SessionList, specFromForm } from '../src/sections/sessions';
+import { MetricsSample } from '../src/state';
 import { FolderList } from '../src/sections/folders';
 
 const resources: Resources = {
@@ -20,6 +21,20 @@ const resources: Resources = {
   fractional_gpu_limit: 'enforced (MPS)',
   runtimes: [{ name: 'local', available: true }, { name: 'docker', available: false, notes: ['daemon not running'] }],
   pending: 1
+};
+
+const sample: MetricsSample = {
+  at: 1,
+  cpu: { percent: 40, count: 8 },
+  mem: { used: 8 * 2 ** 30, total: 16 * 2 ** 30 },
+  gpus: [
+    { index: 0, name: 'A100', source: 'nvml', utilization: null, mem_used: null, mem_total: 80 * 2 ** 30, shares_used: '0.5', sessions: ['train'] },
+    { index: 1, name: 'A100', source: 'nvml', utilization: 90, mem_used: 20 * 2 ** 30, mem_total: 80 * 2 ** 30, shares_used: '0', sessions: [] }
+  ],
+  sessions: [
+    { id: 'old', name: 'old', cpu_percent: 12.4, mem_used: 48 * 2 ** 20 },
+    { id: 'new', name: 'new', cpu_percent: null, mem_used: null }
+  ]
 };
 
 const meter = (html: string, label: string) => {
@@ -75,13 +90,22 @@ describe('renderers', () => {
     expect(html).not.toContain('jp-bai-bar-live');
   });
 
-  it('adds live utilisation bars when a metrics sample arrives', () => {
-    const html = renderToStaticMarkup(
-      <ResourceBars r={resources} m={{ cpu_percent: 40, gpus: [{ index: 1, util: 90, mem_used: 20 * 2 ** 30 }] }} />
-    );
+  it('adds live bars from a metrics sample in the collector\'s shape', () => {
+    const html = renderToStaticMarkup(<ResourceBars r={resources} m={sample} />);
     expect(meter(html, 'CPU use')).toBe(40);
+    expect(html).toContain('40% · 8 cores');
+    expect(meter(html, 'Mem use')).toBe(50);
+    expect(html).toContain('8.0 GiB / 16 GiB');
     expect(html).toMatch(/data-gpu="1"[^]*data-label="util"[^]*aria-valuenow="90"/);
     expect(html).toContain('20 GiB / 80 GiB');
+    // NVML had no numbers for GPU 0: no made-up bars, a note instead
+    expect(html.split('data-gpu="0"')[1].split('data-gpu="1"')[0]).not.toContain('jp-bai-bar-live');
+    expect(html.split('data-gpu="0"')[1]).toContain('no live use');
+  });
+
+  it('says a fake GPU has no live use', () => {
+    const fake = { ...sample, gpus: [{ ...sample.gpus[0], source: 'fake' }] };
+    expect(renderToStaticMarkup(<ResourceBars r={resources} m={fake} />)).toContain('no live use (fake GPU)');
   });
 
   it('lists sessions newest first with coloured status, hiding ended ones unless asked', () => {
@@ -101,6 +125,11 @@ describe('renderers', () => {
     expect(all.split('data-session="gone"')[1].split('</li>')[0]).toContain('aria-label="logs"');
     expect(all.split('data-session="gone"')[1].split('</li>')[0]).not.toContain('aria-label="terminate"');
     expect(renderToStaticMarkup(<SessionList sessions={[]} showEnded={false} now={now} actions={actions} />)).toContain('no active sessions');
+    // live use per row where the sample has it, nothing where it has no readings yet
+    const withLive = renderToStaticMarkup(<SessionList sessions={sessions} showEnded={false} now={now} actions={actions} metrics={sample} />);
+    expect(withLive.split('data-session="old"')[1].split('</li>')[0]).toContain('cpu 12% · 48 MiB');
+    expect(withLive.split('data-session="new"')[1].split('</li>')[0]).not.toContain('jp-bai-live-use');
+    expect(liveUse({ id: 'x', name: 'x', cpu_percent: null, mem_used: 2 ** 30 })).toBe('1.0 GiB');
   });
 
   it('lists folders with their file count and size', () => {

@@ -1,8 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EventSource } from 'eventsource';
-import WebSocket, { WebSocketServer } from 'ws';
-import { BaiApi, BaiEvent, Requester, Session, tokenRequester } from '../src/api';
-import { BaiStore, INITIAL_STATE, normalizeSample, Notify, reduceEvent, StoreState } from '../src/store';
+import WebSocket from 'ws';
+import { BaiApi, Requester, Session, tokenRequester } from '../src/api';
+import { applyResync, BaiStore, INITIAL_STATE, Notify, readSample, reduceEvent, StoreState } from '../src/store';
 import { Engine, freePort, until } from './engine';
 
 const engine = new Engine();
@@ -86,26 +86,40 @@ describe('reduceEvent', () => {
   });
 });
 
-describe('normalizeSample', () => {
-  it('reads the usual spellings of CPU, memory and per-GPU utilisation', () => {
-    expect(normalizeSample({ cpu_percent: 12, mem_used: 5, gpus: [{ index: 1, util: 50, mem_used: 2, mem_total: 8 }] })).toEqual({
-      at: undefined,
-      cpu_percent: 12,
-      mem_used: 5,
-      gpus: [{ index: 1, util: 50, mem_used: 2, mem_total: 8 }]
-    });
-    const alt = normalizeSample({ cpu: { percent: '7.5' }, memory_used: 9, gpus: [{ utilization: 30, memory_used: 1, memory_total: 4 }] });
-    expect(alt.cpu_percent).toBe(7.5);
-    expect(alt.mem_used).toBe(9);
-    expect(alt.gpus).toEqual([{ index: 0, util: 30, mem_used: 1, mem_total: 4 }]);
-    expect(normalizeSample({}).gpus).toEqual([]);
+describe('applyResync', () => {
+  it('replaces sessions, keeps REST-only detail of folders and resources, and re-reads them', () => {
+    const base: StoreState = {
+      ...INITIAL_STATE,
+      sessions: [{ id: 'i1', name: 'a', status: 'RUNNING' } as Session],
+      vfolders: [{ name: 'd', file_count: 3 } as never, { name: 'gone' } as never],
+      resources: { node: { hostname: 'h' }, used: { cpu: '1' } } as never
+    };
+    const { state, fetch } = applyResync(
+      base,
+      { sessions: [], vfolders: [{ name: 'd' }, { name: 'new' }], resources: { used: { cpu: '0' } } as never },
+      12
+    );
+    expect(state.sessions).toEqual([]);
+    expect(state.vfolders).toEqual([{ name: 'd', file_count: 3 }, { name: 'new' }]);
+    expect(state.resources).toEqual({ node: { hostname: 'h' }, used: { cpu: '0' } });
+    expect(state.lastSeq).toBe(12);
+    expect(fetch).toEqual(['vfolders', 'resources']);
+  });
+});
+
+describe('readSample', () => {
+  it('takes the collector\'s shape and nothing else', () => {
+    const good = { at: 1, cpu: { percent: 5, count: 2 }, mem: { used: 1, total: 2 }, gpus: [], sessions: [] };
+    expect(readSample(good)).toBe(good);
+    expect(readSample({ cpu_percent: 12, mem_used: 5, gpus: [] })).toBeNull();
+    expect(readSample(null)).toBeNull();
   });
 });
 
 describe('BaiStore against a real engine', () => {
-  it('is live over whatever stream the engine offers and lists a new session', async () => {
+  it('is live over the WebSocket the engine offers and lists a new session', async () => {
     const store = makeStore(tokenRequester(engine.url, engine.token));
-    await until(() => ['ws', 'sse'].includes(store.state.link), 'a live link');
+    await until(() => store.state.link === 'ws', 'the WebSocket link');
     await api.createSession({ image: 'local', name: 'st-live', command: 'sleep 60' });
     await until(() => session(store.state, 'st-live')?.status === 'RUNNING', 'st-live RUNNING in the store');
     await api.destroySession('st-live');
@@ -147,99 +161,119 @@ describe('BaiStore against a real engine', () => {
     expect(messages[0][1]).toContain('larger than this whole node');
   });
 
-  it('survives an engine restart: says so once, reconnects and catches up', async () => {
+  it('survives an engine restart on the WebSocket: says so once, reconnects and catches up', async () => {
     const { notify, messages, options } = recorder();
-    const closed = await freePort();
-    const store = makeStore(requester(`ws://127.0.0.1:${closed}/`), { notify });
-    await until(() => store.state.link === 'sse', 'the event stream');
+    const store = makeStore(tokenRequester(engine.url, engine.token), { notify });
+    await until(() => store.state.link === 'ws' && store.state.lastSeq !== null, 'the WebSocket');
+    await api.createVFolder('st-before-restart');
+    const before = await until(() => store.state.vfolders.some(f => f.name === 'st-before-restart') && store.state.lastSeq, 'the folder event');
     await engine.stop();
     await until(() => store.state.link === 'offline' && store.state.problem, 'offline with a reason');
-    expect(store.state.problem).toMatch(/unreachable|interrupted/);
+    expect(store.state.problem).toMatch(/unreachable|closed/);
+    expect(store.state.metrics).toBeNull(); // no stale live bars while the engine is away
     await new Promise(r => setTimeout(r, 1000)); // several failed retries: still one warning
     expect(messages.filter(([level]) => level === 'warning')).toHaveLength(1);
     await engine.start();
-    await until(() => store.state.link === 'sse', 'the event stream again', 60000);
+    await until(() => store.state.link === 'ws', 'the WebSocket again', 60000);
     expect(store.state.problem).toBeNull();
     expect(messages.at(-1)).toEqual(['success', 'jupyter-bai engine reachable again']);
     // The outage warning stays up while it lasts, and the recovery replaces it.
     const warning = messages.findIndex(([level]) => level === 'warning');
     expect(options[warning]).toEqual({ sticky: true });
     expect(options.at(-1)).toEqual({ replaces: `note-${warning + 1}` });
+    // The engine kept its sequence numbers: the store follows on from where it was.
     await api.createVFolder('st-after-restart');
     await until(() => store.state.vfolders.some(f => f.name === 'st-after-restart'), 'a folder made after the restart');
+    expect(store.state.lastSeq!).toBeGreaterThan(before);
+    await until(() => store.state.metrics, 'metrics again after the restart');
   });
 });
 
-/** A stand-in for the engine's `/ws` endpoint (another branch adds the real one): it speaks the protocol. */
-class FakeWsEngine {
-  server!: WebSocketServer;
-  received: any[] = [];
-  sockets: WebSocket[] = [];
-  seq = 40;
+describe('BaiStore over the engine\'s real WebSocket', () => {
+  it('takes a snapshot, then follows session events and metrics samples', async () => {
+    await api.createVFolder('st-ws-folder');
+    const store = makeStore(tokenRequester(engine.url, engine.token));
+    await until(() => store.state.link === 'ws', 'the WebSocket link');
+    // The REST snapshot has no sequence number: the store asks the server for a resync.
+    const hello = await helloSeq();
+    const seq = await until(() => store.state.lastSeq, 'the resync');
+    expect(seq).toBeGreaterThanOrEqual(hello);
+    // The resync's summary keeps what only REST has (node, runtimes, folder usage).
+    expect(store.state.resources!.node.hostname).toBeTruthy();
+    expect(store.state.resources!.runtimes.length).toBeGreaterThan(0);
+    expect(store.state.vfolders.find(f => f.name === 'st-ws-folder')?.file_count).toBe(0);
+    await api.createSession({ image: 'local', name: 'st-ws', command: 'sleep 60' });
+    await until(() => session(store.state, 'st-ws')?.status === 'RUNNING', 'st-ws RUNNING over the WebSocket');
+    expect(store.state.lastSeq!).toBeGreaterThan(seq);
+    const id = session(store.state, 'st-ws')!.id;
+    // Metrics about once a second, in the collector's shape; the engine has one fake GPU.
+    const m = await until(() => store.state.metrics?.sessions.some(x => x.id === id) && store.state.metrics, 'a sample with st-ws');
+    expect(m.cpu.count).toBeGreaterThan(0);
+    expect(m.mem.used).toBeGreaterThan(0);
+    expect(m.mem.used).toBeLessThan(m.mem.total);
+    expect(m.gpus.map(g => [g.index, g.source, g.utilization, g.mem_used, g.mem_total])).toEqual([
+      [0, 'fake', null, null, store.state.resources!.gpus[0].memory]
+    ]);
+    const first = m.at;
+    await until(() => store.state.metrics!.at > first, 'a newer sample');
+    await api.destroySession('st-ws');
+    await until(() => session(store.state, 'st-ws')?.status === 'TERMINATED', 'st-ws TERMINATED over the WebSocket');
+    await until(() => !store.state.metrics?.sessions.some(x => x.id === id), 'st-ws gone from the samples');
+  });
 
-  async start(): Promise<string> {
-    const port = await freePort();
-    this.server = new WebSocketServer({ port, host: '127.0.0.1' });
-    this.server.on('connection', ws => {
-      this.sockets.push(ws);
-      ws.on('message', data => this.received.push(JSON.parse(String(data))));
-      ws.send(JSON.stringify({ type: 'hello', seq: this.seq }));
-    });
-    return `ws://127.0.0.1:${port}/bai/api/v1/ws`;
-  }
+  it('pauses metrics while hidden and resumes when shown', async () => {
+    const store = makeStore(tokenRequester(engine.url, engine.token));
+    await until(() => store.state.link === 'ws' && store.state.metrics, 'metrics over the WebSocket');
+    store.setVisible(false);
+    await new Promise(r => setTimeout(r, 1500)); // a sample already on its way may still land
+    const paused = store.state.metrics!.at;
+    await new Promise(r => setTimeout(r, 3000)); // about three sampling periods
+    expect(store.state.metrics!.at).toBe(paused);
+    // Events keep flowing while hidden.
+    await api.createVFolder('st-hidden');
+    await until(() => store.state.vfolders.some(f => f.name === 'st-hidden'), 'st-hidden while hidden');
+    store.setVisible(true);
+    await until(() => store.state.metrics!.at > paused, 'metrics after showing');
+  });
 
-  send(msg: unknown): void {
-    this.sockets.at(-1)!.send(JSON.stringify(msg));
-  }
-
-  stop(): Promise<void> {
-    this.sockets.forEach(s => s.terminate());
-    return new Promise(r => this.server.close(() => r()));
-  }
-}
-
-describe('BaiStore over the multiplexed WebSocket protocol', () => {
-  it('subscribes, applies events, metrics and resyncs, pauses metrics when hidden, and resubscribes after a drop', async () => {
-    const fake = new FakeWsEngine();
-    const url = await fake.start();
+  it('resyncs from the server when its sequence is behind ours (a fresh engine in the same place)', async () => {
+    const old = new Engine();
+    await old.start();
+    const fresh = new Engine();
+    Object.assign(fresh, { token: old.token, port: old.port });
     try {
-      const store = makeStore(requester(url));
-      await until(() => store.state.link === 'ws', 'the WebSocket link');
-      // A REST snapshot carries no sequence number: ask for a resync and follow from the server's.
-      await until(() => fake.received.length >= 3, 'the subscriptions');
-      expect(fake.received).toEqual([
-        { op: 'snapshot' },
-        { op: 'subscribe', channel: 'events', since: 40 },
-        { op: 'subscribe', channel: 'metrics' }
-      ]);
-      const resynced: Session = { id: 'w1', name: 'ws-one', status: 'PREPARING', resources: {} } as Session;
-      fake.send({ type: 'resync', seq: 41, snapshot: { sessions: [resynced], vfolders: [], resources: store.state.resources } });
-      await until(() => session(store.state, 'ws-one'), 'the resync');
-      expect(store.state.lastSeq).toBe(41);
-      fake.send({ channel: 'events', event: { seq: 42, kind: 'session', name: 'ws-one', id: 'w1', status: 'RUNNING' } as BaiEvent });
-      await until(() => session(store.state, 'ws-one')?.status === 'RUNNING', 'the status event');
-      expect(store.state.lastSeq).toBe(42);
-      fake.send({ channel: 'metrics', sample: { cpu_percent: 37.5, gpus: [{ index: 0, util: 80, mem_used: 1024, mem_total: 4096 }] } });
-      await until(() => store.state.metrics?.cpu_percent === 37.5, 'the metrics sample');
-
-      fake.received = [];
-      store.setVisible(false);
-      await until(() => fake.received.length === 1, 'the unsubscribe');
-      expect(fake.received[0]).toEqual({ op: 'unsubscribe', channel: 'metrics' });
-      store.setVisible(true);
-      await until(() => fake.received.length === 2, 'the resubscribe');
-      expect(fake.received[1]).toEqual({ op: 'subscribe', channel: 'metrics' });
-
-      // The server goes away: the store reconnects and asks only for what it missed.
-      fake.received = [];
-      fake.seq = 50;
-      fake.sockets.at(-1)!.terminate();
-      await until(() => fake.received.some(m => m.op === 'subscribe' && m.channel === 'events'), 'a new subscription', 30000);
-      expect(fake.received.find(m => m.channel === 'events')).toEqual({ op: 'subscribe', channel: 'events', since: 42 });
-      expect(fake.received.some(m => m.op === 'snapshot')).toBe(false);
+      const oldApi = new BaiApi(tokenRequester(old.url, old.token));
+      const store = makeStore(tokenRequester(old.url, old.token));
+      await until(() => store.state.link === 'ws' && store.state.lastSeq !== null, 'the WebSocket');
+      for (const n of [1, 2, 3, 4, 5]) {
+        await oldApi.createVFolder(`st-old-${n}`);
+      }
+      const ahead = await until(() => store.state.vfolders.length === 5 && store.state.lastSeq, 'five folders');
+      await old.stop();
+      await until(() => store.state.link === 'offline', 'offline');
+      await fresh.start(); // a wiped state dir: its sequence starts again from the bottom
+      await until(() => store.state.link === 'ws' && store.state.lastSeq! < ahead, 'the resync of the fresh engine', 60000);
+      expect(store.state.vfolders).toEqual([]);
+      expect(store.state.lastSeq).toBeLessThanOrEqual(await helloSeq(fresh));
+      // Followed from the fresh engine's sequence, not from ours: its first events arrive.
+      await new BaiApi(tokenRequester(fresh.url, fresh.token)).createVFolder('st-fresh');
+      await until(() => store.state.vfolders.some(f => f.name === 'st-fresh'), 'st-fresh over the WebSocket');
       expect(store.state.link).toBe('ws');
     } finally {
-      await fake.stop();
+      await old.stop();
+      await fresh.stop();
     }
   });
 });
+
+/** The engine's current sequence number, as its WebSocket says hello. */
+function helloSeq(eng: Engine = engine): Promise<number> {
+  return new Promise((ok, fail) => {
+    const ws = new WebSocket(tokenRequester(eng.url, eng.token).streamUrl('ws', 'ws'));
+    ws.once('message', data => {
+      ws.close();
+      ok(JSON.parse(String(data)).seq);
+    });
+    ws.once('error', fail);
+  });
+}

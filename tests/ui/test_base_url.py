@@ -31,7 +31,7 @@ def test_sidebar_is_live_under_a_base_url(browser: Any, prefixed_lab: Lab, tmp_p
         page.goto(f"{lab.url}/lab?token={lab.token}")
         sidebar = open_sidebar(page)
         sidebar.locator('.jp-bai-bar[data-label="GPU 1"]').wait_for(timeout=60_000)
-        sidebar.locator(".jp-bai-link", has_text="live (event stream)").wait_for(timeout=60_000)
+        sidebar.locator(".jp-bai-link", has_text="live (WebSocket)").wait_for(timeout=60_000)
         with lab.client() as c:
             c.create_vfolder("under-prefix")
             sidebar.locator('li.jp-bai-folder[data-folder="under-prefix"]').wait_for(timeout=60_000)

@@ -22,7 +22,7 @@ def test_sidebar_reconnects_after_the_engine_restarts(browser: Any, extension: P
         page.goto(f"{lab.url}/lab?token={lab.token}")
         sidebar = open_sidebar(page)
         link = sidebar.locator(".jp-bai-link")
-        link.locator("text=live (event stream)").wait_for(timeout=60_000)
+        link.locator("text=live (WebSocket)").wait_for(timeout=60_000)
         # JupyterLab loads its toast code on the first notification, from the server: show one
         # while it is up (the red line in the panel needs nothing from the server).
         page.evaluate("() => window.jupyterapp.commands.execute('apputils:notify', "
@@ -37,7 +37,7 @@ def test_sidebar_reconnects_after_the_engine_restarts(browser: Any, extension: P
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         sidebar.screenshot(path=str(artifact("sidebar-offline")))
         lab = start_lab(lab.base, extension, port=lab.port, token=lab.token)
-        link.locator("text=live (event stream)").wait_for(timeout=120_000)
+        link.locator("text=live (WebSocket)").wait_for(timeout=120_000)
         page.locator(".Toastify__toast", has_text="reachable again").wait_for(timeout=30_000)
         expect(page.locator(".Toastify__toast", has_text="retrying")).to_have_count(0)
         with lab.client() as c:

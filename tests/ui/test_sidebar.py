@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -53,9 +54,18 @@ def wait_status(client: Any, name: str, status: str, timeout: float = 60) -> dic
 
 def test_resources_section_shows_cpu_memory_and_each_gpu(page: Any, lab: Lab) -> None:
     sidebar = open_sidebar(page)
+    sidebar.locator(".jp-bai-link", has_text="live (WebSocket)").wait_for(timeout=60_000)
     resources = sidebar.locator("#jp-bai-section-resources")
     for label in ("CPU", "Memory", "GPU 0", "GPU 1"):
         resources.locator(f'.jp-bai-bar[data-label="{label}"]').wait_for()
+    # Live use from the engine's metrics channel: host CPU and memory; the fake GPUs have none.
+    for label in ("CPU use", "Mem use"):
+        resources.locator(f'.jp-bai-bar[data-label="{label}"] .jp-bai-bar-live').wait_for(timeout=60_000)
+    expect(resources.locator('.jp-bai-gpu[data-gpu="0"] .jp-bai-note')).to_have_text("no live use (fake GPU)")
+    expect(resources.locator(".jp-bai-gpu .jp-bai-bar-live")).to_have_count(0)
+    latest = httpx.get(f"{lab.url}/bai/api/v1/metrics", headers={"Authorization": f"token {lab.token}"}).json()["latest"]
+    expect(resources.locator('.jp-bai-bar[data-label="CPU use"] .jp-bai-bar-text')).to_contain_text(
+        f"· {latest['cpu']['count']} cores")
     with lab.client() as c:
         c.create_session("local", name="ui-gpu", command="sleep 300", resources={"cuda.shares": "0.5"}, wait=True)
         try:
@@ -66,7 +76,7 @@ def test_resources_section_shows_cpu_memory_and_each_gpu(page: Any, lab: Lab) ->
         finally:
             c.destroy_session("ui-gpu")
     resources.locator('.jp-bai-bar[data-label="GPU 0"] .jp-bai-bar-text', has_text="0 / 1").wait_for()
-    assert "live (event stream)" in sidebar.locator(".jp-bai-link").inner_text()
+    assert "live (WebSocket)" in sidebar.locator(".jp-bai-link").inner_text()
 
 
 def test_session_from_python_is_listed_and_its_status_updates_live(page: Any, lab: Lab) -> None:
@@ -77,6 +87,8 @@ def test_session_from_python_is_listed_and_its_status_updates_live(page: Any, la
         row = session_row(page, "ui-live")
         row.locator(".jp-bai-status", has_text="RUNNING").wait_for(timeout=60_000)
         assert "cpu 1 · 256 MiB" in row.inner_text()
+        # The session's own use, from the metrics channel, once the collector has it.
+        row.locator(".jp-bai-live-use").wait_for(timeout=60_000)
         sidebar.locator("#jp-bai-section-sessions").screenshot(path=str(artifact("sessions")))
         c.destroy_session("ui-live")
         row.locator(".jp-bai-status", has_text="TERMINATED").wait_for(timeout=60_000)
@@ -213,3 +225,42 @@ def _theme_screenshots(page: Any, sidebar: Any) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
     page.locator("body[data-jp-theme-light='true']").wait_for(state="attached", timeout=30_000)
     sidebar.screenshot(path=str(artifact("sidebar-light")))
+
+
+def _blocked_context(browser: Any, lab: Lab, block_events: bool) -> Any:
+    """A page whose WebSocket upgrades to the engine are refused (a proxy that blocks them),
+    and optionally its event stream too."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.route_web_socket("**/bai/api/v1/ws*", lambda ws: ws.close(code=1008, reason="blocked"))
+    if block_events:
+        context.route("**/bai/api/v1/events*", lambda route: route.abort())
+    return context
+
+
+@pytest.mark.parametrize(("block_events", "link_text"), [
+    (False, "live (event stream)"),
+    (True, "polling (live updates unavailable)"),
+])
+def test_sidebar_falls_back_when_websockets_are_blocked(
+    browser: Any, lab: Lab, block_events: bool, link_text: str
+) -> None:
+    context = _blocked_context(browser, lab, block_events)
+    try:
+        page = context.new_page()
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        sidebar = open_sidebar(page)
+        sidebar.locator(".jp-bai-link", has_text=link_text).wait_for(timeout=60_000)
+        name = "ui-sse" if not block_events else "ui-poll"
+        with lab.client() as c:
+            c.create_session("local", name=name, command="sleep 300", wait=True)
+            try:
+                session_row(page, name).locator(".jp-bai-status", has_text="RUNNING").wait_for(timeout=60_000)
+            finally:
+                c.destroy_session(name)
+            session_row(page, name).wait_for(state="detached", timeout=60_000)
+        # Live bars come only over the WebSocket: without it, allocation bars and no stale numbers.
+        expect(sidebar.locator(".jp-bai-bar-live")).to_have_count(0)
+        assert link_text in sidebar.locator(".jp-bai-link").inner_text()
+        sidebar.screenshot(path=str(artifact("sidebar-sse" if not block_events else "sidebar-poll")))
+    finally:
+        context.close()

@@ -21,13 +21,9 @@ export function ResourceBars(props: { r: Resources; m: MetricsSample | null }): 
   return (
     <>
       <Bar label="CPU" value={fraction(r.used.cpu, r.capacity.cpu)} text={`${r.used.cpu} / ${r.capacity.cpu} cores`} />
-      {m?.cpu_percent !== undefined && (
-        <Bar label="CPU use" tone="live" value={m.cpu_percent / 100} text={`${Math.round(m.cpu_percent)}%`} />
-      )}
+      {m && <Bar label="CPU use" tone="live" value={fraction(m.cpu.percent, 100)} text={`${Math.round(m.cpu.percent)}% · ${m.cpu.count} cores`} />}
       <Bar label="Memory" value={fraction(r.used.mem, r.capacity.mem)} text={`${bytes(r.used.mem)} / ${bytes(r.capacity.mem)}`} />
-      {m?.mem_used !== undefined && (
-        <Bar label="Mem use" tone="live" value={fraction(m.mem_used, r.capacity.mem)} text={bytes(m.mem_used)} />
-      )}
+      {m && <Bar label="Mem use" tone="live" value={fraction(m.mem.used, m.mem.total)} text={`${bytes(m.mem.used)} / ${bytes(m.mem.total)}`} />}
       {r.gpus.map(g => {
         const live = gpuLive.get(g.index);
         return (
@@ -38,14 +34,16 @@ export function ResourceBars(props: { r: Resources; m: MetricsSample | null }): 
               text={`${g.shares_used} / 1 allocated`}
               title={`${g.name} (${bytes(g.memory)}, ${g.source})${g.sessions.length ? ': ' + g.sessions.join(', ') : ''}`}
             />
-            {live?.util !== undefined && <Bar label="util" tone="live" value={live.util / 100} text={`${Math.round(live.util)}%`} />}
-            {live?.mem_used !== undefined && (
-              <Bar
-                label="mem"
-                tone="live"
-                value={fraction(live.mem_used, live.mem_total ?? g.memory)}
-                text={`${bytes(live.mem_used)} / ${bytes(live.mem_total ?? g.memory)}`}
-              />
+            {live && live.utilization !== null && (
+              <Bar label="util" tone="live" value={fraction(live.utilization, 100)} text={`${Math.round(live.utilization)}%`} />
+            )}
+            {live && live.mem_used !== null && (
+              <Bar label="mem" tone="live" value={fraction(live.mem_used, live.mem_total)} text={`${bytes(live.mem_used)} / ${bytes(live.mem_total)}`} />
+            )}
+            {live && live.utilization === null && live.mem_used === null && (
+              <div className="jp-bai-note" data-live="none">
+                no live use{live.source === 'fake' ? ' (fake GPU)' : ''}
+              </div>
             )}
           </div>
         );

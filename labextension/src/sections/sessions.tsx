@@ -2,8 +2,8 @@
 import * as React from 'react';
 import { addIcon, closeIcon, listIcon } from '@jupyterlab/ui-components';
 import { ImageInfo, Session, SessionCreate, TERMINAL_STATUSES } from '../api';
-import { age, parseMounts, slots } from '../format';
-import { BaiStore, StoreState } from '../store';
+import { age, bytes, parseMounts, slots } from '../format';
+import { BaiStore, MetricsSample, SessionSample, StoreState } from '../store';
 import { StatusChip, useNow, useStoreState } from './common';
 
 export interface SessionActions {
@@ -11,7 +11,29 @@ export interface SessionActions {
   terminate(name: string): void;
 }
 
-export function SessionList(props: { sessions: Session[]; showEnded: boolean; now: number; actions: SessionActions }): JSX.Element {
+/** "cpu 12% · 48 MiB": a session's live use from the latest metrics sample, where it has any. */
+export function liveUse(sample: SessionSample | undefined): string {
+  if (!sample) {
+    return '';
+  }
+  const parts: string[] = [];
+  if (sample.cpu_percent !== null) {
+    parts.push(`cpu ${Math.round(sample.cpu_percent)}%`);
+  }
+  if (sample.mem_used !== null) {
+    parts.push(bytes(sample.mem_used));
+  }
+  return parts.join(' · ');
+}
+
+export function SessionList(props: {
+  sessions: Session[];
+  showEnded: boolean;
+  now: number;
+  actions: SessionActions;
+  metrics?: MetricsSample | null;
+}): JSX.Element {
+  const live = new Map((props.metrics?.sessions ?? []).map(x => [x.id, x]));
   const rows = props.sessions
     .filter(s => props.showEnded || !TERMINAL_STATUSES.has(s.status))
     .slice()
@@ -31,6 +53,11 @@ export function SessionList(props: { sessions: Session[]; showEnded: boolean; no
           </div>
           <div className="jp-bai-row-detail">
             <span>{slots(s.resources)}</span>
+            {liveUse(live.get(s.id)) && (
+              <span className="jp-bai-live-use" title="live use (engine metrics)">
+                {liveUse(live.get(s.id))}
+              </span>
+            )}
             <span className="jp-bai-age" title={s.created_at ?? ''}>
               {age(s.created_at, props.now)}
             </span>
@@ -173,7 +200,7 @@ export function SessionsView(props: { store: BaiStore; actions: SessionActions }
       </div>
       {creating && <CreateSessionForm store={props.store} folders={state.vfolders.map(v => v.name)} onDone={() => setCreating(false)} />}
       {state.loaded ? (
-        <SessionList sessions={state.sessions} showEnded={showEnded} now={now} actions={props.actions} />
+        <SessionList sessions={state.sessions} showEnded={showEnded} now={now} actions={props.actions} metrics={state.metrics} />
       ) : (
         <div className="jp-bai-empty">loading…</div>
       )}
