@@ -17,6 +17,7 @@ from .events import EventBus
 from .metrics import MetricsCollector
 from .mps import MPSControl
 from .node import NodeInfo, discover
+from .pipelines import PipelineManager
 from .runtimes.base import Runtime, engine_id
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
@@ -41,6 +42,7 @@ class Engine:
         self.node: NodeInfo
         self.vfolders: VFolderManager
         self.sessions: SessionManager
+        self.pipelines: PipelineManager | None = None
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
         self.metrics: MetricsCollector | None = None
@@ -100,6 +102,8 @@ class Engine:
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
         await self.sessions.start()
+        self.pipelines = PipelineManager(self.store, self.events, self.sessions, self.vfolders)
+        await self.pipelines.start()
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
         )
@@ -118,6 +122,8 @@ class Engine:
     async def close(self) -> None:
         if self.metrics is not None:
             await self.metrics.close()
+        if self.pipelines is not None:
+            await self.pipelines.close()
         await self.sessions.close()
         for runtime in self.runtimes:
             runtime.close()

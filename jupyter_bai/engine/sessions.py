@@ -237,16 +237,23 @@ class SessionManager:
             resolved.append({"source": mount.source, "target": mount.target, "perm": perm})
         return resolved
 
-    def create(self, spec: SessionSpec) -> dict[str, Any]:
+    def create(
+        self, spec: SessionSpec, *, engine_env: dict[str, str] | None = None,
+        engine_mounts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """``engine_env`` and ``engine_mounts`` come from the engine itself (a pipeline task's
+        ``BACKENDAI_PIPELINE_*`` and its ``/pipeline`` folders: ``{"source", "subpath",
+        "target", "perm"}``), so they skip the checks that keep users off reserved names."""
         runtime = self.runtime_for(spec.image)
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
-        mounts = self._resolve_mounts(spec)
+        mounts = self._resolve_mounts(spec) + list(engine_mounts or [])
         runtime.check(spec.image, resources)  # unknown image, below the image's minimum
         sid = str(uuid.uuid4())
         name = spec.name or f"sess-{secrets.token_hex(3)}"
         stored = spec.model_dump(mode="json")
-        stored.update(name=name, resources=resources.to_json(), mounts=mounts)
+        stored.update(name=name, resources=resources.to_json(), mounts=mounts,
+                      env={**spec.env, **(engine_env or {})})
         now = time.time()
         self._seq += 1
         try:
@@ -384,6 +391,8 @@ class SessionManager:
         for m in spec["mounts"]:
             try:
                 host = self.vfolders.host_path(m["source"])
+                if m.get("subpath"):  # engine-made mounts only; the engine chose the path
+                    host = host / m["subpath"]
             except NotFound:
                 host = Path("/nonexistent")
             mounts.append(ResolvedMount(m["source"], host, m["target"], m["perm"] == "ro"))
