@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import secrets
+import shlex
 import time
 from typing import Any
 
@@ -362,9 +363,12 @@ class PipelineManager:
     def _session_spec(self, spec: PipelineSpec, name: str, job_id: str) -> SessionSpec:
         task = spec.task(name)
         resources = task.resources if task.resources is not None else spec.defaults.resources
-        command = task.command
-        if command is None:
+        if task.command is None:
             raise InvalidRequest(f"task '{name}': notebook tasks are not supported yet")
+        # FastTrack's task scripts are bash ($RANDOM, arrays); sh where an image has no bash.
+        script = shlex.quote(task.command)
+        command = (f"if command -v bash >/dev/null 2>&1; then exec bash -c {script}; "
+                   f"else exec sh -c {script}; fi")
         return SessionSpec(
             image=task.image or spec.defaults.image,
             name=f"pl-{job_id[:12]}-{name}",

@@ -103,7 +103,7 @@ class TaskDefaults(_Model):
 
 class TaskSpec(_Model):
     name: str
-    command: str | None = Field(default=None, description="shell script run with sh -c")
+    command: str | None = Field(default=None, description="a bash script (sh where the image has no bash)")
     notebook: str | None = Field(default=None, description="a notebook run headless (nbclient)")
     notebook_content: dict[str, Any] | None = Field(
         default=None, description="the notebook itself; filled in by the loader")
