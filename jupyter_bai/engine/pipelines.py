@@ -55,7 +55,7 @@ class PipelineManager:
 
     # -- engine hooks ------------------------------------------------------
     async def start(self) -> None:
-        self._main = [asyncio.create_task(self._loop()), asyncio.create_task(self._listen())]
+        self._main = [asyncio.create_task(c) for c in (self._loop(), self._listen(), self._tick())]
         self._wake.set()
 
     async def close(self) -> None:
@@ -241,6 +241,11 @@ class PipelineManager:
                 exit_code=row["exit_code"], session_id=row["session_id"])
 
     # -- the runner --------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self._wake.set()
+
     async def _listen(self) -> None:
         async for event in self.events.subscribe(buffer=10_000):
             if event["kind"] in ("session", "resync"):
@@ -248,10 +253,7 @@ class PipelineManager:
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=TICK)
-            except asyncio.TimeoutError:
-                pass
+            await self._wake.wait()  # (no wait_for: on 3.11 it can swallow a cancel)
             self._wake.clear()
             try:
                 for job in self.store.query(
