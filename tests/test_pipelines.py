@@ -243,3 +243,43 @@ def test_pipeline_events_are_in_the_stream(client: Any, tmp_path: Path) -> None:
     assert ("pipeline-task", "RUNNING") in seen and ("pipeline-task", "SUCCEEDED") in seen
     assert seen[0] == ("pipeline-job", "RUNNING") and seen[-1] == ("pipeline-job", "SUCCEEDED")
     del since
+
+
+def test_kill9_mid_job_resumes_without_rerunning_finished_tasks(
+        fresh_engine: EngineProcess, tmp_path: Path) -> None:
+    from engine_proc import free_port
+    from jupyter_bai.client import Client
+
+    client = Client(fresh_engine.url, fresh_engine.token)
+    spec = {"tasks": [
+        small(name="first", command="echo $RANDOM$RANDOM > /pipeline/outputs/n"),
+        small(name="middle", depends_on=["first"],
+              command="touch /pipeline/outputs/started; sleep 4; cp /pipeline/input1/n "
+                      "/pipeline/outputs/n"),
+        small(name="last", depends_on=["middle"], command="cp /pipeline/input1/n /pipeline/outputs/n"),
+    ]}
+    job = client.run_pipeline(write(tmp_path, spec))
+    deadline = time.monotonic() + 60
+    while not any(f["name"] == "started" for f in client.list_files(
+            job["folder"], "tasks/middle/outputs")):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    before = tasks_of(client.get_pipeline_job(job["id"]))
+    client.close()
+    fresh_engine.kill9()
+    fresh_engine.port = free_port()
+    fresh_engine.start()
+    client = Client(fresh_engine.url, fresh_engine.token)
+    try:
+        job = client.wait_pipeline_job(job["id"], timeout=120)
+        tasks = tasks_of(job)
+        assert job["status"] == "SUCCEEDED", job
+        assert tasks["first"]["session_id"] == before["first"]["session_id"]
+        assert tasks["first"]["attempts"] == 1
+        # The running task's session was re-adopted, not started again.
+        assert tasks["middle"]["session_id"] == before["middle"]["session_id"]
+        assert tasks["middle"]["attempts"] == 1
+        first = read(client, job["folder"], "tasks/first/outputs/n")
+        assert read(client, job["folder"], "tasks/last/outputs/n") == first
+    finally:
+        client.close()
