@@ -451,10 +451,52 @@ def pipeline_run(bai: BaiContext, file: str, wait: bool, timeout: float | None) 
                 shown[t["name"]] = state
                 click.echo(f"{t['name']}: {t['status']} (attempt {t['attempts']})", err=True)
 
+    if bai.notebook and not bai.json and not wait:
+        job = bai.client.run_pipeline(file)
+        _watch_widget(bai, job["id"])
+        return
     job = bai.client.run_pipeline(file, wait=wait, timeout=timeout, progress=progress)
     if wait:
         bai.exit_code = _job_exit(job)
     bai.emit(job, render.pipeline_job_detail)
+
+
+def _watch_widget(bai: BaiContext, job_id: str) -> None:
+    """In a notebook: the live view (DAG + task rows), updating after the cell returns."""
+    from IPython.display import display
+
+    from jupyter_bai.client import Client
+    from jupyter_bai.widgets.pipeline import PipelineWatch
+
+    factory = bai.client_factory or Client
+    watch = PipelineWatch(factory, job_id).start()
+    bai.result = watch
+    display(watch.widget)
+
+
+@pipeline.command("watch")
+@click.argument("job")
+@json_option
+@pass_bai
+def pipeline_watch(bai: BaiContext, job: str) -> None:
+    """Follow a job live: a widget in a notebook; in a terminal, its task changes until it ends."""
+    if bai.notebook and not bai.json:
+        bai.client.get_pipeline_job(job)  # a missing job is one error line, not a dead widget
+        _watch_widget(bai, job)
+        return
+    shown: dict[str, Any] = {}
+
+    def progress(info: Any) -> None:
+        if bai.json:
+            return
+        for t in info["tasks"]:
+            if shown.get(t["name"]) != (t["status"], t["attempts"]):
+                shown[t["name"]] = (t["status"], t["attempts"])
+                click.echo(f"{t['name']}: {t['status']} (attempt {t['attempts']})", err=True)
+
+    info = bai.client.wait_pipeline_job(job, progress=progress)
+    bai.exit_code = _job_exit(info)
+    bai.emit(info, render.pipeline_job_detail)
 
 
 @pipeline.command("jobs")

@@ -41,6 +41,12 @@ STATUS_COLOURS: dict[str, str] = {
     "failure": "#c62828",
     "undefined": "#9e9e9e",
     "HEALTHY": "#2e7d32",
+    "WAITING": "#9e9e9e",
+    "RETRYING": "#b26a00",
+    "SUCCEEDED": "#2e7d32",
+    "FAILED": "#c62828",
+    "SKIPPED": "#9e9e9e",
+    "CANCELLING": "#6d4c41",
     "UNHEALTHY": "#c62828",
 }
 
