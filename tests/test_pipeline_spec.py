@@ -99,3 +99,27 @@ def test_missing_notebook_file_is_refused(tmp_path: Path) -> None:
 def test_dollar_dollar_is_a_literal_dollar() -> None:
     spec = load_pipeline("env: {PRICE: '$${X}'}\ntasks: [{name: a, command: x}]", {})
     assert spec.env == {"PRICE": "${X}"}
+
+
+def test_python_definition_gives_the_same_spec_as_yaml() -> None:
+    from jupyter_bai.pipelines import Pipeline, task
+
+    with Pipeline("slack-pipeline-0", env={"PROJECT": "demo"},
+                  notify=[{"on": ["success", "failure"], "webhook": ENV["SLACK_WEBHOOK"]}],
+                  defaults={"image": "local", "resources": {"cpu": 1, "mem": "1g"}}) as p:
+        train = task("model-training-task",
+                     command='sleep 3\necho "0.$RANDOM" > /pipeline/outputs/result.txt\n',
+                     resources={"cpu": 1, "mem": "2g", "cuda.shares": 0.5})
+        task("slack-alarm-task", depends_on=[train], env={"SLACK_TOKEN": "xoxb-abc"},
+             command="python notify.py ${NOT_EXPANDED_HERE}")
+    assert p.spec() == load_pipeline(SEED, ENV)
+    assert load_pipeline(p.to_yaml(), {}) == p.spec()
+
+
+def test_python_definition_is_validated_like_a_file() -> None:
+    from jupyter_bai.pipelines import Pipeline
+
+    p = Pipeline("p")
+    p.task("a", command="x", depends_on=["b"])
+    with pytest.raises(InvalidRequest, match="depends on unknown task 'b'"):
+        p.spec()

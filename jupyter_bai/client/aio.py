@@ -285,9 +285,12 @@ class AsyncClient:
     def _resolve_pipeline(pipeline: str | os.PathLike[str] | PipelineSpec | Mapping[str, Any],
                       env: Mapping[str, str] | None = None) -> PipelineSpec:
         """A pipeline file (``${VAR}`` from this process's environment and ``env``), a
-        ``PipelineSpec`` (the Python DSL makes one) or its JSON, validated."""
+        ``jupyter_bai.pipelines.Pipeline``, a ``PipelineSpec`` or its JSON, validated."""
         if isinstance(pipeline, PipelineSpec):
             return pipeline
+        if hasattr(pipeline, "spec") and callable(pipeline.spec):  # jupyter_bai.pipelines
+            spec: PipelineSpec = pipeline.spec()
+            return spec
         if isinstance(pipeline, Mapping):
             return PipelineSpec.from_json(dict(pipeline))
         return load_pipeline_file(pipeline, {**os.environ, **(env or {})})
