@@ -67,6 +67,7 @@ test: install docker-up
 
 bench: install docker-up
 	$(PY) bench/session_start.py
+	$(PY) bench/pipeline.py
 	$(PY) bench/docker_start.py
 	$(PY) bench/assistant_eval.py
 
