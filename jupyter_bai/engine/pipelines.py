@@ -17,6 +17,7 @@ import logging
 import secrets
 import shlex
 import time
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import httpx
@@ -36,8 +37,14 @@ log = logging.getLogger(__name__)
 T = TaskStatus
 J = JobStatus
 NOTIFY_ATTEMPTS = 4
+NOTEBOOK_RUNNER = (Path(__file__).resolve().parent.parent / "notebook_task.py").read_text()
 NOTIFY_BACKOFF = 0.5
 TICK = 0.5  # retries and timeouts are due by the clock, not by an event
+
+
+def notebook_file(notebook: str) -> str:
+    """The executed notebook's name in the task's outputs."""
+    return PurePosixPath(notebook).name or "notebook.ipynb"
 
 
 class PipelineManager:
@@ -365,12 +372,19 @@ class PipelineManager:
     def _session_spec(self, spec: PipelineSpec, name: str, job_id: str) -> SessionSpec:
         task = spec.task(name)
         resources = task.resources if task.resources is not None else spec.defaults.resources
-        if task.command is None:
-            raise InvalidRequest(f"task '{name}': notebook tasks are not supported yet")
-        # FastTrack's task scripts are bash ($RANDOM, arrays); sh where an image has no bash.
-        script = shlex.quote(task.command)
-        command = (f"if command -v bash >/dev/null 2>&1; then exec bash -c {script}; "
-                   f"else exec sh -c {script}; fi")
+        if task.notebook is not None:
+            # The runner's source goes in the command: the session's Python has nbclient but
+            # may not see this package (an editable install lives outside the sandbox).
+            command = " ".join([
+                "exec python -c", shlex.quote(NOTEBOOK_RUNNER),
+                shlex.quote(f"{PIPELINE_ROOT}/outputs/{notebook_file(task.notebook)}"),
+                shlex.quote(json.dumps(task.parameters)),
+            ])
+        else:
+            # FastTrack's task scripts are bash ($RANDOM, arrays); sh where an image has none.
+            script = shlex.quote(task.command or "")
+            command = (f"if command -v bash >/dev/null 2>&1; then exec bash -c {script}; "
+                       f"else exec sh -c {script}; fi")
         return SessionSpec(
             image=task.image or spec.defaults.image,
             name=f"pl-{job_id[:12]}-{name}",
@@ -389,6 +403,11 @@ class PipelineManager:
                            "target": f"{PIPELINE_ROOT}/input{i}", "perm": "ro"})
             mounts.append({"source": folder, "subpath": sub,
                            "target": f"{PIPELINE_ROOT}/inputs/{dep}", "perm": "ro"})
+        if task.notebook is not None:
+            if task.notebook_content is None:
+                raise InvalidRequest(f"task '{name}': the notebook was not sent with the job")
+            self.vfolders.upload(folder, f"tasks/{name}/outputs/{notebook_file(task.notebook)}",
+                                 json.dumps(task.notebook_content).encode())
         env = {"BACKENDAI_PIPELINE_JOB_ID": job_id, "BACKENDAI_PIPELINE_TASK_ID": name,
                "BACKENDAI_PIPELINE_NAME": spec.name}
         try:
