@@ -283,3 +283,26 @@ def test_kill9_mid_job_resumes_without_rerunning_finished_tasks(
         assert read(client, job["folder"], "tasks/last/outputs/n") == first
     finally:
         client.close()
+
+
+def test_cache_reuses_outputs_of_an_identical_task_and_says_so(client: Any, tmp_path: Path
+                                                                ) -> None:
+    def spec(seed: str) -> dict[str, Any]:
+        return {"name": "cached", "tasks": [
+            small(name="src", command=f"echo {seed} > /pipeline/outputs/seed"),
+            small(name="slow", cache=True, depends_on=["src"],
+                  command="cat /pipeline/input1/seed > /pipeline/outputs/out; "
+                          "echo $RANDOM$RANDOM >> /pipeline/outputs/out"),
+        ]}
+    first = client.run_pipeline(write(tmp_path, spec("a")), wait=True, timeout=120)
+    second = client.run_pipeline(write(tmp_path, spec("a")), wait=True, timeout=120)
+    third = client.run_pipeline(write(tmp_path, spec("b")), wait=True, timeout=120)
+    assert [j["status"] for j in (first, second, third)] == ["SUCCEEDED"] * 3
+    s1, s2, s3 = (tasks_of(j)["slow"] for j in (first, second, third))
+    assert (s1["cached"], s2["cached"], s3["cached"]) == (False, True, False)
+    assert s2["session_id"] is None and s2["attempts"] == 0
+    assert s2["status_info"] == f"cached: outputs of job {first['id']} task slow"
+    out1 = read(client, first["folder"], "tasks/slow/outputs/out")
+    assert read(client, second["folder"], "tasks/slow/outputs/out") == out1
+    assert read(client, third["folder"], "tasks/slow/outputs/out").startswith(b"b\n")
+    assert tasks_of(second)["src"]["cached"] is False  # not opted in: it ran again

@@ -117,6 +117,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             exit_code INTEGER,
             session_id TEXT,
             cached INTEGER NOT NULL DEFAULT 0,
+            cache_key TEXT,
             timed_out INTEGER NOT NULL DEFAULT 0,
             next_attempt_at REAL,
             attempt_started_at REAL,
@@ -132,6 +133,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             info TEXT
         )""",
         "CREATE INDEX pipeline_history_job ON pipeline_status_history(job_id, at)",
+        # Opt-in task cache: a key (image, command, env, input hashes) -> the outputs made.
+        """CREATE TABLE pipeline_cache (
+            key TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
     )),
 )
 

@@ -12,7 +12,10 @@ read-only at ``/pipeline/inputN`` (N in ``depends_on`` order) and ``/pipeline/in
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
+import shutil
 import logging
 import secrets
 import shlex
@@ -74,6 +77,9 @@ class PipelineManager:
     def submit(self, spec: PipelineSpec) -> dict[str, Any]:
         """Make the job, its folder and its WAITING tasks; the runner starts them."""
         for task in spec.tasks:  # unknown image / a task that never fits: refused now
+            if task.notebook is not None and task.notebook_content is None:
+                raise InvalidRequest(f"task '{task.name}': the notebook's content is missing "
+                                     "(submit the pipeline file through the client)")
             self._check(self._session_spec(spec, task.name, "check"))
         job_id = secrets.token_hex(6)
         folder = f"pipeline-{job_id}"
@@ -148,7 +154,7 @@ class PipelineManager:
                 if T(row["status"]) != T.SUCCEEDED:
                     self._clear_outputs(job["folder"], row["name"])
                     self._task_status(job_id, row["name"], T.WAITING, "rerun", attempts=0,
-                                      exit_code=None, session_id=None, timed_out=0,
+                                      exit_code=None, session_id=None, timed_out=0, cached=0,
                                       next_attempt_at=None, finished_at=None)
             self.store.execute(
                 "UPDATE pipeline_jobs SET finished_at = NULL, notified_at = NULL WHERE id = ?",
@@ -303,7 +309,8 @@ class PipelineManager:
                     self._task_status(job_id, name, T.SKIPPED, f"dependency '{bad[0]}' did not "
                                       "succeed")
                 elif all(s == T.SUCCEEDED for s in deps):
-                    self._start_attempt(job, spec, name, row["attempts"])
+                    if not self._from_cache(job, spec, name):
+                        self._start_attempt(job, spec, name, row["attempts"])
             elif status == T.RETRYING and (row["next_attempt_at"] or 0) <= now:
                 self._clear_outputs(job["folder"], name)
                 self._start_attempt(job, spec, name, row["attempts"])
@@ -345,7 +352,12 @@ class PipelineManager:
             self._task_status(job_id, name, T.CANCELLED, "job cancelled", exit_code=code)
             return
         if session["result"] == "success":
-            self._task_status(job_id, name, T.SUCCEEDED, None, exit_code=code)
+            with self.store.tx():
+                self._task_status(job_id, name, T.SUCCEEDED, None, exit_code=code)
+                if row["cache_key"]:
+                    self.store.execute(
+                        "INSERT OR REPLACE INTO pipeline_cache(key, job_id, task, created_at) "
+                        "VALUES (?,?,?,?)", (row["cache_key"], job_id, name, time.time()))
             return
         task = spec.task(name)
         timeout = task.timeout or spec.defaults.timeout
@@ -422,6 +434,56 @@ class PipelineManager:
             log.info("pipeline %s task %s could not start: %s", job_id, name, exc)
             self._task_status(job_id, name, T.FAILED, f"could not start: {exc}",
                               attempts=attempts + 1)
+
+    # -- opt-in cache ------------------------------------------------------
+    def _cache_key(self, job: Any, spec: PipelineSpec, name: str) -> str:
+        """Image, command (or notebook and parameters), env and the hashes of every input."""
+        task = spec.task(name)
+        digest = hashlib.sha256(json.dumps({
+            "image": task.image or spec.defaults.image, "command": task.command,
+            "notebook": task.notebook_content, "parameters": task.parameters,
+            "env": {**spec.env, **task.env},
+            "mounts": [str(m) for m in [*spec.mounts, *task.mounts]],
+        }, sort_keys=True, default=str).encode())
+        root = self.vfolders.host_path(job["folder"])
+        for dep in task.depends_on:
+            digest.update(f"\0input {dep}\0".encode())
+            base = root / "tasks" / dep / "outputs"
+            for path in sorted(p for p in base.rglob("*") if not p.is_symlink()):
+                digest.update(str(path.relative_to(base)).encode() + b"\0")
+                if path.is_file():
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()
+
+    def _from_cache(self, job: Any, spec: PipelineSpec, name: str) -> bool:
+        """For a ``cache: true`` task: reuse the outputs of an earlier identical run."""
+        if not spec.task(name).cache:
+            return False
+        key = self._cache_key(job, spec, name)
+        self.store.execute("UPDATE pipeline_tasks SET cache_key = ? WHERE job_id = ? AND name = ?",
+                           (key, job["id"], name))
+        hit = self.store.one(
+            "SELECT c.job_id, c.task, j.folder FROM pipeline_cache c JOIN pipeline_jobs j "
+            "ON j.id = c.job_id WHERE c.key = ?", (key,))
+        if hit is None:
+            return False
+        try:
+            src = self.vfolders.host_path(hit["folder"]) / "tasks" / hit["task"] / "outputs"
+            dst = self.vfolders.host_path(job["folder"]) / "tasks" / name / "outputs"
+            if not src.is_dir():
+                return False
+            shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+            if self.vfolders.owner is not None:
+                for path in [dst, *dst.rglob("*")]:
+                    os.chown(path, *self.vfolders.owner, follow_symlinks=False)
+        except (NotFound, OSError) as exc:
+            log.info("pipeline cache entry %s not usable: %s", key[:12], exc)
+            return False
+        now = time.time()
+        self._task_status(job["id"], name, T.SUCCEEDED,
+                          f"cached: outputs of job {hit['job_id']} task {hit['task']}",
+                          cached=1, exit_code=0, started_at=now)
+        return True
 
     def _clear_outputs(self, folder: str, name: str) -> None:
         path = f"tasks/{name}/outputs"
