@@ -174,8 +174,9 @@ def test_timeout_fails_the_task(client: Any, tmp_path: Path) -> None:
     assert client.get_session(slow["session_id"])["status"] == "TERMINATED"
 
 
-def test_cancel_sends_sigterm_and_cancels_the_rest(client: Any, tmp_path: Path) -> None:
-    spec = {"tasks": [
+def test_cancel_sends_sigterm_and_cancels_the_rest(client: Any, webhook: FakeSlackWebhook,
+                                                   tmp_path: Path) -> None:
+    spec = {"notify": [{"on": ["cancelled"], "webhook": webhook.url}], "tasks": [
         small(name="long", command="trap 'echo got-TERM > /pipeline/outputs/t; exit 0' TERM; "
                                     "touch /pipeline/outputs/started; sleep 60 & wait"),
         small(name="next", depends_on=["long"], command="true"),
@@ -195,6 +196,8 @@ def test_cancel_sends_sigterm_and_cancels_the_rest(client: Any, tmp_path: Path) 
     assert client.get_session(tasks["long"]["session_id"])["status"] == "TERMINATED"
     with pytest.raises(Exception, match="already CANCELLED"):
         client.cancel_pipeline_job(job["id"])
+    [post] = webhook.wait_for(1)  # the engine reports the killed job itself
+    assert f"({job['id']}) CANCELLED" in post["text"] and "long: CANCELLED" in post["text"]
 
 
 def test_bad_pipeline_is_refused_and_leaves_nothing(client: Any, tmp_path: Path) -> None:
