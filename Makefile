@@ -105,6 +105,7 @@ test: install docker-up ui-deps
 
 bench: install docker-up
 	$(PY) bench/session_start.py
+	$(PY) bench/pipeline.py
 	$(PY) bench/docker_start.py
 	$(PY) bench/kernel_start.py
 	$(PY) bench/assistant_eval.py

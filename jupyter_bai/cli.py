@@ -8,6 +8,7 @@ returned Python object in a notebook.  Every user error ends as one ``error: ...
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -402,6 +403,157 @@ def session_destroy(bai: BaiContext, name: str, forced: bool) -> None:
     """Terminate a session."""
     sess = bai.client.destroy_session(name, forced=forced)
     bai.emit(sess, lambda s: render.message(f"session {s.get('name')}: {s.get('status')}", s))
+
+
+# ---- pipeline
+
+
+@cli.group()
+def pipeline() -> None:
+    """FastTrack pipelines: DAGs of batch tasks with artifacts, retries and notifications."""
+
+
+def _job_exit(job: Any) -> int:
+    return 0 if job["status"] == "SUCCEEDED" else 1
+
+
+@pipeline.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@pass_bai
+def pipeline_validate(bai: BaiContext, file: str) -> None:
+    """Check a pipeline file (YAML, ${VAR}s from this environment); exit 1 with the reason."""
+    from jupyter_bai.spec.pipeline import load_pipeline_file
+
+    spec = load_pipeline_file(file, os.environ)
+    order = spec.order()
+    bai.emit({"valid": True, "name": spec.name, "order": order}, lambda d: render.message(
+        f"{file}: pipeline {spec.name}, {len(order)} tasks, valid (order: {', '.join(order)})", d))
+
+
+@pipeline.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--wait", is_flag=True, help="Show progress and return when the job ends; "
+              "exit 1 unless it SUCCEEDED.")
+@click.option("--timeout", type=float, metavar="SEC", help="With --wait: give up after SEC.")
+@json_option
+@pass_bai
+def pipeline_run(bai: BaiContext, file: str, wait: bool, timeout: float | None) -> None:
+    """Start a pipeline job from FILE."""
+    shown: dict[str, Any] = {}
+
+    def progress(job: Any) -> None:
+        if bai.json or bai.notebook:
+            return
+        for t in job["tasks"]:
+            state = (t["status"], t["attempts"])
+            if shown.get(t["name"]) != state:
+                shown[t["name"]] = state
+                click.echo(f"{t['name']}: {t['status']} (attempt {t['attempts']})", err=True)
+
+    if bai.notebook and not bai.json and not wait:
+        job = bai.client.run_pipeline(file)
+        _watch_widget(bai, job["id"])
+        return
+    job = bai.client.run_pipeline(file, wait=wait, timeout=timeout, progress=progress)
+    if wait:
+        bai.exit_code = _job_exit(job)
+    bai.emit(job, render.pipeline_job_detail)
+
+
+def _watch_widget(bai: BaiContext, job_id: str) -> None:
+    """In a notebook: the live view (DAG + task rows), updating after the cell returns."""
+    from IPython.display import display
+
+    from jupyter_bai.client import Client
+    from jupyter_bai.widgets.pipeline import PipelineWatch
+
+    factory = bai.client_factory or Client
+    watch = PipelineWatch(factory, job_id).start()
+    bai.result = watch
+    display(watch.widget)
+
+
+@pipeline.command("watch")
+@click.argument("job")
+@json_option
+@pass_bai
+def pipeline_watch(bai: BaiContext, job: str) -> None:
+    """Follow a job live: a widget in a notebook; in a terminal, its task changes until it ends."""
+    if bai.notebook and not bai.json:
+        bai.client.get_pipeline_job(job)  # a missing job is one error line, not a dead widget
+        _watch_widget(bai, job)
+        return
+    shown: dict[str, Any] = {}
+
+    def progress(info: Any) -> None:
+        if bai.json:
+            return
+        for t in info["tasks"]:
+            if shown.get(t["name"]) != (t["status"], t["attempts"]):
+                shown[t["name"]] = (t["status"], t["attempts"])
+                click.echo(f"{t['name']}: {t['status']} (attempt {t['attempts']})", err=True)
+
+    info = bai.client.wait_pipeline_job(job, progress=progress)
+    bai.exit_code = _job_exit(info)
+    bai.emit(info, render.pipeline_job_detail)
+
+
+@pipeline.command("jobs")
+@json_option
+@pass_bai
+def pipeline_jobs(bai: BaiContext) -> None:
+    """List pipeline jobs, newest first."""
+    bai.emit(bai.client.list_pipeline_jobs(), render.pipeline_jobs_table)
+
+
+@pipeline.command("info")
+@click.argument("job")
+@json_option
+@pass_bai
+def pipeline_info(bai: BaiContext, job: str) -> None:
+    """Show a job: each task's status, attempts, exit code and duration."""
+    bai.emit(bai.client.get_pipeline_job(job), render.pipeline_job_detail)
+
+
+@pipeline.command("logs")
+@click.argument("job")
+@click.argument("task")
+@json_option
+@pass_bai
+def pipeline_logs(bai: BaiContext, job: str, task: str) -> None:
+    """Print a task's output (its last attempt's)."""
+    text = bai.client.pipeline_task_logs(job, task)
+    if bai.json:
+        bai.emit({"logs": text}, lambda d: render.message(text, d))
+    elif bai.notebook:
+        bai.result = text
+        click.echo(text, nl=False)
+    else:
+        click.echo(text, nl=False)
+
+
+@pipeline.command("cancel")
+@click.argument("job")
+@json_option
+@pass_bai
+def pipeline_cancel(bai: BaiContext, job: str) -> None:
+    """Stop a job: running tasks get SIGTERM, a grace period, then SIGKILL."""
+    bai.emit(bai.client.cancel_pipeline_job(job), render.pipeline_job_detail)
+
+
+@pipeline.command("rerun")
+@click.argument("job")
+@click.option("--wait", is_flag=True, help="Return when the job ends; exit 1 unless it SUCCEEDED.")
+@json_option
+@pass_bai
+def pipeline_rerun(bai: BaiContext, job: str, wait: bool) -> None:
+    """Run a failed or cancelled job again from its failed tasks, reusing successful outputs."""
+    info = bai.client.rerun_pipeline_job(job)
+    if wait:
+        info = bai.client.wait_pipeline_job(job)
+        bai.exit_code = _job_exit(info)
+    bai.emit(info, render.pipeline_job_detail)
 
 
 # ---- image

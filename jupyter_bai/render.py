@@ -41,6 +41,12 @@ STATUS_COLOURS: dict[str, str] = {
     "failure": "#c62828",
     "undefined": "#9e9e9e",
     "HEALTHY": "#2e7d32",
+    "WAITING": "#9e9e9e",
+    "RETRYING": "#b26a00",
+    "SUCCEEDED": "#2e7d32",
+    "FAILED": "#c62828",
+    "SKIPPED": "#9e9e9e",
+    "CANCELLING": "#6d4c41",
     "UNHEALTHY": "#c62828",
 }
 
@@ -478,3 +484,38 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
         parts_text += ["", text_table(rt_h, rt_rows)]
         parts_html.append(html_table(rt_h, rt_rows, "runtimes"))
     return Rendered("\n".join(parts_text), '<div class="bai-resources">' + "".join(parts_html) + "</div>", res)
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def pipeline_jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Rendered:
+    """``pipeline jobs``: one row per job."""
+    rows: list[Sequence[Any]] = []
+    for j in jobs:
+        tasks = j.get("tasks") or []
+        done = sum(1 for t in tasks if t.get("status") == "SUCCEEDED")
+        rows.append([j.get("id"), j.get("name"), status_badge(j.get("status")),
+                     f"{done}/{len(tasks)}", _when(j.get("created_at")), j.get("folder")])
+    return _table(["job", "pipeline", "status", "succeeded", "created", "folder"], rows, jobs,
+                  empty="no pipeline jobs")
+
+
+def _duration(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}s"
+
+
+def pipeline_job_detail(j: Mapping[str, Any]) -> Rendered:
+    """``pipeline info`` / ``run --wait``: the job and one row per task."""
+    rows: list[Sequence[Any]] = [
+        [t.get("name"), status_badge(t.get("status")), t.get("attempts"),
+         "-" if t.get("exit_code") is None else t.get("exit_code"), _duration(t.get("duration")),
+         ", ".join(t.get("depends_on") or []) or "-", t.get("status_info") or ""]
+        for t in j.get("tasks") or []
+    ]
+    info = f" ({j.get('status_info')})" if j.get("status_info") else ""
+    caption = (f"pipeline job {j.get('id')} ({j.get('name')}): {j.get('status')}{info}; "
+               f"outputs in vfolder {j.get('folder')}")
+    table = _table(["task", "status", "attempts", "exit code", "duration", "depends on", "info"],
+                   rows, j, caption=caption)
+    return Rendered(f"{caption}\n{table.text}", table.html, j)

@@ -41,7 +41,7 @@ def operations() -> list[tuple[str, str, str]]:
     for pattern, handler in route_table():
         if issubclass(handler, WebSocketHandler):
             continue  # authorized at the upgrade; a plain HTTP GET never reaches it
-        path = re.sub(r"\(\?P<name>[^)]*\)", "nosuch", pattern)
+        path = re.sub(r"\(\?P<\w+>[^)]*\)", "nosuch", pattern)
         for method in METHODS:
             if method in vars(handler):
                 out.append((method.upper(), path, vars(handler)[method].operation.action))

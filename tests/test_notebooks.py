@@ -44,3 +44,19 @@ def test_quickstart_runs_top_to_bottom(engine_env: dict[str, str], tmp_path: Pat
     assert "100 2" in next(cell_text(c) for c in cells if "variables survive" in c.source)
     assert "('TERMINATED', 'success', 0)" in next(cell_text(c) for c in cells if "Client()" in c.source)
     assert (tmp_path / "train.csv").exists()
+
+
+def test_pipelines_notebook_runs_the_seed_example(engine_env: dict[str, str], tmp_path: Path
+                                                  ) -> None:
+    cells = execute("pipelines.ipynb", tmp_path)
+    for cell in cells:
+        text = cell_text(cell)
+        assert "ERROR" not in text and "error:" not in text and "Traceback" not in text, (
+            cell.source, text)
+    status = next(cell_text(c) for c in cells if "wait_pipeline_job" in c.source)
+    assert "SUCCEEDED [('model-training-task', 'SUCCEEDED', 1), ('slack-alarm-task', " \
+           "'SUCCEEDED', 1)]" in status
+    assert "result.txt" in next(cell_text(c) for c in cells if "vfolder files" in c.source)
+    messages = next(cell_text(c) for c in cells if "for message in received" in c.source)
+    assert "finished with accuracy 0." in messages
+    assert "slack-alarm-task: SUCCEEDED" in messages

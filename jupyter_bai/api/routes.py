@@ -6,6 +6,13 @@ from typing import Any
 from .base import API, BaiHandler
 from .events import EventsHandler
 from .metrics import MetricsHandler
+from .pipelines import (
+    PipelineCancelHandler,
+    PipelineJobHandler,
+    PipelineJobsHandler,
+    PipelineRerunHandler,
+    PipelineTaskLogsHandler,
+)
 from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
 from .sessions import (
     SessionExecHandler,
@@ -28,6 +35,8 @@ from .ws import StreamSocket
 
 
 NAME = r"(?P<name>[^/]+)"
+JOB = r"(?P<job>[^/]+)"
+TASK = r"(?P<task>[^/]+)"
 
 
 def route_table() -> list[tuple[str, type[Any]]]:
@@ -47,6 +56,11 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/vfolders/{NAME}/mkdir", VFolderMkdirHandler),
         (rf"{API}/vfolders/{NAME}/move", VFolderMoveHandler),
         (rf"{API}/vfolders/{NAME}/rm", VFolderRmHandler),
+        (rf"{API}/pipelines/jobs", PipelineJobsHandler),
+        (rf"{API}/pipelines/jobs/{JOB}", PipelineJobHandler),
+        (rf"{API}/pipelines/jobs/{JOB}/cancel", PipelineCancelHandler),
+        (rf"{API}/pipelines/jobs/{JOB}/rerun", PipelineRerunHandler),
+        (rf"{API}/pipelines/jobs/{JOB}/tasks/{TASK}/logs", PipelineTaskLogsHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),

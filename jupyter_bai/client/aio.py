@@ -53,7 +53,9 @@ from jupyter_bai.client.wire import (
     _wait_timeout_error,
 )
 from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound
+from jupyter_bai.spec.pipeline import PipelineSpec, load_pipeline_file
 from jupyter_bai.spec.models import (
+    PipelineJobInfo,
     AssistantAnswer,
     AssistantChange,
     AssistantSources,
@@ -280,6 +282,75 @@ class AsyncClient:
     async def interrupt(self, name: str) -> bool:
         """Interrupt the code running in the session's interpreter (like Ctrl-C)."""
         return await self.driver.interrupt(name)
+
+    # -- pipelines
+
+    @staticmethod
+    def _resolve_pipeline(pipeline: str | os.PathLike[str] | PipelineSpec | Mapping[str, Any],
+                      env: Mapping[str, str] | None = None) -> PipelineSpec:
+        """A pipeline file (``${VAR}`` from this process's environment and ``env``), a
+        ``jupyter_bai.pipelines.Pipeline``, a ``PipelineSpec`` or its JSON, validated."""
+        if isinstance(pipeline, PipelineSpec):
+            return pipeline
+        if hasattr(pipeline, "spec") and callable(pipeline.spec):  # jupyter_bai.pipelines
+            spec: PipelineSpec = pipeline.spec()
+            return spec
+        if isinstance(pipeline, Mapping):
+            return PipelineSpec.from_json(dict(pipeline))
+        return load_pipeline_file(pipeline, {**os.environ, **(env or {})})
+
+    async def run_pipeline(
+        self, pipeline: str | os.PathLike[str] | PipelineSpec | Mapping[str, Any],
+        env: Mapping[str, str] | None = None, wait: bool = False,
+        timeout: float | None = None,
+        progress: Callable[[PipelineJobInfo], Any] | None = None,
+    ) -> PipelineJobInfo:
+        """Start a pipeline job; with ``wait``, return when it has ended."""
+        spec = self._resolve_pipeline(pipeline, env)
+        job = await self.driver.submit_pipeline(spec.model_dump(mode="json", exclude_none=True))
+        if wait:
+            return await self.wait_pipeline_job(job.id, timeout=timeout, progress=progress)
+        return job
+
+    async def wait_pipeline_job(
+        self, job: str, timeout: float | None = None,
+        progress: Callable[[PipelineJobInfo], Any] | None = None,
+    ) -> PipelineJobInfo:
+        """Poll until the job is SUCCEEDED, FAILED or CANCELLED; ``progress`` sees each change."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: Any = None
+        while True:
+            cur = await self.driver.get_pipeline_job(job)
+            shown = [(t.status, t.attempts) for t in cur.tasks] + [cur.status]
+            if progress is not None and shown != last:
+                progress(cur)
+            last = shown
+            if cur.status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                return cur
+            if deadline is not None and time.monotonic() >= deadline:
+                raise BaiError(f"pipeline job {job} is still {cur.status} after {timeout:g}s")
+            await asyncio.sleep(0.2)
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        """Pipeline jobs, newest first."""
+        return await self.driver.list_pipeline_jobs()
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        """One job with its tasks (status, attempts, exit code, duration) and history."""
+        return await self.driver.get_pipeline_job(job)
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        """Stop the running tasks (SIGTERM, grace, SIGKILL); the rest become CANCELLED."""
+        return await self.driver.cancel_pipeline_job(job)
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        """Run a failed or cancelled job again from its failed tasks, keeping the outputs of
+        those that succeeded."""
+        return await self.driver.rerun_pipeline_job(job)
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        """A task's output (its last attempt's)."""
+        return await self.driver.pipeline_task_logs(job, task)
 
     async def destroy_session(self, name: str, forced: bool = False) -> SessionInfo:
         """Terminate the session (``forced`` kills without grace); returns it."""

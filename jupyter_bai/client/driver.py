@@ -29,6 +29,7 @@ from typing import Any
 
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    PipelineJobInfo,
     AssistantChange,
     AssistantSources,
     Event,
@@ -179,3 +180,23 @@ class Driver(abc.ABC):
     async def assistant_forget(self, source: str) -> AssistantChange:
         raise Unsupported(f"{self.where or type(self).__name__} has no API assistant")
 
+    # -- pipelines (optional)
+
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
+        """Start a job from a resolved pipeline (``PipelineSpec`` JSON, ``${VAR}`` expanded)."""
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")

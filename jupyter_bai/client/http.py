@@ -22,6 +22,8 @@ from jupyter_bai.client.wire import (
 )
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    PipelineJobInfo,
+    PipelineJobList,
     AssistantChange,
     AssistantSources,
     Event,
@@ -151,6 +153,24 @@ class HttpDriver(Driver):
 
     async def destroy_session(self, name: str, forced: bool) -> SessionInfo:
         return await self._get(SessionInfo, _ops.destroy_session(name, forced))
+
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
+        return await self._get(PipelineJobInfo, _ops.submit_pipeline(spec))
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        return (await self._get(PipelineJobList, _ops.list_pipeline_jobs())).jobs
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return await self._get(PipelineJobInfo, _ops.get_pipeline_job(job))
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return await self._get(PipelineJobInfo, _ops.cancel_pipeline_job(job))
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return await self._get(PipelineJobInfo, _ops.rerun_pipeline_job(job))
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        return (await self._get(LogsText, _ops.pipeline_task_logs(job, task))).logs
 
     async def session_logs(self, name: str, tail: int | None) -> str:
         return (await self._get(LogsText, _ops.session_logs(name, tail))).logs

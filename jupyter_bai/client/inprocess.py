@@ -16,11 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from jupyter_bai.api.sessions import follow_log
-from jupyter_bai.client.driver import Driver
+from jupyter_bai.client.driver import Driver, Unsupported
 from jupyter_bai.engine.config import EngineConfig
 from jupyter_bai.engine.engine import Engine
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    PipelineJobInfo,
     Event,
     ExecMessage,
     FileEntry,
@@ -31,6 +32,7 @@ from jupyter_bai.spec.models import (
     SessionInfo,
     VFolderInfo,
 )
+from jupyter_bai.spec.pipeline import PipelineSpec
 from jupyter_bai.spec.session import SessionSpec, spec_error
 from jupyter_bai.spec.vfolder import VFolderCreate
 
@@ -90,6 +92,30 @@ class EngineDriver(Driver):
 
     async def destroy_session(self, name: str, forced: bool) -> SessionInfo:
         return SessionInfo.model_validate(await self.engine.sessions.destroy(name, forced=forced))
+
+    def _pipelines(self) -> Any:
+        if self.engine.pipelines is None:
+            raise Unsupported("the pipeline runner is not running")
+        return self.engine.pipelines
+
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
+        job = self._pipelines().submit(PipelineSpec.from_json(dict(spec)))
+        return PipelineJobInfo.model_validate(job)
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        return [PipelineJobInfo.model_validate(j) for j in self._pipelines().list()]
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return PipelineJobInfo.model_validate(self._pipelines().get(job))
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return PipelineJobInfo.model_validate(await self._pipelines().cancel(job))
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        return PipelineJobInfo.model_validate(self._pipelines().rerun(job))
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        return str(self._pipelines().task_logs(job, task))
 
     async def session_logs(self, name: str, tail: int | None) -> str:
         return str(self.engine.sessions.logs(name, tail=tail))

@@ -218,6 +218,30 @@ class _ops:
         return Call("POST", f"/sessions/{_q(name)}/interrupt")
 
     @staticmethod
+    def submit_pipeline(spec: Mapping[str, Any]) -> Call:
+        return Call("POST", "/pipelines/jobs", json=dict(spec))
+
+    @staticmethod
+    def list_pipeline_jobs() -> Call:
+        return Call("GET", "/pipelines/jobs")
+
+    @staticmethod
+    def get_pipeline_job(job: str) -> Call:
+        return Call("GET", f"/pipelines/jobs/{_q(job)}")
+
+    @staticmethod
+    def cancel_pipeline_job(job: str) -> Call:
+        return Call("POST", f"/pipelines/jobs/{_q(job)}/cancel")
+
+    @staticmethod
+    def rerun_pipeline_job(job: str) -> Call:
+        return Call("POST", f"/pipelines/jobs/{_q(job)}/rerun")
+
+    @staticmethod
+    def pipeline_task_logs(job: str, task: str) -> Call:
+        return Call("GET", f"/pipelines/jobs/{_q(job)}/tasks/{_q(task)}/logs")
+
+    @staticmethod
     def destroy_session(name: str, forced: bool) -> Call:
         return Call(
             "DELETE", f"/sessions/{_q(name)}", params={"forced": "true" if forced else "false"}

@@ -18,6 +18,7 @@ from .events import EventBus
 from .metrics import MetricsCollector
 from .mps import MPSControl
 from .node import NodeInfo, discover
+from .pipelines import PipelineManager
 from .runtimes.base import Runtime, engine_id
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
@@ -45,6 +46,7 @@ class Engine:
         self.node: NodeInfo
         self.vfolders: VFolderManager
         self.sessions: SessionManager
+        self.pipelines: PipelineManager | None = None
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
         self.metrics: MetricsCollector | None = None
@@ -111,6 +113,8 @@ class Engine:
             cfg, self.store, self.events, self.node, self.vfolders, self.runtimes, self.mps
         )
         await self.sessions.start()
+        self.pipelines = PipelineManager(self.store, self.events, self.sessions, self.vfolders)
+        await self.pipelines.start()
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
         )
@@ -130,6 +134,8 @@ class Engine:
         try:
             if self.metrics is not None:
                 await self.metrics.close()
+            if self.pipelines is not None:
+                await self.pipelines.close()
             await self.sessions.close()
             for runtime in self.runtimes:
                 runtime.close()

@@ -94,6 +94,53 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the schema version lives in PRAGMA user_version; the never-read meta table goes",
         ("DROP TABLE meta",),
     ),
+    Migration(3, "pipelines: jobs, their task instances and status history", (
+        """CREATE TABLE pipeline_jobs (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            status TEXT NOT NULL,
+            status_info TEXT,
+            folder TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL,
+            notified_at REAL
+        )""",
+        """CREATE TABLE pipeline_tasks (
+            job_id TEXT NOT NULL REFERENCES pipeline_jobs(id),
+            name TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            status_info TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            session_id TEXT,
+            cached INTEGER NOT NULL DEFAULT 0,
+            cache_key TEXT,
+            timed_out INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            attempt_started_at REAL,
+            started_at REAL,
+            finished_at REAL,
+            PRIMARY KEY (job_id, name)
+        )""",
+        """CREATE TABLE pipeline_status_history (
+            job_id TEXT NOT NULL,
+            task TEXT,
+            status TEXT NOT NULL,
+            at REAL NOT NULL,
+            info TEXT
+        )""",
+        "CREATE INDEX pipeline_history_job ON pipeline_status_history(job_id, at)",
+        # Opt-in task cache: a key (image, command, env, input hashes) -> the outputs made.
+        """CREATE TABLE pipeline_cache (
+            key TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            task TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+    )),
 )
 
 

@@ -262,27 +262,35 @@ class SessionManager:
             resolved.append({"source": str(real), "target": bind.target, "perm": bind.perm})
         return resolved
 
-    async def create_async(self, spec: SessionSpec) -> dict[str, Any]:
+    async def create_async(self, spec: SessionSpec, **engine_parts: Any) -> dict[str, Any]:
         """:meth:`create` for the event loop: the runtime's image check (a Docker API call)
         runs in an executor first."""
         runtime = self.runtime_for(spec.image)
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
         await asyncio.get_running_loop().run_in_executor(None, runtime.check, spec.image, resources)
-        return self.create(spec, image_checked=True)
+        return self.create(spec, image_checked=True, **engine_parts)
 
-    def create(self, spec: SessionSpec, *, image_checked: bool = False) -> dict[str, Any]:
+    def create(
+        self, spec: SessionSpec, *, image_checked: bool = False,
+        engine_env: dict[str, str] | None = None,
+        engine_mounts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """``engine_env`` and ``engine_mounts`` come from the engine itself (a pipeline task's
+        ``BACKENDAI_PIPELINE_*`` and its ``/pipeline`` folders: ``{"source", "subpath",
+        "target", "perm"}``), so they skip the checks that keep users off reserved names."""
         runtime = self.runtime_for(spec.image)
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
-        mounts = self._resolve_mounts(spec)
+        mounts = self._resolve_mounts(spec) + list(engine_mounts or [])
         binds = self._resolve_binds(spec)
         if not image_checked:
             runtime.check(spec.image, resources)  # unknown image, below the image's minimum
         sid = str(uuid.uuid4())
         name = spec.name or f"sess-{secrets.token_hex(3)}"
         stored = spec.model_dump(mode="json")
-        stored.update(name=name, resources=resources.to_json(), mounts=mounts, binds=binds)
+        stored.update(name=name, resources=resources.to_json(), mounts=mounts, binds=binds,
+                      env={**spec.env, **(engine_env or {})})
         now = time.time()
         self._seq += 1
         try:
@@ -420,6 +428,8 @@ class SessionManager:
         for m in spec["mounts"]:
             try:
                 host = self.vfolders.host_path(m["source"])
+                if m.get("subpath"):  # engine-made mounts only; the engine chose the path
+                    host = host / m["subpath"]
             except NotFound:
                 host = Path("/nonexistent")
             mounts.append(ResolvedMount(m["source"], host, m["target"], m["perm"] == "ro"))

@@ -50,6 +50,10 @@ __all__ = [
     "Metrics",
     "MkdirRequest",
     "MoveRequest",
+    "PipelineJobInfo",
+    "PipelineJobList",
+    "PipelineStatusChange",
+    "PipelineTaskInfo",
     "Resources",
     "RmRequest",
     "RunMessage",
@@ -255,6 +259,8 @@ class MountInfo(ApiModel):
     source: str = Field(description="VFolder name.")
     target: str = Field(description="Path inside the session (default `/home/work/NAME`).")
     perm: Literal["rw", "ro"] = "rw"
+    subpath: str | None = Field(default=None, description="A directory inside the folder "
+                                "(pipeline tasks' `/pipeline/*` mounts).")
 
 
 class Allocation(_Loose):
@@ -330,6 +336,45 @@ class SessionList(ApiModel):
 
 class LogsText(ApiModel):
     logs: str
+
+
+class PipelineTaskInfo(_Loose):
+    name: str
+    status: Literal["WAITING", "RUNNING", "RETRYING", "SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"]
+    status_info: str | None = None
+    attempts: int = Field(description="Attempts started so far (retries included).")
+    exit_code: int | None = Field(default=None, description="Of the last attempt's command.")
+    session_id: str | None = Field(default=None, description="The last attempt's batch session.")
+    cached: bool = False
+    depends_on: list[str] = Field(default_factory=list)
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration: float | None = Field(default=None, description="Seconds, all attempts together.")
+
+
+class PipelineStatusChange(ApiModel):
+    task: str | None = Field(default=None, description="The task; null for the job itself.")
+    status: str
+    at: str | None = None
+    info: str | None = None
+
+
+class PipelineJobInfo(_Loose):
+    """A pipeline job: one run of a pipeline file, its tasks as they stand."""
+
+    id: str
+    name: str = Field(description="The pipeline's name.")
+    status: Literal["RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"]
+    status_info: str | None = None
+    folder: str = Field(description="The vfolder holding every task's outputs (`tasks/T/outputs`).")
+    created_at: str | None = None
+    finished_at: str | None = None
+    tasks: list[PipelineTaskInfo]
+    status_history: list[PipelineStatusChange] | None = None
+
+
+class PipelineJobList(ApiModel):
+    jobs: list[PipelineJobInfo] = Field(description="Newest first.")
 
 
 class Interrupted(ApiModel):
@@ -428,7 +473,9 @@ class FileList(ApiModel):
 
 
 class Event(_Loose):
-    """One change notification. ``kind`` is ``session``, ``vfolder``, ``resources`` … or
+    """One change notification. ``kind`` is ``session``, ``vfolder``, ``resources``,
+    ``pipeline-job`` (``name`` is the job id; ``status`` the job's), ``pipeline-task`` (``name``
+    is ``JOB/TASK``; with ``job_id``, ``task``, ``status``, ``attempts``, ``exit_code``) … or
     ``resync``: the stream skipped events (the client was too slow or asked for trimmed history);
     reload what you show (``list_sessions()``, ``list_vfolders()``, ``resources()``) and carry on
     from ``seq``."""
@@ -437,7 +484,7 @@ class Event(_Loose):
     at: float | None = Field(default=None, description="Unix time (seconds).")
     kind: str | None = Field(default=None, examples=["session", "vfolder", "resync"])
     name: str | None = None
-    status: SessionStatusName | None = None
+    status: str | None = Field(default=None, description="A session's, pipeline job's or task's status.")
     action: str | None = Field(default=None, description="vfolder events: created, deleted, uploaded, ...")
     event: str | None = Field(default=None, description="Client side: the SSE event type.")
 

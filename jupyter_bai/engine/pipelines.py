@@ -1,0 +1,547 @@
+"""Pipeline jobs: run a :class:`PipelineSpec`'s tasks as batch sessions, in dependency order.
+
+All state is in the store (jobs, task instances, status history); the runner is a loop that
+looks at it whenever a session changes, so an engine killed mid-job picks up where it was:
+finished tasks stay finished, and a running task follows its session (which the session
+manager re-adopts, or ends as lost, which counts as a failed attempt).
+
+Files: each job gets a vfolder ``pipeline-<job id>``; task ``T`` writes to its
+``tasks/T/outputs`` directory, mounted rw at ``/pipeline/outputs``; a dependent sees it
+read-only at ``/pipeline/inputN`` (N in ``depends_on`` order) and ``/pipeline/inputs/T``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import logging
+import secrets
+import shlex
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import httpx
+
+from ..spec.errors import InvalidRequest, InvalidState, NotFound
+from ..spec.pipeline import PIPELINE_ROOT, JobStatus, PipelineSpec, TaskStatus
+from ..spec.session import SessionSpec, SessionStatus, SessionType
+from ..spec.vfolder import VFolderCreate
+from .events import EventBus
+from .scheduler import check_can_ever_fit
+from .sessions import SessionManager, _iso
+from .store import Store
+from .vfolders import VFolderManager
+
+log = logging.getLogger(__name__)
+
+T = TaskStatus
+J = JobStatus
+NOTIFY_ATTEMPTS = 4
+NOTEBOOK_RUNNER = (Path(__file__).resolve().parent.parent / "notebook_task.py").read_text()
+NOTIFY_BACKOFF = 0.5
+TICK = 0.5  # retries and timeouts are due by the clock, not by an event
+
+
+def notebook_file(notebook: str) -> str:
+    """The executed notebook's name in the task's outputs."""
+    return PurePosixPath(notebook).name or "notebook.ipynb"
+
+
+class PipelineManager:
+    def __init__(self, store: Store, events: EventBus, sessions: SessionManager,
+                 vfolders: VFolderManager, notify_backoff: float = NOTIFY_BACKOFF):
+        self.store = store
+        self.events = events
+        self.sessions = sessions
+        self.vfolders = vfolders
+        self.notify_backoff = notify_backoff
+        self._wake = asyncio.Event()
+        self._main: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping: set[str] = set()  # session ids being destroyed by this runner
+
+    # -- engine hooks ------------------------------------------------------
+    async def start(self) -> None:
+        self._main = [asyncio.create_task(c) for c in (self._loop(), self._listen(), self._tick())]
+        self._wake.set()
+
+    async def close(self) -> None:
+        for task in [*self._main, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*self._main, *self._tasks, return_exceptions=True)
+
+    # -- public API --------------------------------------------------------
+    def submit(self, spec: PipelineSpec) -> dict[str, Any]:
+        """Make the job, its folder and its WAITING tasks; the runner starts them."""
+        for task in spec.tasks:  # unknown image / a task that never fits: refused now
+            if task.notebook is not None and task.notebook_content is None:
+                raise InvalidRequest(f"task '{task.name}': the notebook's content is missing "
+                                     "(submit the pipeline file through the client)")
+            self._check(self._session_spec(spec, task.name, "check"))
+        job_id = secrets.token_hex(6)
+        folder = f"pipeline-{job_id}"
+        self.vfolders.create(VFolderCreate(name=folder))
+        try:
+            for task in spec.tasks:
+                self.vfolders.mkdir(folder, f"tasks/{task.name}/outputs", parents=True)
+            now = time.time()
+            seq = int((self.store.one("SELECT MAX(seq) AS s FROM pipeline_jobs") or {"s": 0})["s"]
+                      or 0) + 1
+            with self.store.tx():
+                self.store.execute(
+                    "INSERT INTO pipeline_jobs(id, seq, name, spec, status, folder, created_at) "
+                    "VALUES (?,?,?,?,?,?,?)",
+                    (job_id, seq, spec.name, spec.model_dump_json(), J.RUNNING.value, folder, now),
+                )
+                for pos, task in enumerate(spec.tasks):
+                    self.store.execute(
+                        "INSERT INTO pipeline_tasks(job_id, name, position, status) "
+                        "VALUES (?,?,?,?)", (job_id, task.name, pos, T.WAITING.value),
+                    )
+                    self._history(job_id, task.name, T.WAITING.value, None, now)
+                self._history(job_id, None, J.RUNNING.value, None, now)
+                self._publish_job(job_id)
+        except BaseException:
+            self.vfolders.delete(folder)
+            raise
+        self._wake.set()
+        return self.get(job_id)
+
+    def list(self) -> list[dict[str, Any]]:
+        rows = self.store.query("SELECT * FROM pipeline_jobs ORDER BY seq DESC")
+        return [self._job_json(r, history=False) for r in rows]
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._job_json(self._job_row(job_id))
+
+    def task_logs(self, job_id: str, task: str) -> str:
+        row = self._task_row(job_id, task)
+        if row["session_id"] is None:
+            return ""
+        return self.sessions.logs(row["session_id"])
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop running tasks (SIGTERM, grace, SIGKILL) and mark the rest CANCELLED."""
+        job = self._job_row(job_id)
+        if J(job["status"]).is_final:
+            raise InvalidState(f"pipeline job {job_id} is already {job['status']}")
+        running: list[str] = []
+        with self.store.tx():
+            self._job_status(job_id, J.CANCELLING, "user-requested")
+            for row in self._tasks_of(job_id):
+                status = T(row["status"])
+                if status in (T.WAITING, T.RETRYING):
+                    self._task_status(job_id, row["name"], T.CANCELLED, "job cancelled")
+                elif status == T.RUNNING and row["session_id"]:
+                    running.append(row["session_id"])
+        await asyncio.gather(*(self._destroy(sid) for sid in running))
+        self._wake.set()
+        return self.get(job_id)
+
+    def rerun(self, job_id: str) -> dict[str, Any]:
+        """Run the failed, skipped and cancelled tasks again; successful outputs are kept."""
+        job = self._job_row(job_id)
+        status = J(job["status"])
+        if not status.is_final:
+            raise InvalidState(f"pipeline job {job_id} is {status.value}; rerun it when it ends")
+        if status == J.SUCCEEDED:
+            raise InvalidState(f"pipeline job {job_id} succeeded; nothing to rerun")
+        with self.store.tx():
+            for row in self._tasks_of(job_id):
+                if T(row["status"]) != T.SUCCEEDED:
+                    self._clear_outputs(job["folder"], row["name"])
+                    self._task_status(job_id, row["name"], T.WAITING, "rerun", attempts=0,
+                                      exit_code=None, session_id=None, timed_out=0, cached=0,
+                                      next_attempt_at=None, finished_at=None)
+            self.store.execute(
+                "UPDATE pipeline_jobs SET finished_at = NULL, notified_at = NULL WHERE id = ?",
+                (job_id,))
+            self._job_status(job_id, J.RUNNING, "rerun from the failed tasks")
+        self._wake.set()
+        return self.get(job_id)
+
+    # -- rows and JSON -----------------------------------------------------
+    def _job_row(self, job_id: str) -> Any:
+        row = self.store.one("SELECT * FROM pipeline_jobs WHERE id = ?", (job_id,))
+        if row is None:
+            raise NotFound(f"pipeline job '{job_id}' not found")
+        return row
+
+    def _task_row(self, job_id: str, task: str) -> Any:
+        self._job_row(job_id)
+        row = self.store.one("SELECT * FROM pipeline_tasks WHERE job_id = ? AND name = ?",
+                             (job_id, task))
+        if row is None:
+            raise NotFound(f"pipeline job '{job_id}' has no task '{task}'")
+        return row
+
+    def _tasks_of(self, job_id: str) -> list[Any]:
+        return self.store.query(
+            "SELECT * FROM pipeline_tasks WHERE job_id = ? ORDER BY position", (job_id,))
+
+    def _task_json(self, row: Any, spec: PipelineSpec) -> dict[str, Any]:
+        started, finished = row["started_at"], row["finished_at"]
+        duration = None
+        if started is not None:
+            duration = round((finished or time.time()) - started, 3)
+        return {
+            "name": row["name"], "status": row["status"], "status_info": row["status_info"],
+            "attempts": row["attempts"], "exit_code": row["exit_code"],
+            "session_id": row["session_id"], "cached": bool(row["cached"]),
+            "depends_on": spec.task(row["name"]).depends_on,
+            "started_at": _iso(started), "finished_at": _iso(finished), "duration": duration,
+        }
+
+    def _job_json(self, row: Any, history: bool = True) -> dict[str, Any]:
+        spec = PipelineSpec.model_validate_json(row["spec"])
+        data: dict[str, Any] = {
+            "id": row["id"], "name": row["name"], "status": row["status"],
+            "status_info": row["status_info"], "folder": row["folder"],
+            "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"]),
+            "tasks": [self._task_json(t, spec) for t in self._tasks_of(row["id"])],
+        }
+        if history:
+            data["status_history"] = [
+                {"task": h["task"], "status": h["status"], "at": _iso(h["at"]), "info": h["info"]}
+                for h in self.store.query(
+                    "SELECT * FROM pipeline_status_history WHERE job_id = ? ORDER BY at, rowid",
+                    (row["id"],))
+            ]
+        return data
+
+    # -- status changes (each with its history row and event, in one transaction) --------
+    def _history(self, job_id: str, task: str | None, status: str, info: str | None,
+                 at: float) -> None:
+        self.store.execute(
+            "INSERT INTO pipeline_status_history(job_id, task, status, at, info) "
+            "VALUES (?,?,?,?,?)", (job_id, task, status, at, info))
+
+    def _publish_job(self, job_id: str) -> None:
+        row = self._job_row(job_id)
+        self.events.publish("pipeline-job", row["id"], id=row["id"], pipeline=row["name"],
+                            status=row["status"], info=row["status_info"])
+
+    def _job_status(self, job_id: str, status: JobStatus, info: str | None) -> None:
+        now = time.time()
+        with self.store.tx():
+            finished = now if status.is_final else None
+            self.store.execute(
+                "UPDATE pipeline_jobs SET status = ?, status_info = ?, finished_at = ? "
+                "WHERE id = ?", (status.value, info, finished, job_id))
+            self._history(job_id, None, status.value, info, now)
+            self._publish_job(job_id)
+
+    def _task_status(self, job_id: str, task: str, status: TaskStatus, info: str | None,
+                     **fields: Any) -> None:
+        now = time.time()
+        if status == T.RUNNING:
+            fields.setdefault("attempt_started_at", now)
+        if status.is_final:
+            fields.setdefault("finished_at", now)
+        sets = ["status = ?", "status_info = ?", *(f"{k} = ?" for k in fields)]
+        with self.store.tx():
+            self.store.execute(
+                f"UPDATE pipeline_tasks SET {', '.join(sets)} WHERE job_id = ? AND name = ?",
+                (status.value, info, *fields.values(), job_id, task))
+            self._history(job_id, task, status.value, info, now)
+            row = self._task_row(job_id, task)
+            self.events.publish(
+                "pipeline-task", f"{job_id}/{task}", job_id=job_id, task=task,
+                status=status.value, info=info, attempts=row["attempts"],
+                exit_code=row["exit_code"], session_id=row["session_id"])
+
+    # -- the runner --------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            self._wake.set()
+
+    async def _listen(self) -> None:
+        async for event in self.events.subscribe(buffer=10_000):
+            if event["kind"] in ("session", "resync"):
+                self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()  # (no wait_for: on 3.11 it can swallow a cancel)
+            self._wake.clear()
+            try:
+                for job in self.store.query(
+                    "SELECT id FROM pipeline_jobs WHERE status IN (?, ?) ORDER BY seq",
+                    (J.RUNNING.value, J.CANCELLING.value),
+                ):
+                    self._advance(job["id"])
+                for job in self.store.query(
+                    "SELECT id FROM pipeline_jobs WHERE finished_at IS NOT NULL "
+                    "AND notified_at IS NULL"
+                ):
+                    self._spawn(self._notify(job["id"]))
+            except Exception:  # one bad job must not stop the others
+                log.exception("pipeline runner pass failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _advance(self, job_id: str) -> None:
+        job = self._job_row(job_id)
+        spec = PipelineSpec.model_validate_json(job["spec"])
+        cancelling = job["status"] == J.CANCELLING.value
+        now = time.time()
+        rows = {r["name"]: r for r in self._tasks_of(job_id)}
+        for name in spec.order():
+            row = rows[name]
+            status = T(row["status"])
+            task = spec.task(name)
+            if status == T.RUNNING:
+                self._follow(job_id, spec, row, now, cancelling)
+            elif cancelling and status in (T.WAITING, T.RETRYING):
+                self._task_status(job_id, name, T.CANCELLED, "job cancelled")
+            elif status == T.WAITING:
+                deps = [T(self._task_row(job_id, d)["status"]) for d in task.depends_on]
+                bad = [d for d, s in zip(task.depends_on, deps)
+                       if s in (T.FAILED, T.SKIPPED, T.CANCELLED)]
+                if bad:
+                    self._task_status(job_id, name, T.SKIPPED, f"dependency '{bad[0]}' did not "
+                                      "succeed")
+                elif all(s == T.SUCCEEDED for s in deps):
+                    if not self._from_cache(job, spec, name):
+                        self._start_attempt(job, spec, name, row["attempts"])
+            elif status == T.RETRYING and (row["next_attempt_at"] or 0) <= now:
+                self._clear_outputs(job["folder"], name)
+                self._start_attempt(job, spec, name, row["attempts"])
+        rows = {r["name"]: r for r in self._tasks_of(job_id)}
+        statuses = [T(r["status"]) for r in rows.values()]
+        if all(s.is_final for s in statuses):
+            if cancelling:
+                final, info = J.CANCELLED, "cancelled"
+            elif all(s == T.SUCCEEDED for s in statuses):
+                final, info = J.SUCCEEDED, None
+            else:
+                failed = [n for n, r in rows.items() if r["status"] == T.FAILED.value]
+                final, info = J.FAILED, f"failed: {', '.join(failed)}"
+            self._job_status(job_id, final, info)
+            self._wake.set()  # the notifier
+
+    def _follow(self, job_id: str, spec: PipelineSpec, row: Any, now: float,
+                cancelling: bool) -> None:
+        """A RUNNING task: finish it when its session has ended; enforce its timeout."""
+        name, sid = row["name"], row["session_id"]
+        session = self.store.one("SELECT status, result, exit_code, status_info FROM sessions "
+                                 "WHERE id = ?", (sid,)) if sid else None
+        if session is None:  # the engine died between marking it and making its session
+            self._start_attempt(self._job_row(job_id), spec, name, row["attempts"] - 1)
+            return
+        status = SessionStatus(session["status"])
+        if not status.is_terminal:
+            timeout = spec.task(name).timeout or spec.defaults.timeout
+            if (timeout and row["attempt_started_at"] and now - row["attempt_started_at"] > timeout
+                    and sid not in self._stopping):
+                self.store.execute("UPDATE pipeline_tasks SET timed_out = 1 WHERE job_id = ? "
+                                   "AND name = ?", (job_id, name))
+                self._spawn(self._destroy(sid))
+            elif cancelling and sid not in self._stopping:
+                self._spawn(self._destroy(sid))
+            return
+        code = session["exit_code"]
+        if cancelling:
+            self._task_status(job_id, name, T.CANCELLED, "job cancelled", exit_code=code)
+            return
+        if session["result"] == "success":
+            with self.store.tx():
+                self._task_status(job_id, name, T.SUCCEEDED, None, exit_code=code)
+                if row["cache_key"]:
+                    self.store.execute(
+                        "INSERT OR REPLACE INTO pipeline_cache(key, job_id, task, created_at) "
+                        "VALUES (?,?,?,?)", (row["cache_key"], job_id, name, time.time()))
+            return
+        task = spec.task(name)
+        timeout = task.timeout or spec.defaults.timeout
+        why = (f"timed out after {timeout:g}s" if row["timed_out"]
+               else session["status_info"] or f"exit code {code}")
+        retries = task.retries if task.retries is not None else spec.defaults.retries
+        if row["attempts"] <= retries:
+            backoff = task.backoff or spec.defaults.backoff
+            delay = backoff * 2 ** (row["attempts"] - 1)
+            self._task_status(job_id, name, T.RETRYING,
+                              f"attempt {row['attempts']} failed ({why}); retry in {delay:g}s",
+                              exit_code=code, next_attempt_at=now + delay, timed_out=0)
+        else:
+            self._task_status(job_id, name, T.FAILED, why, exit_code=code)
+
+    def _check(self, session: SessionSpec) -> None:
+        runtime = self.sessions.runtime_for(session.image)
+        resources = session.resources.with_defaults(self.sessions.defaults)
+        check_can_ever_fit(resources, self.sessions.capacity)
+        runtime.check(session.image, resources)
+        for mount in session.mounts:
+            self.vfolders.get(mount.source)
+
+    def _session_spec(self, spec: PipelineSpec, name: str, job_id: str) -> SessionSpec:
+        task = spec.task(name)
+        resources = task.resources if task.resources is not None else spec.defaults.resources
+        if task.notebook is not None:
+            # The runner's source goes in the command: the session's Python has nbclient but
+            # may not see this package (an editable install lives outside the sandbox).
+            command = " ".join([
+                "exec python -c", shlex.quote(NOTEBOOK_RUNNER),
+                shlex.quote(f"{PIPELINE_ROOT}/outputs/{notebook_file(task.notebook)}"),
+                shlex.quote(json.dumps(task.parameters)),
+            ])
+        else:
+            # FastTrack's task scripts are bash ($RANDOM, arrays); sh where an image has none.
+            script = shlex.quote(task.command or "")
+            command = (f"if command -v bash >/dev/null 2>&1; then exec bash -c {script}; "
+                       f"else exec sh -c {script}; fi")
+        return SessionSpec(
+            image=task.image or spec.defaults.image,
+            name=f"pl-{job_id[:12]}-{name}",
+            type=SessionType.batch, command=command, resources=resources,
+            mounts=[*spec.mounts, *task.mounts], env={**spec.env, **task.env},
+        )
+
+    def _start_attempt(self, job: Any, spec: PipelineSpec, name: str, attempts: int) -> None:
+        job_id, folder = job["id"], job["folder"]
+        task = spec.task(name)
+        mounts = [{"source": folder, "subpath": f"tasks/{name}/outputs",
+                   "target": f"{PIPELINE_ROOT}/outputs", "perm": "rw"}]
+        for i, dep in enumerate(task.depends_on, 1):
+            sub = f"tasks/{dep}/outputs"
+            mounts.append({"source": folder, "subpath": sub,
+                           "target": f"{PIPELINE_ROOT}/input{i}", "perm": "ro"})
+            mounts.append({"source": folder, "subpath": sub,
+                           "target": f"{PIPELINE_ROOT}/inputs/{dep}", "perm": "ro"})
+        if task.notebook is not None:
+            if task.notebook_content is None:
+                raise InvalidRequest(f"task '{name}': the notebook was not sent with the job")
+            self.vfolders.upload(folder, f"tasks/{name}/outputs/{notebook_file(task.notebook)}",
+                                 json.dumps(task.notebook_content).encode())
+        env = {"BACKENDAI_PIPELINE_JOB_ID": job_id, "BACKENDAI_PIPELINE_TASK_ID": name,
+               "BACKENDAI_PIPELINE_NAME": spec.name}
+        try:
+            with self.store.tx():  # the session and the task's link to it, or neither
+                session = self.sessions.create(self._session_spec(spec, name, job_id),
+                                               engine_env=env, engine_mounts=mounts)
+                first = self._task_row(job_id, name)["started_at"] or time.time()
+                self._task_status(job_id, name, T.RUNNING, f"attempt {attempts + 1}",
+                                  attempts=attempts + 1, session_id=session["id"],
+                                  started_at=first, exit_code=None)
+        except Exception as exc:
+            log.info("pipeline %s task %s could not start: %s", job_id, name, exc)
+            self._task_status(job_id, name, T.FAILED, f"could not start: {exc}",
+                              attempts=attempts + 1)
+
+    # -- opt-in cache ------------------------------------------------------
+    def _cache_key(self, job: Any, spec: PipelineSpec, name: str) -> str:
+        """Image, command (or notebook and parameters), env and the hashes of every input."""
+        task = spec.task(name)
+        digest = hashlib.sha256(json.dumps({
+            "image": task.image or spec.defaults.image, "command": task.command,
+            "notebook": task.notebook_content, "parameters": task.parameters,
+            "env": {**spec.env, **task.env},
+            "mounts": [str(m) for m in [*spec.mounts, *task.mounts]],
+        }, sort_keys=True, default=str).encode())
+        root = self.vfolders.host_path(job["folder"])
+        for dep in task.depends_on:
+            digest.update(f"\0input {dep}\0".encode())
+            base = root / "tasks" / dep / "outputs"
+            for path in sorted(p for p in base.rglob("*") if not p.is_symlink()):
+                digest.update(str(path.relative_to(base)).encode() + b"\0")
+                if path.is_file():
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()
+
+    def _from_cache(self, job: Any, spec: PipelineSpec, name: str) -> bool:
+        """For a ``cache: true`` task: reuse the outputs of an earlier identical run."""
+        if not spec.task(name).cache:
+            return False
+        key = self._cache_key(job, spec, name)
+        self.store.execute("UPDATE pipeline_tasks SET cache_key = ? WHERE job_id = ? AND name = ?",
+                           (key, job["id"], name))
+        hit = self.store.one(
+            "SELECT c.job_id, c.task, j.folder FROM pipeline_cache c JOIN pipeline_jobs j "
+            "ON j.id = c.job_id WHERE c.key = ?", (key,))
+        if hit is None:
+            return False
+        try:
+            src = self.vfolders.host_path(hit["folder"]) / "tasks" / hit["task"] / "outputs"
+            dst = self.vfolders.host_path(job["folder"]) / "tasks" / name / "outputs"
+            if not src.is_dir():
+                return False
+            shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+            if self.vfolders.owner is not None:
+                for path in [dst, *dst.rglob("*")]:
+                    os.chown(path, *self.vfolders.owner, follow_symlinks=False)
+        except (NotFound, OSError) as exc:
+            log.info("pipeline cache entry %s not usable: %s", key[:12], exc)
+            return False
+        now = time.time()
+        self._task_status(job["id"], name, T.SUCCEEDED,
+                          f"cached: outputs of job {hit['job_id']} task {hit['task']}",
+                          cached=1, exit_code=0, started_at=now)
+        return True
+
+    def _clear_outputs(self, folder: str, name: str) -> None:
+        path = f"tasks/{name}/outputs"
+        try:
+            self.vfolders.remove(folder, path, recursive=True)
+        except NotFound:
+            pass
+        self.vfolders.mkdir(folder, path, parents=True, exist_ok=True)
+
+    async def _destroy(self, sid: str) -> None:
+        self._stopping.add(sid)
+        try:
+            await self.sessions.destroy(sid)
+        except (InvalidState, NotFound):
+            pass  # it ended by itself meanwhile
+        except Exception:
+            log.exception("stopping pipeline session %s failed", sid)
+        finally:
+            self._stopping.discard(sid)
+            self._wake.set()
+
+    # -- notifications -------------------------------------------------------
+    def summary_text(self, job_id: str) -> str:
+        job = self.get(job_id)
+        lines = [f"Pipeline job {job['name']} ({job['id']}) {job['status']}"]
+        for t in job["tasks"]:
+            extra = [f"attempts {t['attempts']}"]
+            if t["exit_code"] is not None:
+                extra.append(f"exit code {t['exit_code']}")
+            if t["duration"] is not None:
+                extra.append(f"{t['duration']:.1f}s")
+            lines.append(f"• {t['name']}: {t['status']} ({', '.join(extra)})")
+        return "\n".join(lines)
+
+    async def _notify(self, job_id: str) -> None:
+        """POST the summary to each webhook that asked for this outcome; a receiver that is
+        down is retried a few times and logged, never failing the job."""
+        with self.store.tx():
+            row = self._job_row(job_id)
+            if row["notified_at"] is not None:
+                return
+            self.store.execute("UPDATE pipeline_jobs SET notified_at = ? WHERE id = ?",
+                               (time.time(), job_id))
+        spec = PipelineSpec.model_validate_json(row["spec"])
+        outcome = {"SUCCEEDED": "success", "FAILED": "failure"}.get(row["status"], "cancelled")
+        text = self.summary_text(job_id)
+        targets = [n.webhook for n in spec.notify if outcome in n.on]
+        async with httpx.AsyncClient(timeout=10) as client:
+            for url in targets:
+                for attempt in range(NOTIFY_ATTEMPTS):
+                    try:
+                        resp = await client.post(url, json={"text": text})
+                        resp.raise_for_status()
+                        break
+                    except httpx.HTTPError as exc:
+                        log.warning("pipeline %s: notification attempt %d failed: %s",
+                                    job_id, attempt + 1, exc)
+                        await asyncio.sleep(self.notify_backoff * 2 ** attempt)
+                else:
+                    log.error("pipeline %s: notification not delivered after %d attempts",
+                              job_id, NOTIFY_ATTEMPTS)

@@ -1,0 +1,1 @@
+"""ipywidgets views fed by the engine's event stream."""
