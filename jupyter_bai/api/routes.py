@@ -7,6 +7,13 @@ from .base import API, BaiHandler
 from .events import EventsHandler
 from .metrics import MetricsHandler
 from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
+from .services import (
+    ServiceHandler,
+    ServiceLogsHandler,
+    ServiceScaleHandler,
+    ServicesHandler,
+    ServiceTokenHandler,
+)
 from .sessions import (
     SessionExecHandler,
     SessionHandler,
@@ -47,6 +54,11 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/vfolders/{NAME}/mkdir", VFolderMkdirHandler),
         (rf"{API}/vfolders/{NAME}/move", VFolderMoveHandler),
         (rf"{API}/vfolders/{NAME}/rm", VFolderRmHandler),
+        (rf"{API}/services", ServicesHandler),
+        (rf"{API}/services/{NAME}", ServiceHandler),
+        (rf"{API}/services/{NAME}/scale", ServiceScaleHandler),
+        (rf"{API}/services/{NAME}/token", ServiceTokenHandler),
+        (rf"{API}/services/{NAME}/logs", ServiceLogsHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),

@@ -42,6 +42,10 @@ class EngineConfig:
     # or UID[:GID]), and the most processes one Docker session may have.
     session_user: str = "auto"
     session_pids_limit: int = 4096
+    # model services: the endpoint proxy's port on 127.0.0.1 (0: a free one, picked once and
+    # kept in the store), and seconds a route leaving on scale-down keeps serving what it has.
+    service_port: int = 0
+    service_drain: float = 2.0
 
     @property
     def vfolder_root(self) -> Path:
