@@ -271,7 +271,7 @@ def _listener_pid(port: int) -> int:
      400, "unknown runtime variant 'tgi'"),
     ({"name": "x", "image": "local", "model_folder": "badinputs", "replicas": -1}, 400, "replicas"),
     ({"name": "x", "image": "local", "model_folder": "badinputs"}, 400,
-     "badinputs/model-definition.yaml:3: models[0].model_path: is missing"),
+     "badinputs/model-definition.yaml:2: models[0].model_path: is missing"),
     ({"name": "x", "image": "local", "model_folder": "badinputs", "replicas": 2,
       "runtime_variant": "cmd", "env": {}}, 400, "CMD"),
 ])

@@ -30,7 +30,6 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade",
 })
-REFRESH = 0.25  # seconds between routing-table reads
 
 
 @dataclass
@@ -58,18 +57,35 @@ def _strip_hop_by_hop(headers: Any, drop: tuple[str, ...] = ()) -> CIMultiDict[s
 
 
 class RoutingTable:
-    """The services as the store has them, re-read every ``REFRESH`` seconds."""
+    """The services as the store has them; re-read whenever the store changed.
+
+    ``PRAGMA data_version`` changes when another connection (the engine) commits, so a route
+    that the engine marked healthy is used by the very next request, at the cost of one cheap
+    pragma per request.
+    """
 
     def __init__(self, db: Path):
         self.db = db
         self.services: dict[str, ServiceEntry] = {}
         self.loaded_at = 0.0
+        self._version = -1
+        self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+
+    def maybe_reload(self) -> None:
+        try:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or time.time() - self.loaded_at > 1.0:
+                self.load()
+                self._version = version
+        except sqlite3.Error as exc:
+            log.warning("reading routes: %s", exc)
 
     def load(self) -> None:
-        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
-        try:
-            conn.row_factory = sqlite3.Row
-            now = time.time()
+        conn = self._conn
+        now = time.time()
+        with conn:
             services = conn.execute(
                 "SELECT id, name, public FROM services WHERE terminating = 0").fetchall()
             routes = conn.execute(
@@ -78,8 +94,6 @@ class RoutingTable:
             tokens = conn.execute(
                 "SELECT service_id, token_hash FROM service_tokens WHERE expires_at > ?",
                 (now,)).fetchall()
-        finally:
-            conn.close()
         fresh: dict[str, ServiceEntry] = {}
         for s in services:
             old = self.services.get(s["name"])
@@ -90,15 +104,11 @@ class RoutingTable:
         self.services = fresh
         self.loaded_at = now
 
-    async def refresh_forever(self) -> None:
+    async def watch_state_dir(self) -> None:
         while True:
-            try:
-                if not self.db.exists():  # the state directory is gone: nothing to serve
-                    os._exit(0)
-                self.load()
-            except sqlite3.Error as exc:
-                log.warning("reading routes: %s", exc)
-            await asyncio.sleep(REFRESH)
+            if not self.db.exists():  # the state directory is gone: nothing to serve
+                os._exit(0)
+            await asyncio.sleep(1.0)
 
 
 def authorized(entry: ServiceEntry, header: str | None) -> bool:
@@ -137,11 +147,8 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
+        self.table.maybe_reload()
         entry = self.table.services.get(name)
-        if entry is None or not entry.ports:
-            # about to refuse: read the store once more (a route may just have turned healthy)
-            self.table.load()
-            entry = self.table.services.get(name)
         if entry is None:
             return _error(404, "not-found", f"service '{name}' not found")
         if not authorized(entry, request.headers.get("Authorization")):
@@ -204,7 +211,7 @@ def build_app(db: Path) -> web.Application:
     app.on_cleanup.append(proxy.cleanup)
 
     async def refresher(app: web.Application) -> Any:
-        task = asyncio.create_task(table.refresh_forever())
+        task = asyncio.create_task(table.watch_state_dir())
         yield
         task.cancel()
 
