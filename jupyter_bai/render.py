@@ -476,3 +476,54 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
         parts_text += ["", text_table(rt_h, rt_rows)]
         parts_html.append(html_table(rt_h, rt_rows, "runtimes"))
     return Rendered("\n".join(parts_text), '<div class="bai-resources">' + "".join(parts_html) + "</div>", res)
+
+
+# --------------------------------------------------------------------------- model services
+
+
+def services_table(services: Sequence[Mapping[str, Any]]) -> Rendered:
+    """``service ls``: one row per service."""
+    rows: list[Sequence[Any]] = [
+        [
+            s.get("name"),
+            status_badge(s.get("status")),
+            f"{sum(r.get('status') == 'HEALTHY' for r in s.get('routes') or [])}/{s.get('replicas')}",
+            "public" if s.get("public") else "token",
+            s.get("runtime_variant"),
+            s.get("model_folder"),
+            s.get("endpoint"),
+        ]
+        for s in services
+    ]
+    return _table(["name", "status", "healthy", "access", "variant", "model", "endpoint"],
+                  rows, services, empty="no services")
+
+
+def service_detail(s: Mapping[str, Any]) -> Rendered:
+    """``service info``/``create``: the service, then one row per route."""
+    fields: list[tuple[str, Any]] = [
+        ("name", s.get("name")),
+        ("status", status_badge(s.get("status"))),
+        ("status info", s.get("status_info") or "-"),
+        ("endpoint", s.get("endpoint")),
+        ("access", "public" if s.get("public") else "bearer token (`service token NAME`)"),
+        ("replicas", s.get("replicas")),
+        ("image", s.get("image")),
+        ("model folder", s.get("model_folder")),
+        ("runtime variant", s.get("runtime_variant")),
+    ]
+    text = _kv_text(fields)
+    markup = _kv_html(fields, caption=f"service {s.get('name')}")
+    routes = s.get("routes") or []
+    if routes:
+        rrows = [[_short_id(r.get("id")), status_badge(r.get("status")), r.get("session_name") or "-",
+                  r.get("port") or "-", _last_line(r.get("status_info"))] for r in routes]
+        headers = ["route", "status", "session", "port", "info"]
+        text += "\n\n" + text_table(headers, rrows)
+        markup += html_table(headers, rrows, "routes")
+    return Rendered(text, markup, s)
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""

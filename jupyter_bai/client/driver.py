@@ -38,6 +38,8 @@ from jupyter_bai.spec.models import (
     Metrics,
     Resources,
     RunMessage,
+    ServiceInfo,
+    ServiceToken,
     SessionInfo,
     VFolderInfo,
 )
@@ -179,3 +181,26 @@ class Driver(abc.ABC):
     async def assistant_forget(self, source: str) -> AssistantChange:
         raise Unsupported(f"{self.where or type(self).__name__} has no API assistant")
 
+    # -- model services (optional: a backend without them says so)
+
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        """Create a service from a ``ServiceCreate``-shaped request; routes start after."""
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def list_services(self) -> list[ServiceInfo]:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")

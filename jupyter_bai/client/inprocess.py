@@ -21,6 +21,8 @@ from jupyter_bai.engine.config import EngineConfig
 from jupyter_bai.engine.engine import Engine
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    ServiceInfo,
+    ServiceToken,
     Event,
     ExecMessage,
     FileEntry,
@@ -31,6 +33,7 @@ from jupyter_bai.spec.models import (
     SessionInfo,
     VFolderInfo,
 )
+from jupyter_bai.spec.service import ServiceCreate
 from jupyter_bai.spec.session import SessionSpec, spec_error
 from jupyter_bai.spec.vfolder import VFolderCreate
 
@@ -81,6 +84,34 @@ class EngineDriver(Driver):
         except ValidationError as exc:
             raise spec_error(exc) from None
         return SessionInfo.model_validate(self.engine.sessions.create(spec))
+
+    @property
+    def _services(self) -> Any:
+        if self.engine.services is None:
+            raise BaiError("model services are not running on this engine")
+        return self.engine.services
+
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        return ServiceInfo.model_validate(
+            self._services.create(ServiceCreate.from_json(dict(request))))
+
+    async def list_services(self) -> list[ServiceInfo]:
+        return [ServiceInfo.model_validate(s) for s in self._services.list()]
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.get(name))
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.scale(name, replicas))
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.delete(name))
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        return ServiceToken.model_validate(self._services.issue_token(name, ttl))
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        return str(self._services.logs(name, tail=tail))
 
     async def list_sessions(self, status: str | None) -> list[SessionInfo]:
         return [SessionInfo.model_validate(s) for s in self.engine.sessions.list(status)]
