@@ -44,3 +44,19 @@ def test_quickstart_runs_top_to_bottom(engine_env: dict[str, str], tmp_path: Pat
     assert "100 2" in next(cell_text(c) for c in cells if "variables survive" in c.source)
     assert "('TERMINATED', 'success', 0)" in next(cell_text(c) for c in cells if "Client()" in c.source)
     assert (tmp_path / "train.csv").exists()
+
+
+def test_services_notebook_runs_the_seed_flow(engine_env: dict[str, str], tmp_path: Path) -> None:
+    cells = execute("services.ipynb", tmp_path)
+    for cell in cells:
+        text = cell_text(cell)
+        assert "ERROR" not in text and "error:" not in text and "Traceback" not in text, (
+            cell.source, text)
+    calls = next(cell_text(c) for c in cells if "answers = " in c.source)
+    assert "annyeong! you said: hi" in calls
+    import ast
+
+    used = ast.literal_eval(calls.split("routes used:")[1].strip())
+    assert len(used) == 2  # round robin over both routes
+    assert "HEALTHY" in next(cell_text(c) for c in cells if "service create" in c.source)
+    assert "being removed" in next(cell_text(c) for c in cells if "service rm" in c.source)

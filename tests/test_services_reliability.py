@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,41 +12,9 @@ from typing import Any
 import httpx
 
 from engine_proc import Api, EngineProcess
-from test_services import FAKE_OPENAI_DEFINITION, _folder, _remove, _wait_service
+from test_services import FAKE_OPENAI_DEFINITION, Load, _folder, _remove, _wait_service
 
 HERE = Path(__file__).parent
-
-
-class Load:
-    """GET requests through the endpoint, one after another, counting failures."""
-
-    def __init__(self, url: str, token: str):
-        self.url, self.headers = url, {"Authorization": f"Bearer {token}"}
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=30) as http:
-            while not self._stop.is_set():
-                try:
-                    r = http.get(self.url, headers=self.headers)
-                    if r.status_code == 200:
-                        self.ok += 1
-                    else:
-                        self.failures.append(f"{r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(repr(exc))
-                time.sleep(0.01)
-
-    def __enter__(self) -> "Load":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _proxy_pid(endpoint: str) -> int:
