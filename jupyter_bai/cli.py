@@ -371,6 +371,42 @@ def service_logs(bai: BaiContext, name: str, tail: int | None) -> None:
         sys.stdout.write(text)
 
 
+@service.group("autoscale")
+def service_autoscale() -> None:
+    """Autoscaling rules of a service (evaluated by the engine; decisions in `service info`)."""
+
+
+@service_autoscale.command("add")
+@click.argument("name")
+@click.option("--metric", type=click.Choice(["inflight", "rps", "gpu_util"]), required=True)
+@click.option("--comparator", type=click.Choice(["gt", "lt"]), required=True)
+@click.option("--threshold", type=float, required=True)
+@click.option("--step", type=int, required=True, help="Routes to add (negative: remove).")
+@click.option("--cooldown", type=float, default=60.0, show_default=True, help="Seconds.")
+@click.option("--min", "min_replicas", type=click.IntRange(0, 64), default=0, show_default=True)
+@click.option("--max", "max_replicas", type=click.IntRange(0, 64), default=64, show_default=True)
+@json_option
+@pass_bai
+def service_autoscale_add(bai: BaiContext, name: str, metric: str, comparator: str,
+                          threshold: float, step: int, cooldown: float, min_replicas: int,
+                          max_replicas: int) -> None:
+    """Add a rule: when METRIC is COMPARATOR THRESHOLD, change replicas by STEP."""
+    bai.emit(bai.client.add_autoscale_rule(
+        name, metric=metric, comparator=comparator, threshold=threshold, step=step,
+        cooldown=cooldown, min_replicas=min_replicas, max_replicas=max_replicas),
+        render.service_detail)
+
+
+@service_autoscale.command("rm")
+@click.argument("name")
+@click.argument("rule")
+@json_option
+@pass_bai
+def service_autoscale_rm(bai: BaiContext, name: str, rule: str) -> None:
+    """Remove the autoscaling rule RULE (its id, from `service info`)."""
+    bai.emit(bai.client.remove_autoscale_rule(name, rule), render.service_detail)
+
+
 @service.command("rm")
 @click.argument("name")
 @json_option

@@ -521,6 +521,21 @@ def service_detail(s: Mapping[str, Any]) -> Rendered:
         headers = ["route", "status", "session", "port", "info"]
         text += "\n\n" + text_table(headers, rrows)
         markup += html_table(headers, rrows, "routes")
+    rules = s.get("autoscaling_rules") or []
+    if rules:
+        arows = [[r.get("id"), f"{r.get('metric')} {r.get('comparator')} {r.get('threshold')}",
+                  f"{int(r.get('step') or 0):+d}", f"{r.get('cooldown'):g} s",
+                  f"{r.get('min_replicas')}..{r.get('max_replicas')}"] for r in rules]
+        headers = ["rule", "when", "step", "cooldown", "replicas"]
+        text += "\n\n" + text_table(headers, arows)
+        markup += html_table(headers, arows, "autoscaling rules")
+    decisions = s.get("scaling_decisions") or []
+    if decisions:
+        drows = [[_when(d.get("at")), d.get("rule"), f"{d.get('metric')}={float(d.get('value')):.2f}",
+                  f"{d.get('from')} -> {d.get('to')}"] for d in decisions[:5]]
+        headers = ["at", "rule", "value", "replicas"]
+        text += "\n\n" + text_table(headers, drows)
+        markup += html_table(headers, drows, "autoscaling decisions")
     return Rendered(text, markup, s)
 
 

@@ -356,3 +356,46 @@ def test_start_command_that_exits_is_failed_to_start_with_its_log(api: Api) -> N
         assert len(api.get("/services/crashy").json()["routes"]) == 1
     finally:
         _remove(api, "crashy")
+
+
+def test_autoscaling_rule_scales_out_under_load_and_records_why(api: Api) -> None:
+    fake = (HERE / "fake_openai_server.py").read_text()
+    _folder(api, "autollm", {"model-definition.yaml": FAKE_OPENAI_DEFINITION,
+                             "fake_openai_server.py": fake})
+    r = api.post("/services", json={"name": "auto", "image": "local", "model_folder": "autollm",
+                                    "replicas": 1, "public": True,
+                                    "resources": {"cpu": "0.5", "mem": "256m"}})
+    assert r.status_code == 201, r.text
+    try:
+        info = _wait_service(api, "auto", 1)
+        for bad, text in [({"metric": "qps", "comparator": "gt", "threshold": 1, "step": 1},
+                           "metric"),
+                          ({"metric": "rps", "comparator": "gt", "threshold": 1, "step": 0},
+                           "must not be 0"),
+                          ({"metric": "rps", "comparator": "gt", "threshold": 1, "step": 1,
+                            "min_replicas": 3, "max_replicas": 2}, "min 3 > max 2")]:
+            r = api.post("/services/auto/autoscale", json=bad)
+            assert r.status_code == 400 and text in r.json()["message"], r.text
+        assert api.delete("/services/auto/autoscale", params={"rule": "nope"}).status_code == 404
+        r = api.post("/services/auto/autoscale", json={
+            "metric": "rps", "comparator": "gt", "threshold": 2, "step": 1, "cooldown": 1,
+            "min_replicas": 1, "max_replicas": 2})
+        assert r.status_code == 201, r.text
+        rule = r.json()["autoscaling_rules"][0]
+        assert rule["metric"] == "rps" and rule["last_fired_at"] is None
+        assert api.get("/services/auto").json()["replicas"] == 1  # idle: nothing fires
+        with Load(info["endpoint"] + "v1/models", workers=2):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and api.get("/services/auto").json()["replicas"] < 2:
+                time.sleep(0.2)
+        now = api.get("/services/auto").json()
+        assert now["replicas"] == 2  # max_replicas holds it at 2
+        decision = now["scaling_decisions"][0]
+        assert (decision["rule"], decision["metric"], decision["from"], decision["to"]) == (
+            rule["id"], "rps", 1, 2)
+        assert decision["value"] > 2
+        _wait_service(api, "auto", 2)
+        r = api.delete("/services/auto/autoscale", params={"rule": rule["id"]})
+        assert r.status_code == 200 and r.json()["autoscaling_rules"] == []
+    finally:
+        _remove(api, "auto")

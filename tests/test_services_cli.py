@@ -57,6 +57,14 @@ def test_service_verbs_from_the_cli(bai: Any, tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["data"][0]["id"] == "fake-llm"
         assert httpx.get(info["endpoint"] + "v1/models").status_code == 401
         assert "==> route" in bai("service", "logs", "clisvc", "--tail", "5").stdout
+        ruled = json.loads(bai("service", "autoscale", "add", "clisvc", "--metric", "inflight",
+                               "--comparator", "gt", "--threshold", "8", "--step", "1",
+                               "--cooldown", "30", "--min", "1", "--max", "3", "--json").stdout)
+        rule = ruled["autoscaling_rules"][0]
+        assert (rule["metric"], rule["threshold"], rule["max_replicas"]) == ("inflight", 8, 3)
+        assert "inflight gt 8" in bai("service", "info", "clisvc").stdout
+        assert json.loads(bai("service", "autoscale", "rm", "clisvc", rule["id"], "--json")
+                          .stdout)["autoscaling_rules"] == []
         scaled = json.loads(bai("service", "scale", "clisvc", "1", "--json").stdout)
         assert scaled["replicas"] == 1
         # user errors: one line, exit 1

@@ -176,3 +176,17 @@ def test_service_status_from_routes() -> None:
     assert service_status([F, F], 2) is ServiceStatus.FAILED
     assert service_status([U], 1) is ServiceStatus.UNHEALTHY
     assert service_status([], 0) is ServiceStatus.STOPPED
+
+
+def test_autoscale_rule_fires_and_stays_within_bounds() -> None:
+    from jupyter_bai.spec.service import AutoscaleRule
+
+    out = AutoscaleRule.from_json({"metric": "inflight", "comparator": "gt", "threshold": 4,
+                                   "step": 2, "min_replicas": 1, "max_replicas": 3})
+    assert out.fires(5) and not out.fires(4)
+    assert out.target(1) == 3 and out.target(2) == 3
+    scale_in = AutoscaleRule.from_json({"metric": "rps", "comparator": "lt", "threshold": 1,
+                                        "step": -1, "min_replicas": 1})
+    assert scale_in.fires(0.5) and scale_in.target(1) == 1 and scale_in.target(3) == 2
+    with pytest.raises(InvalidRequest, match="autoscaling rule: comparator"):
+        AutoscaleRule.from_json({"metric": "rps", "comparator": "ge", "threshold": 1, "step": 1})

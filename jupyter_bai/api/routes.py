@@ -8,6 +8,7 @@ from .events import EventsHandler
 from .metrics import MetricsHandler
 from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
 from .services import (
+    ServiceAutoscaleHandler,
     ServiceHandler,
     ServiceLogsHandler,
     ServiceScaleHandler,
@@ -59,6 +60,7 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/services/{NAME}/scale", ServiceScaleHandler),
         (rf"{API}/services/{NAME}/token", ServiceTokenHandler),
         (rf"{API}/services/{NAME}/logs", ServiceLogsHandler),
+        (rf"{API}/services/{NAME}/autoscale", ServiceAutoscaleHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),

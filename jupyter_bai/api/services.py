@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from ..engine.services import ServiceManager
-from ..spec.errors import BaiError
+from ..spec.errors import BaiError, InvalidRequest
 from ..spec.models import (
-    LogsText, ScaleRequest, ServiceInfo, ServiceList, ServiceLogsQuery, ServiceToken, TokenRequest,
+    AutoscaleQuery, LogsText, ScaleRequest, ServiceInfo, ServiceList, ServiceLogsQuery, ServiceToken, TokenRequest,
 )
-from ..spec.service import ServiceCreate
+from ..spec.service import AutoscaleRule, ServiceCreate
 from .base import BaiHandler, api_method
 
 
@@ -85,3 +85,26 @@ class ServiceLogsHandler(_ServiceHandler):
     async def get(self, name: str) -> None:
         """Example: `%bai service logs chat --tail 20`."""
         self.reply({"logs": self.services.logs(name, tail=self.int_arg("tail"))})
+
+
+class ServiceAutoscaleHandler(_ServiceHandler):
+    @api_method("write", operation_id="addAutoscaleRule", tag="services", request=AutoscaleRule,
+                response=ServiceInfo, status=201, summary="Add an autoscaling rule.",
+                returns="The service with its rules.", errors=(400, 404))
+    async def post(self, name: str) -> None:
+        """The engine evaluates rules about every half second; each decision is recorded and
+        shown in `service info`. Example: `%bai service autoscale add chat --metric rps
+        --comparator gt --threshold 20 --step 1 --cooldown 60 --min 1 --max 4`."""
+        rule = AutoscaleRule.from_json(self.body_json())
+        self.reply(self.services.add_rule(name, rule), status=201)
+
+    @api_method("write", operation_id="removeAutoscaleRule", tag="services",
+                query=AutoscaleQuery, response=ServiceInfo,
+                summary="Remove an autoscaling rule.", returns="The service.", errors=(400, 404))
+    async def delete(self, name: str) -> None:
+        """Example: `%bai service autoscale rm chat RULE_ID`."""
+        rule = self.get_argument("rule", "")
+        if not rule:
+            raise InvalidRequest("missing query parameter 'rule' (the rule id from `service info`)")
+        self.reply(self.services.remove_rule(name, rule))
+

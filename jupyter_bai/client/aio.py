@@ -267,6 +267,20 @@ class AsyncClient:
         """A bearer token for a non-public endpoint (``ttl``: seconds or 30m, 12h, 1d, 2w)."""
         return await self.driver.issue_service_token(name, str(ttl))
 
+    async def add_autoscale_rule(
+        self, name: str, *, metric: str, comparator: str, threshold: float, step: int,
+        cooldown: float = 60.0, min_replicas: int = 0, max_replicas: int = 64,
+    ) -> ServiceInfo:
+        """When ``metric`` (inflight, rps, gpu_util) is ``comparator`` (gt, lt) ``threshold``,
+        change the replicas by ``step``, at most once per ``cooldown`` s, within min..max."""
+        return await self.driver.add_autoscale_rule(name, {
+            "metric": metric, "comparator": comparator, "threshold": threshold, "step": step,
+            "cooldown": cooldown, "min_replicas": min_replicas, "max_replicas": max_replicas})
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        """Remove the rule with id ``rule`` (ids are in ``get_service(name).autoscaling_rules``)."""
+        return await self.driver.remove_autoscale_rule(name, rule)
+
     async def service_logs(self, name: str, tail: int | None = None) -> str:
         """Every route's log, each under a header naming the route."""
         return await self.driver.service_logs(name, tail)

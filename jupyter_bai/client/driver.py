@@ -204,3 +204,9 @@ class Driver(abc.ABC):
 
     async def service_logs(self, name: str, tail: int | None) -> str:
         raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")

@@ -164,6 +164,12 @@ class HttpDriver(Driver):
     async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
         return await self._get(ServiceToken, _ops.issue_service_token(name, ttl))
 
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.add_autoscale_rule(name, rule))
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.remove_autoscale_rule(name, rule))
+
     async def service_logs(self, name: str, tail: int | None) -> str:
         return (await self._get(LogsText, _ops.service_logs(name, tail))).logs
 

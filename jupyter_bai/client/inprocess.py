@@ -33,7 +33,7 @@ from jupyter_bai.spec.models import (
     SessionInfo,
     VFolderInfo,
 )
-from jupyter_bai.spec.service import ServiceCreate
+from jupyter_bai.spec.service import AutoscaleRule, ServiceCreate
 from jupyter_bai.spec.session import SessionSpec, spec_error
 from jupyter_bai.spec.vfolder import VFolderCreate
 
@@ -109,6 +109,13 @@ class EngineDriver(Driver):
 
     async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
         return ServiceToken.model_validate(self._services.issue_token(name, ttl))
+
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        return ServiceInfo.model_validate(
+            self._services.add_rule(name, AutoscaleRule.from_json(dict(rule))))
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.remove_rule(name, rule))
 
     async def service_logs(self, name: str, tail: int | None) -> str:
         return str(self._services.logs(name, tail=tail))

@@ -199,6 +199,14 @@ class _ops:
         return Call("POST", f"/services/{_q(name)}/token", json={"ttl": ttl})
 
     @staticmethod
+    def add_autoscale_rule(name: str, rule: Mapping[str, Any]) -> Call:
+        return Call("POST", f"/services/{_q(name)}/autoscale", json=dict(rule))
+
+    @staticmethod
+    def remove_autoscale_rule(name: str, rule: str) -> Call:
+        return Call("DELETE", f"/services/{_q(name)}/autoscale", params={"rule": rule})
+
+    @staticmethod
     def service_logs(name: str, tail: int | None) -> Call:
         params = {"tail": str(int(tail))} if tail is not None else None
         return Call("GET", f"/services/{_q(name)}/logs", params=params)

@@ -127,6 +127,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             expires_at REAL NOT NULL,
             created_at REAL NOT NULL
         )""",
+        """CREATE TABLE service_autoscale_rules (
+            id TEXT PRIMARY KEY,
+            service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            last_fired_at REAL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE service_scaling_decisions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            service_id TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            decision TEXT NOT NULL
+        )""",
         """CREATE TABLE service_proxy (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL

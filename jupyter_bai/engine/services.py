@@ -25,7 +25,7 @@ from ..spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from ..spec.model_definition import DEFINITION_FILES, HealthCheck, ModelDefinition, parse_model_definition
 from ..spec.mounts import MountSpec
 from ..spec.service import (
-    MODEL_MOUNT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+    AutoscaleRule, MODEL_MOUNT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
 )
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from .config import EngineConfig
@@ -94,6 +94,8 @@ class ServiceManager:
         self._http: aiohttp.ClientSession | None = None
         self._wakeup = asyncio.Event()
         self.endpoint_base = ""
+        self._request_counts: dict[str, tuple[float, int]] = {}
+        self._rps: dict[str, float] = {}
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -123,6 +125,15 @@ class ServiceManager:
             "image": spec["image"], "model_folder": spec["model_folder"],
             "runtime_variant": spec["runtime_variant"], "routes": routes,
             "created_at": row["created_at"],
+            "autoscaling_rules": [
+                {"id": r["id"], **json.loads(r["rule"]), "last_fired_at": r["last_fired_at"]}
+                for r in self.store.query(
+                    "SELECT * FROM service_autoscale_rules WHERE service_id = ? "
+                    "ORDER BY created_at", (row["id"],))],
+            "scaling_decisions": [
+                json.loads(r["decision"]) for r in self.store.query(
+                    "SELECT decision FROM service_scaling_decisions WHERE service_id = ? "
+                    "ORDER BY seq DESC LIMIT 20", (row["id"],))],
         }
 
     def get(self, name: str) -> dict[str, Any]:
@@ -207,6 +218,10 @@ class ServiceManager:
         row = self._service_row(name)
         if row["terminating"]:
             raise Conflict(f"service '{row['name']}' is being removed")
+        self._set_replicas(row, replicas, action="scaled")
+        return self.get(row["id"])
+
+    def _set_replicas(self, row: Any, replicas: int, action: str, **extra: Any) -> None:
         spec = ServiceCreate.model_validate(json.loads(row["spec"]))
         if replicas > 1:  # a hard-coded port cannot take more than one local route
             self._plan(spec.model_copy(update={"replicas": replicas}), free_port(self._used_ports()))
@@ -217,9 +232,83 @@ class ServiceManager:
             # routes that failed to start are dropped so the new count is tried afresh
             self.store.execute("DELETE FROM service_routes WHERE service_id = ? AND status = ?",
                                (row["id"], R.FAILED_TO_START.value))
-            self.events.publish("service", row["name"], action="scaled", replicas=replicas)
+            self.events.publish("service", row["name"], action=action, replicas=replicas, **extra)
         self._wakeup.set()
+
+    # -- autoscaling -------------------------------------------------------
+    def add_rule(self, name: str, rule: AutoscaleRule) -> dict[str, Any]:
+        row = self._service_row(name)
+        rid = uuid.uuid4().hex[:8]
+        with self.store.tx():
+            self.store.execute(
+                "INSERT INTO service_autoscale_rules(id, service_id, rule, created_at) "
+                "VALUES (?,?,?,?)", (rid, row["id"], rule.model_dump_json(), time.time()))
+            self.events.publish("service", row["name"], action="autoscale-rule-added", rule=rid)
         return self.get(row["id"])
+
+    def remove_rule(self, name: str, rule_id: str) -> dict[str, Any]:
+        row = self._service_row(name)
+        with self.store.tx():
+            gone = self.store.execute(
+                "DELETE FROM service_autoscale_rules WHERE service_id = ? AND id = ?",
+                (row["id"], rule_id)).rowcount
+            if not gone:
+                raise NotFound(f"service '{row['name']}' has no autoscaling rule '{rule_id}'")
+            self.events.publish("service", row["name"], action="autoscale-rule-removed",
+                                rule=rule_id)
+        return self.get(row["id"])
+
+    def _read_proxy_stats(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.config.state_dir / "proxy-stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        at = float(data.get("at", 0))
+        services = data.get("services", {})
+        for name, stats in services.items():
+            prev = self._request_counts.get(name)
+            count = int(stats.get("requests", 0))
+            if prev and at > prev[0]:
+                self._rps[name] = max(0.0, (count - prev[1]) / (at - prev[0]))
+            if not prev or at > prev[0]:
+                self._request_counts[name] = (at, count)
+        return services
+
+    def _metric(self, rule: AutoscaleRule, row: Any, stats: dict[str, Any]) -> float | None:
+        if rule.metric == "rps":
+            return self._rps.get(row["name"])
+        if rule.metric == "inflight":
+            live = sum(r["status"] == R.HEALTHY.value for r in self._routes(row["id"]))
+            inflight = stats.get(row["name"], {}).get("inflight")
+            return None if inflight is None else inflight / max(1, live)
+        return None  # gpu_util: no per-session GPU utilisation is sampled yet
+
+    def _autoscale(self, row: Any, stats: dict[str, Any]) -> None:
+        now = time.time()
+        for r in self.store.query(
+                "SELECT * FROM service_autoscale_rules WHERE service_id = ? ORDER BY created_at",
+                (row["id"],)):
+            rule = AutoscaleRule.model_validate_json(r["rule"])
+            if r["last_fired_at"] and now - r["last_fired_at"] < rule.cooldown:
+                continue
+            value = self._metric(rule, row, stats)
+            if value is None or not rule.fires(value):
+                continue
+            target = rule.target(row["replicas"])
+            if target == row["replicas"]:
+                continue
+            decision = {"at": now, "rule": r["id"], "metric": rule.metric, "value": value,
+                        "comparator": rule.comparator, "threshold": rule.threshold,
+                        "from": row["replicas"], "to": target}
+            with self.store.tx():
+                self.store.execute(
+                    "UPDATE service_autoscale_rules SET last_fired_at = ? WHERE id = ?",
+                    (now, r["id"]))
+                self.store.execute(
+                    "INSERT INTO service_scaling_decisions(service_id, rule_id, at, decision) "
+                    "VALUES (?,?,?,?)", (row["id"], r["id"], now, json.dumps(decision)))
+                self._set_replicas(row, target, action="autoscaled", decision=decision)
+            return  # one decision per pass; the next sees the new count
 
     def delete(self, name: str) -> dict[str, Any]:
         row = self._service_row(name)
@@ -314,8 +403,14 @@ class ServiceManager:
         return HealthCheck.model_validate(data) if data else None
 
     async def reconcile(self) -> None:
+        stats = self._read_proxy_stats()
         for row in self.store.query("SELECT * FROM services ORDER BY created_at"):
             await self._reconcile_service(row)
+            if not row["terminating"]:
+                try:
+                    self._autoscale(self._service_row(row["id"]), stats)
+                except BaiError as exc:
+                    log.info("autoscaling %s: %s", row["name"], exc)
 
     async def _reconcile_service(self, row: Any) -> None:
         spec = ServiceCreate.model_validate(json.loads(row["spec"]))
@@ -396,6 +491,8 @@ class ServiceManager:
                 self._retire(route, row["name"], "service removed")
         if not routes:
             with self.store.tx():
+                for table in ("service_autoscale_rules", "service_scaling_decisions"):
+                    self.store.execute(f"DELETE FROM {table} WHERE service_id = ?", (row["id"],))
                 self.store.execute("DELETE FROM services WHERE id = ?", (row["id"],))
                 self.events.publish("service", row["name"], action="deleted")
 

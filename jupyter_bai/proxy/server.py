@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import itertools
+import json
 import logging
 import os
 import sqlite3
@@ -104,11 +105,41 @@ class RoutingTable:
         self.services = fresh
         self.loaded_at = now
 
-    async def watch_state_dir(self) -> None:
-        while True:
-            if not self.db.exists():  # the state directory is gone: nothing to serve
-                os._exit(0)
-            await asyncio.sleep(1.0)
+
+STATS_FILE = "proxy-stats.json"
+"""Per-service request counters the proxy writes next to the store once a second, for the
+engine's autoscaling (the proxy never writes to the store itself)."""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.inflight: dict[str, int] = {}
+        self.requests: dict[str, int] = {}
+
+    def begin(self, name: str) -> None:
+        self.inflight[name] = self.inflight.get(name, 0) + 1
+        self.requests[name] = self.requests.get(name, 0) + 1
+
+    def end(self, name: str) -> None:
+        self.inflight[name] -= 1
+
+    def write(self, path: Path) -> None:
+        data = {name: {"inflight": self.inflight.get(name, 0), "requests": count}
+                for name, count in self.requests.items()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "services": data}))
+        os.replace(tmp, path)
+
+
+async def housekeeping(db: Path, stats: Stats) -> None:
+    while True:
+        if not db.exists():  # the state directory is gone: nothing to serve
+            os._exit(0)
+        try:
+            stats.write(db.parent / STATS_FILE)
+        except OSError as exc:
+            log.warning("writing stats: %s", exc)
+        await asyncio.sleep(1.0)
 
 
 def authorized(entry: ServiceEntry, header: str | None) -> bool:
@@ -127,6 +158,7 @@ def authorized(entry: ServiceEntry, header: str | None) -> bool:
 class Proxy:
     def __init__(self, table: RoutingTable):
         self.table = table
+        self.stats = Stats()
         self.client: aiohttp.ClientSession | None = None
         self.inflight: dict[int, int] = {}
 
@@ -156,6 +188,14 @@ class Proxy:
                           "Authorization: Bearer <token from `service token`>")
         if not entry.ports:
             return _error(503, "no-healthy-route", f"service '{name}' has no healthy route now")
+        self.stats.begin(name)
+        try:
+            return await self._balance(request, name, entry)
+        finally:
+            self.stats.end(name)
+
+    async def _balance(self, request: web.Request, name: str,
+                       entry: ServiceEntry) -> web.StreamResponse:
         body = await request.read()
         headers = _strip_hop_by_hop(request.headers, ("authorization", "host", "content-length"))
         tail = request.match_info.get("tail", "")
@@ -211,7 +251,7 @@ def build_app(db: Path) -> web.Application:
     app.on_cleanup.append(proxy.cleanup)
 
     async def refresher(app: web.Application) -> Any:
-        task = asyncio.create_task(table.watch_state_dir())
+        task = asyncio.create_task(housekeeping(db, proxy.stats))
         yield
         task.cancel()
 

@@ -53,7 +53,10 @@ __all__ = [
     "Resources",
     "RmRequest",
     "RunMessage",
+    "AutoscaleQuery",
+    "AutoscaleRuleInfo",
     "RouteInfo",
+    "ScalingDecision",
     "RunRequest",
     "ScaleRequest",
     "ServiceInfo",
@@ -597,6 +600,33 @@ class RouteInfo(_Loose):
     status_info: str | None = Field(default=None, description="why (FAILED_TO_START: last log lines)")
 
 
+class AutoscaleRuleInfo(_Loose):
+    id: str
+    metric: Literal["inflight", "rps", "gpu_util"]
+    comparator: Literal["gt", "lt"]
+    threshold: float
+    step: int
+    cooldown: float
+    min_replicas: int
+    max_replicas: int
+    last_fired_at: float | None = None
+
+
+class ScalingDecision(_Loose):
+    at: float
+    rule: str
+    metric: str
+    value: float
+    comparator: str
+    threshold: float
+    from_: int = Field(alias="from")
+    to: int
+
+
+class AutoscaleQuery(BaseModel):
+    rule: str = Field(description="the rule's id (from `service info`)")
+
+
 class ServiceInfo(_Loose):
     """A model service: its routes, their health, and the endpoint that balances over them."""
 
@@ -612,6 +642,9 @@ class ServiceInfo(_Loose):
     runtime_variant: str
     routes: list[RouteInfo] = Field(default_factory=list)
     created_at: float | None = None
+    autoscaling_rules: list[AutoscaleRuleInfo] = Field(default_factory=list)
+    scaling_decisions: list[ScalingDecision] = Field(
+        default_factory=list, description="the autoscaler's decisions, newest first (last 20)")
 
     @property
     def is_settled(self) -> bool:

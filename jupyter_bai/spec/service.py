@@ -11,7 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,7 +23,7 @@ from .session import SESSION_NAME_RE, parse_env, spec_error
 
 __all__ = [
     "RouteStatus", "ServiceStatus", "VARIANTS", "ServiceCreate", "RouteLaunch", "plan_route",
-    "service_status", "MODEL_MOUNT",
+    "service_status", "MODEL_MOUNT", "AutoscaleRule",
 ]
 
 MODEL_MOUNT = "/models"
@@ -139,6 +139,47 @@ class ServiceCreate(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise spec_error(exc, "service request") from None
+
+
+class AutoscaleRule(BaseModel):
+    """Backend.AI's autoscaling rule: when METRIC is COMPARATOR THRESHOLD, add STEP routes
+    (negative: remove), at most once per COOLDOWN seconds, staying within MIN..MAX."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: Literal["inflight", "rps", "gpu_util"] = Field(
+        description="in-flight requests per route, requests/s to the service, or mean GPU "
+                    "utilisation (%) of its routes")
+    comparator: Literal["gt", "lt"]
+    threshold: float
+    step: int = Field(description="routes to add (negative: to remove) when the rule fires")
+    cooldown: float = Field(default=60.0, ge=0, description="seconds between two firings")
+    min_replicas: int = Field(default=0, ge=0, le=64)
+    max_replicas: int = Field(default=64, ge=0, le=64)
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("must not be 0")
+        return v
+
+    @classmethod
+    def from_json(cls, data: Any) -> AutoscaleRule:
+        try:
+            rule = cls.model_validate(data)
+        except ValidationError as exc:
+            raise spec_error(exc, "autoscaling rule") from None
+        if rule.min_replicas > rule.max_replicas:
+            raise InvalidRequest(
+                f"invalid autoscaling rule: min {rule.min_replicas} > max {rule.max_replicas}")
+        return rule
+
+    def fires(self, value: float) -> bool:
+        return value > self.threshold if self.comparator == "gt" else value < self.threshold
+
+    def target(self, replicas: int) -> int:
+        return max(self.min_replicas, min(self.max_replicas, replicas + self.step))
 
 
 @dataclass(frozen=True)
