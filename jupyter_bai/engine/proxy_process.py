@@ -79,10 +79,18 @@ class ProxySupervisor:
         return state
 
     def ensure(self) -> bool:
-        """Adopt or (re)start the proxy; True when it had to be started."""
+        """Adopt or (re)start the proxy while services exist; True when it had to be started.
+
+        With no service it is left alone (an idle proxy exits by itself), so nothing outlives
+        the services it was for; the port is chosen (and kept) all the same.
+        """
         state = self._state()
         self.port = self.config.service_port or state.get("port") or free_port(set())
+        if not state.get("port"):
+            self._save({**state, "port": self.port})
         if self._alive(state) and state.get("port") == self.port:
+            return False
+        if not self.store.one("SELECT 1 FROM services"):
             return False
         if state.get("pid") and state.get("port") != self.port and self._alive(state):
             self.stop()

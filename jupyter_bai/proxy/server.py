@@ -131,9 +131,21 @@ class Stats:
         os.replace(tmp, path)
 
 
-async def housekeeping(db: Path, stats: Stats) -> None:
+IDLE_EXIT = 30.0
+"""Seconds with no service in the store after which the proxy exits (the engine starts it
+again when a service is created), so no proxy outlives the services it was for."""
+
+
+async def housekeeping(db: Path, stats: Stats, table: RoutingTable) -> None:
+    idle_since = time.monotonic()
     while True:
         if not db.exists():  # the state directory is gone: nothing to serve
+            os._exit(0)
+        table.maybe_reload()
+        if table.services:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > IDLE_EXIT:
+            log.info("no services for %gs: exiting", IDLE_EXIT)
             os._exit(0)
         try:
             stats.write(db.parent / STATS_FILE)
@@ -251,7 +263,7 @@ def build_app(db: Path) -> web.Application:
     app.on_cleanup.append(proxy.cleanup)
 
     async def refresher(app: web.Application) -> Any:
-        task = asyncio.create_task(housekeeping(db, proxy.stats))
+        task = asyncio.create_task(housekeeping(db, proxy.stats, table))
         yield
         task.cancel()
 
