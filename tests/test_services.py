@@ -399,3 +399,24 @@ def test_autoscaling_rule_scales_out_under_load_and_records_why(api: Api) -> Non
         assert r.status_code == 200 and r.json()["autoscaling_rules"] == []
     finally:
         _remove(api, "auto")
+
+
+def test_hard_coded_port_in_use_or_shared_by_replicas_is_refused(api: Api) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        _folder(api, "fixedport", {"model-definition.yaml": (
+            "models:\n  - name: m\n    model_path: /models\n    service:\n"
+            f"      start_command: [python3, -m, http.server, '{port}']\n      port: {port}\n")})
+        before = api.get("/services").json()["services"]
+        r = api.post("/services", json={"name": "fixed", "image": "local",
+                                        "model_folder": "fixedport"})
+        assert r.status_code == 400 and f"port {port}" in r.json()["message"]
+        assert "already in use" in r.json()["message"]
+        r = api.post("/services", json={"name": "fixed", "image": "local",
+                                        "model_folder": "fixedport", "replicas": 2})
+        assert r.status_code == 400 and "{port} (or $PORT)" in r.json()["message"]
+        assert api.get("/services").json()["services"] == before
