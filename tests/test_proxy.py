@@ -29,9 +29,10 @@ def _store(db: Path, services: list[tuple[str, bool, list[int], list[str]]]) -> 
             store.execute("INSERT INTO service_routes(id, service_id, port, status, created_at) "
                           "VALUES (?, ?, ?, 'HEALTHY', ?)", (f"r{i}{j}", f"s{i}", port, j))
         for k, tok in enumerate(tokens):
+            ttl = 1.0 if tok.startswith("short") else 3600.0
             store.execute("INSERT INTO service_tokens(id, service_id, token_hash, expires_at, "
                           "created_at) VALUES (?, ?, ?, ?, 0)",
-                          (f"t{i}{k}", f"s{i}", token_hash(tok), time.time() + 3600))
+                          (f"t{i}{k}", f"s{i}", token_hash(tok), time.time() + ttl))
     store.close()
 
 
@@ -67,7 +68,7 @@ async def _scenario(tmp_path: Path) -> None:
     await web.TCPSite(up_runner, "127.0.0.1", up_port).start()
 
     db = tmp_path / "engine.db"
-    _store(db, [("pub", True, [dead_port, up_port], []), ("priv", False, [up_port], ["s3cret"]),
+    _store(db, [("pub", True, [dead_port, up_port], []), ("priv", False, [up_port], ["s3cret", "short-lived"]),
                 ("down", True, [], [])])
     runner = web.AppRunner(build_app(db), handler_cancellation=True)
     await runner.setup()
@@ -92,6 +93,13 @@ async def _scenario(tmp_path: Path) -> None:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
                 async with http.get(f"{base}/priv/a", headers=headers) as r:
                     assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+            # a token that expires while the proxy has it cached is refused from then on
+            short = {"Authorization": "Bearer short-lived"}
+            async with http.get(f"{base}/priv/a", headers=short) as r:
+                assert r.status == 200
+            await asyncio.sleep(1.2)
+            async with http.get(f"{base}/priv/a", headers=short) as r:
+                assert r.status == 401
             async with http.get(f"{base}/down/a") as r:
                 assert r.status == 503 and (await r.json())["error"] == "no-healthy-route"
             async with http.get(f"{base}/ghost/a") as r:

@@ -371,6 +371,7 @@ class ServiceManager:
             if status.value != route["status"]:
                 self.events.publish("route", route["id"], service=svc_name,
                                     route_status=status.value, info=info)
+            self._update_status(self._service_row(route["service_id"]))
 
     def _add_route(self, row: Any, spec: ServiceCreate) -> None:
         rid = str(uuid.uuid4())
@@ -395,6 +396,7 @@ class ServiceManager:
                  json.dumps(plan.health.model_dump() if plan.health else None)))
             self.events.publish("route", rid, service=row["name"],
                                 route_status=R.PROVISIONING.value, session=info["name"])
+            self._update_status(self._service_row(row["id"]))
 
     @staticmethod
     def _health_of(route: Any) -> HealthCheck | None:
@@ -442,6 +444,7 @@ class ServiceManager:
                         self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
                         self.events.publish("route", route["id"], service=row["name"],
                                             action="replaced", info="its process exited")
+                        self._update_status(self._service_row(row["id"]))
                 continue
             if session_status == SessionStatus.RUNNING.value and (
                     self._next_probe.get(route["id"], 0) <= now):
@@ -452,7 +455,7 @@ class ServiceManager:
             self._terminate_all(row)
             return
         self._fit_replicas(row, spec)
-        self._update_status(row)
+        self._update_status(self._service_row(row["id"]))
 
     async def _probe(self, route: Any, svc_name: str) -> None:
         check = self._health_of(route)
@@ -483,6 +486,7 @@ class ServiceManager:
                 (R.TERMINATING.value, why, time.time() + self.config.service_drain, route["id"]))
             self.events.publish("route", route["id"], service=svc_name,
                                 route_status=R.TERMINATING.value, info=why)
+            self._update_status(self._service_row(route["service_id"]))
 
     def _terminate_all(self, row: Any) -> None:
         routes = self._routes(row["id"])
@@ -511,6 +515,10 @@ class ServiceManager:
                 self._retire(route, row["name"], "scaled down")
 
     def _update_status(self, row: Any) -> None:
+        """The service's status from its routes (called in the same transaction as a route
+        change, so a reader never sees routes and service status disagree)."""
+        if row["terminating"]:
+            return
         routes = self._routes(row["id"])
         status = service_status([r["status"] for r in routes], row["replicas"])
         info = next((r["status_info"] for r in routes

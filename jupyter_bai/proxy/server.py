@@ -38,7 +38,7 @@ class ServiceEntry:
     id: str
     public: bool
     ports: list[int]
-    token_hashes: list[str]
+    tokens: list[tuple[str, float]]  # (sha-256 hex, expires_at)
     turn: itertools.count = field(default_factory=itertools.count)
 
 
@@ -93,14 +93,16 @@ class RoutingTable:
                 "SELECT service_id, port FROM service_routes WHERE status = 'HEALTHY' "
                 "ORDER BY created_at").fetchall()
             tokens = conn.execute(
-                "SELECT service_id, token_hash FROM service_tokens WHERE expires_at > ?",
+                "SELECT service_id, token_hash, expires_at FROM service_tokens "
+                "WHERE expires_at > ?",
                 (now,)).fetchall()
         fresh: dict[str, ServiceEntry] = {}
         for s in services:
             old = self.services.get(s["name"])
             fresh[s["name"]] = ServiceEntry(
                 s["id"], bool(s["public"]), [r["port"] for r in routes if r["service_id"] == s["id"]],
-                [t["token_hash"] for t in tokens if t["service_id"] == s["id"]],
+                [(t["token_hash"], t["expires_at"]) for t in tokens
+                 if t["service_id"] == s["id"]],
                 old.turn if old else itertools.count())
         self.services = fresh
         self.loaded_at = now
@@ -161,9 +163,10 @@ def authorized(entry: ServiceEntry, header: str | None) -> bool:
     if not header or not header.lower().startswith("bearer "):
         return False
     presented = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    now = time.time()  # expiry is checked per request, not when the table was read
     ok = False
-    for stored in entry.token_hashes:
-        ok |= hmac.compare_digest(presented, stored)
+    for stored, expires_at in entry.tokens:
+        ok |= hmac.compare_digest(presented, stored) and expires_at > now
     return ok
 
 
