@@ -4,7 +4,9 @@
 2. a `cuda.shares=0.5` batch session on the local runtime: allocating within its share works,
    allocating beyond it fails (MPS limits enforced; the sandbox sees /dev/nvidia* and the MPS
    pipe directory);
-3. two such sessions at once on one GPU, both limits holding.
+3. two such sessions at once on one GPU, both limits holding;
+4. a model service whose two routes share one GPU at 0.5 shares each: both HEALTHY, both
+   holding GPU memory, both serving through the endpoint.
 
 Runs the engine in-process (no Jupyter server needed); needs the package's runtime
 dependencies (pydantic, pyyaml, pynvml/nvidia-ml-py) and torch in the Python that runs it.
@@ -46,6 +48,76 @@ try:
 except RuntimeError as exc:
     print("BEYOND-REFUSED", str(exc).splitlines()[0][:120], flush=True)
 """
+
+
+ROUTE_SERVER = r"""
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+import torch
+share = float(os.environ.get("BACKENDAI_GPU_SHARES", "0"))
+held = torch.empty(int(torch.cuda.get_device_properties(0).total_memory * share * 0.5),
+                   dtype=torch.uint8, device="cuda")
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        body = json.dumps({"port": os.environ["PORT"], "share": share,
+                           "held": held.numel(), "gpu": torch.cuda.get_device_name(0)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"""
+
+SERVICE_DEFINITION = """models:
+  - name: gpu-check
+    model_path: /models
+    service:
+      start_command: ["{python}", "/models/route.py"]
+      health_check: {{path: /health, interval: 2, initial_delay: 120}}
+"""
+
+
+async def check_service(engine: Engine) -> bool:
+    """Two routes at 0.5 shares each on one GPU, both healthy and serving."""
+    import httpx
+
+    from jupyter_bai.spec.service import ServiceCreate
+    from jupyter_bai.spec.vfolder import VFolderCreate
+
+    engine.vfolders.create(VFolderCreate(name="gpusvc", usage_mode="model"))
+    root = engine.vfolders.host_path("gpusvc")
+    (root / "route.py").write_text(ROUTE_SERVER)
+    (root / "model-definition.yaml").write_text(SERVICE_DEFINITION.format(python=sys.executable))
+    assert engine.services is not None
+    engine.services.create(ServiceCreate(
+        name="gpusvc", image="local", model_folder="gpusvc", replicas=2, public=True,
+        resources={"cpu": "1", "mem": "4g", "cuda.shares": "0.5"}))
+    info: dict = {}
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        info = engine.services.get("gpusvc")
+        statuses = [r["status"] for r in info["routes"]]
+        if statuses == ["HEALTHY", "HEALTHY"] or "FAILED_TO_START" in statuses:
+            break
+        await asyncio.sleep(0.5)
+    ok = line("service routes healthy", [r["status"] for r in info["routes"]] == ["HEALTHY"] * 2,
+              f"{info.get('status')}: {[(r['status'], r['status_info']) for r in info['routes']]}")
+    answers = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        for _ in range(4):
+            r = await http.get(info["endpoint"] + "health")
+            answers.append(r.json() if r.status_code == 200 else {"error": r.text})
+    ports = {a.get("port") for a in answers}
+    ok &= line("two routes share one GPU and serve",
+               len(ports) == 2 and all(a.get("share") == 0.5 and a.get("held") for a in answers),
+               f"answers {answers[:2]}")
+    engine.services.delete("gpusvc")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and engine.services.list():
+        await asyncio.sleep(0.5)
+    return ok
 
 
 def line(name: str, ok: bool, detail: str) -> bool:
@@ -106,6 +178,7 @@ async def main() -> int:
         ok &= line("both limits hold", all("BEYOND-REFUSED" in lg for _, lg in pair),
                    "; ".join(next((x for x in lg.splitlines() if x.startswith("BEYOND")), "none")
                              for _, lg in pair))
+        ok &= await check_service(engine)
     finally:
         await engine.close()
         if engine.mps:

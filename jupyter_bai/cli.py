@@ -280,6 +280,144 @@ def stream_output(bai: BaiContext, name: str) -> None:
         sys.stdout.flush()
 
 
+@cli.group()
+def service() -> None:
+    """Model services: replicated inference routes behind one endpoint."""
+
+
+@service.command("create")
+@click.argument("image")
+@click.argument("model_folder")
+@click.argument("replicas", type=click.IntRange(min=0), default=1)
+@click.option("-t", "--name", "name", required=True, help="Service name (its endpoint path).")
+@click.option("--public", is_flag=True, help="Serve without a token.")
+@click.option("--runtime-variant", default="custom", show_default=True,
+              help="custom (model-definition.yaml), cmd, vllm, nim or notebook.")
+@click.option("-r", "--resources", "resources", multiple=True, metavar="KEY=VAL",
+              help="Resources per route, e.g. -r cpu=1 -r mem=2g (repeatable).")
+@click.option("-e", "--env", "env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
+@click.option("-v", "--mount", "mounts", multiple=True, metavar="MOUNT",
+              help="Another vfolder to mount in every route (repeatable).")
+@click.option("--wait", is_flag=True, help="Return once every route is HEALTHY or one failed.")
+@json_option
+@pass_bai
+def service_create(bai: BaiContext, image: str, model_folder: str, replicas: int, name: str,
+                   public: bool, runtime_variant: str, resources: tuple[str, ...],
+                   env: tuple[str, ...], mounts: tuple[str, ...], wait: bool) -> None:
+    """Serve the model in MODEL_FOLDER (mounted at /models) with REPLICAS routes of IMAGE.
+
+    Exit status with --wait: 0 when every route is HEALTHY, 1 when one failed to start.
+    """
+    info = bai.client.create_service(
+        image, model_folder, replicas, name=name, public=public, runtime_variant=runtime_variant,
+        resources=list(resources), env=list(env), mounts=list(mounts), wait=wait)
+    if wait and info["status"] != "HEALTHY":
+        bai.exit_code = 1
+    bai.emit(info, render.service_detail)
+    if bai.exit_code and not bai.json:
+        print(f"error: service {info['name']} is {info['status']}: {info.get('status_info') or ''}"
+              .rstrip(": "), file=sys.stderr)
+
+
+@service.command("ls")
+@json_option
+@pass_bai
+def service_ls(bai: BaiContext) -> None:
+    """List model services; --json prints an array."""
+    bai.emit(bai.client.list_services(), render.services_table)
+
+
+@service.command("info")
+@click.argument("name")
+@json_option
+@pass_bai
+def service_info(bai: BaiContext, name: str) -> None:
+    """Show a service: status, endpoint, routes and their health."""
+    bai.emit(bai.client.get_service(name), render.service_detail)
+
+
+@service.command("scale")
+@click.argument("name")
+@click.argument("replicas", type=click.IntRange(min=0))
+@json_option
+@pass_bai
+def service_scale(bai: BaiContext, name: str, replicas: int) -> None:
+    """Change the number of routes (scale-down drains them first)."""
+    bai.emit(bai.client.scale_service(name, replicas), render.service_detail)
+
+
+@service.command("token")
+@click.argument("name")
+@click.option("--ttl", default="1d", show_default=True, help="Lifetime: seconds, 30m, 12h, 1d, 2w.")
+@json_option
+@pass_bai
+def service_token(bai: BaiContext, name: str, ttl: str) -> None:
+    """Issue a bearer token for a non-public service (shown once)."""
+    tok = bai.client.issue_service_token(name, ttl)
+    bai.emit(tok, lambda t: render.message(f"{t['token']}  (expires {render._when(t['expires_at'])})", t))
+
+
+@service.command("logs")
+@click.argument("name")
+@click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Last N lines of each route.")
+@json_option
+@pass_bai
+def service_logs(bai: BaiContext, name: str, tail: int | None) -> None:
+    """Every route's log, each under a header naming the route."""
+    text = bai.client.service_logs(name, tail=tail)
+    if bai.json:
+        bai.emit({"logs": text}, lambda d: render.message(d["logs"], d))
+    else:
+        bai.result = text
+        sys.stdout.write(text)
+
+
+@service.group("autoscale")
+def service_autoscale() -> None:
+    """Autoscaling rules of a service (evaluated by the engine; decisions in `service info`)."""
+
+
+@service_autoscale.command("add")
+@click.argument("name")
+@click.option("--metric", type=click.Choice(["inflight", "rps", "gpu_util"]), required=True)
+@click.option("--comparator", type=click.Choice(["gt", "lt"]), required=True)
+@click.option("--threshold", type=float, required=True)
+@click.option("--step", type=int, required=True, help="Routes to add (negative: remove).")
+@click.option("--cooldown", type=float, default=60.0, show_default=True, help="Seconds.")
+@click.option("--min", "min_replicas", type=click.IntRange(0, 64), default=0, show_default=True)
+@click.option("--max", "max_replicas", type=click.IntRange(0, 64), default=64, show_default=True)
+@json_option
+@pass_bai
+def service_autoscale_add(bai: BaiContext, name: str, metric: str, comparator: str,
+                          threshold: float, step: int, cooldown: float, min_replicas: int,
+                          max_replicas: int) -> None:
+    """Add a rule: when METRIC is COMPARATOR THRESHOLD, change replicas by STEP."""
+    bai.emit(bai.client.add_autoscale_rule(
+        name, metric=metric, comparator=comparator, threshold=threshold, step=step,
+        cooldown=cooldown, min_replicas=min_replicas, max_replicas=max_replicas),
+        render.service_detail)
+
+
+@service_autoscale.command("rm")
+@click.argument("name")
+@click.argument("rule")
+@json_option
+@pass_bai
+def service_autoscale_rm(bai: BaiContext, name: str, rule: str) -> None:
+    """Remove the autoscaling rule RULE (its id, from `service info`)."""
+    bai.emit(bai.client.remove_autoscale_rule(name, rule), render.service_detail)
+
+
+@service.command("rm")
+@click.argument("name")
+@json_option
+@pass_bai
+def service_rm(bai: BaiContext, name: str) -> None:
+    """Remove a service: tokens are revoked, routes drain and stop."""
+    bai.emit(bai.client.delete_service(name), lambda s: render.message(
+        f"service '{s['name']}' is being removed", s))
+
+
 @session.command("ls")
 @click.option("--status", help="Only sessions in this status (e.g. RUNNING).")
 @json_option

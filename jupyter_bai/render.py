@@ -519,3 +519,67 @@ def pipeline_job_detail(j: Mapping[str, Any]) -> Rendered:
     table = _table(["task", "status", "attempts", "exit code", "duration", "depends on", "info"],
                    rows, j, caption=caption)
     return Rendered(f"{caption}\n{table.text}", table.html, j)
+# --------------------------------------------------------------------------- model services
+
+
+def services_table(services: Sequence[Mapping[str, Any]]) -> Rendered:
+    """``service ls``: one row per service."""
+    rows: list[Sequence[Any]] = [
+        [
+            s.get("name"),
+            status_badge(s.get("status")),
+            f"{sum(r.get('status') == 'HEALTHY' for r in s.get('routes') or [])}/{s.get('replicas')}",
+            "public" if s.get("public") else "token",
+            s.get("runtime_variant"),
+            s.get("model_folder"),
+            s.get("endpoint"),
+        ]
+        for s in services
+    ]
+    return _table(["name", "status", "healthy", "access", "variant", "model", "endpoint"],
+                  rows, services, empty="no services")
+
+
+def service_detail(s: Mapping[str, Any]) -> Rendered:
+    """``service info``/``create``: the service, then one row per route."""
+    fields: list[tuple[str, Any]] = [
+        ("name", s.get("name")),
+        ("status", status_badge(s.get("status"))),
+        ("status info", s.get("status_info") or "-"),
+        ("endpoint", s.get("endpoint")),
+        ("access", "public" if s.get("public") else "bearer token (`service token NAME`)"),
+        ("replicas", s.get("replicas")),
+        ("image", s.get("image")),
+        ("model folder", s.get("model_folder")),
+        ("runtime variant", s.get("runtime_variant")),
+    ]
+    text = _kv_text(fields)
+    markup = _kv_html(fields, caption=f"service {s.get('name')}")
+    routes = s.get("routes") or []
+    if routes:
+        rrows = [[_short_id(r.get("id")), status_badge(r.get("status")), r.get("session_name") or "-",
+                  r.get("port") or "-", _last_line(r.get("status_info"))] for r in routes]
+        headers = ["route", "status", "session", "port", "info"]
+        text += "\n\n" + text_table(headers, rrows)
+        markup += html_table(headers, rrows, "routes")
+    rules = s.get("autoscaling_rules") or []
+    if rules:
+        arows = [[r.get("id"), f"{r.get('metric')} {r.get('comparator')} {r.get('threshold')}",
+                  f"{int(r.get('step') or 0):+d}", f"{r.get('cooldown'):g} s",
+                  f"{r.get('min_replicas')}..{r.get('max_replicas')}"] for r in rules]
+        headers = ["rule", "when", "step", "cooldown", "replicas"]
+        text += "\n\n" + text_table(headers, arows)
+        markup += html_table(headers, arows, "autoscaling rules")
+    decisions = s.get("scaling_decisions") or []
+    if decisions:
+        drows = [[_when(d.get("at")), d.get("rule"), f"{d.get('metric')}={float(d.get('value')):.2f}",
+                  f"{d.get('from')} -> {d.get('to')}"] for d in decisions[:5]]
+        headers = ["at", "rule", "value", "replicas"]
+        text += "\n\n" + text_table(headers, drows)
+        markup += html_table(headers, drows, "autoscaling decisions")
+    return Rendered(text, markup, s)
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""

@@ -60,3 +60,19 @@ def test_pipelines_notebook_runs_the_seed_example(engine_env: dict[str, str], tm
     messages = next(cell_text(c) for c in cells if "for message in received" in c.source)
     assert "finished with accuracy 0." in messages
     assert "slack-alarm-task: SUCCEEDED" in messages
+
+
+def test_services_notebook_runs_the_seed_flow(engine_env: dict[str, str], tmp_path: Path) -> None:
+    cells = execute("services.ipynb", tmp_path)
+    for cell in cells:
+        text = cell_text(cell)
+        assert "ERROR" not in text and "error:" not in text and "Traceback" not in text, (
+            cell.source, text)
+    calls = next(cell_text(c) for c in cells if "answers = " in c.source)
+    assert "annyeong! you said: hi" in calls
+    import ast
+
+    used = ast.literal_eval(calls.split("routes used:")[1].strip())
+    assert len(used) == 2  # round robin over both routes
+    assert "HEALTHY" in next(cell_text(c) for c in cells if "service create" in c.source)
+    assert "being removed" in next(cell_text(c) for c in cells if "service rm" in c.source)

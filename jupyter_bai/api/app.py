@@ -100,6 +100,12 @@ class BaiApp(ExtensionApp):
     session_pids_limit = Int(
         4096, help="Most processes (and threads) one Docker session may have."
     ).tag(config=True)
+    service_port = Int(
+        0, help="Port of the model-service endpoint proxy on 127.0.0.1 (0: pick one once, keep it)."
+    ).tag(config=True)
+    service_drain = Float(
+        2.0, help="Seconds a route removed by scale-down keeps serving requests it has."
+    ).tag(config=True)
     docker_binds = List(
         Unicode(), help="Extra binds for every container, HOST[:TARGET][:ro|rw] (read-only by default)."
     ).tag(config=True)
@@ -203,6 +209,8 @@ class BaiApp(ExtensionApp):
             session_user=self.session_user,
             session_pids_limit=self.session_pids_limit,
             bind_root=Path(self.serverapp.root_dir) if getattr(self, "serverapp", None) else None,
+            service_port=self.service_port,
+            service_drain=self.service_drain,
         )
 
     def initialize_settings(self) -> None:

@@ -55,6 +55,8 @@ TAGS = [
     {"name": "resources", "description": "Node capacity and usage."},
     {"name": "sessions", "description": "Compute sessions (interactive, batch, inference)."},
     {"name": "vfolders", "description": "Virtual folders and their files."},
+    {"name": "services", "description": "Model services: replicated inference routes behind a "
+     "health-checked, token-guarded endpoint (`/services/<name>/` on the proxy's port)."},
     {"name": "events", "description": "Live change notifications."},
     {"name": "assistant", "description": "Questions about this API, answered from its own docs (and docs you add)."},
     {"name": "meta", "description": "This document."},
@@ -73,6 +75,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
 PATH_PARAMETERS = {
     "sessions": ("SessionName", "Session name or id."),
     "vfolders": ("VFolderName", "Folder name."),
+    "services": ("ServiceName", "Service name or id."),
 }
 
 

@@ -14,6 +14,14 @@ from .pipelines import (
     PipelineTaskLogsHandler,
 )
 from .resources import ImagesHandler, OpenAPIHandler, ResourcesHandler
+from .services import (
+    ServiceAutoscaleHandler,
+    ServiceHandler,
+    ServiceLogsHandler,
+    ServiceScaleHandler,
+    ServicesHandler,
+    ServiceTokenHandler,
+)
 from .sessions import (
     SessionExecHandler,
     SessionHandler,
@@ -61,6 +69,12 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/pipelines/jobs/{JOB}/cancel", PipelineCancelHandler),
         (rf"{API}/pipelines/jobs/{JOB}/rerun", PipelineRerunHandler),
         (rf"{API}/pipelines/jobs/{JOB}/tasks/{TASK}/logs", PipelineTaskLogsHandler),
+        (rf"{API}/services", ServicesHandler),
+        (rf"{API}/services/{NAME}", ServiceHandler),
+        (rf"{API}/services/{NAME}/scale", ServiceScaleHandler),
+        (rf"{API}/services/{NAME}/token", ServiceTokenHandler),
+        (rf"{API}/services/{NAME}/logs", ServiceLogsHandler),
+        (rf"{API}/services/{NAME}/autoscale", ServiceAutoscaleHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),

@@ -56,6 +56,8 @@ from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from jupyter_bai.spec.pipeline import PipelineSpec, load_pipeline_file
 from jupyter_bai.spec.models import (
     PipelineJobInfo,
+    ServiceInfo,
+    ServiceToken,
     AssistantAnswer,
     AssistantChange,
     AssistantSources,
@@ -204,6 +206,90 @@ class AsyncClient:
                 raise _wait_timeout_error(name, cur.status, float(timeout or 0))
             await asyncio.sleep(_poll_delay(attempt))
             attempt += 1
+
+    # -- model services
+
+    async def create_service(
+        self,
+        image: str,
+        model_folder: str,
+        replicas: int = 1,
+        *,
+        name: str,
+        public: bool = False,
+        runtime_variant: str = "custom",
+        resources: Mapping[str, Any] | Iterable[str] | None = None,
+        env: Mapping[str, Any] | Iterable[str] | None = None,
+        mounts: Iterable[str] | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> ServiceInfo:
+        """Serve the model in ``model_folder`` with ``replicas`` routes (inference sessions).
+
+        The endpoint is ``info.endpoint`` (``http://127.0.0.1:<port>/services/<name>/``); a
+        non-public one needs ``issue_service_token(name)``. With ``wait``, return once every
+        route is HEALTHY or one failed to start (check ``info.status``).
+        """
+        body: dict[str, Any] = {
+            "name": name, "image": image, "model_folder": model_folder, "replicas": replicas,
+            "public": public, "runtime_variant": runtime_variant,
+            "resources": _kv(resources, "resource") if resources else {},
+            "env": _kv(env, "environment variable") if env else {},
+            "mounts": list(mounts or []),
+        }
+        info = await self.driver.create_service(body)
+        return await self.wait_service(info.name, timeout=timeout) if wait else info
+
+    async def wait_service(self, name: str, timeout: float | None = None) -> ServiceInfo:
+        """Poll until every route is HEALTHY or one failed to start."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = await self.driver.get_service(name)
+            if info.is_settled:
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise BaiError(f"service '{name}' is still {info.status} after {timeout:g}s")
+            await asyncio.sleep(0.25)
+
+    async def list_services(self) -> list[ServiceInfo]:
+        """Every model service with its routes."""
+        return await self.driver.list_services()
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        """One service: status, endpoint, routes and their health."""
+        return await self.driver.get_service(name)
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        """Change the number of routes (scale-down drains them first)."""
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise InvalidRequest(f"invalid replica count {replicas!r}: expected 0 or more")
+        return await self.driver.scale_service(name, replicas)
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        """Remove the service: tokens are revoked, routes drain and stop."""
+        return await self.driver.delete_service(name)
+
+    async def issue_service_token(self, name: str, ttl: str = "1d") -> ServiceToken:
+        """A bearer token for a non-public endpoint (``ttl``: seconds or 30m, 12h, 1d, 2w)."""
+        return await self.driver.issue_service_token(name, str(ttl))
+
+    async def add_autoscale_rule(
+        self, name: str, *, metric: str, comparator: str, threshold: float, step: int,
+        cooldown: float = 60.0, min_replicas: int = 0, max_replicas: int = 64,
+    ) -> ServiceInfo:
+        """When ``metric`` (inflight, rps, gpu_util) is ``comparator`` (gt, lt) ``threshold``,
+        change the replicas by ``step``, at most once per ``cooldown`` s, within min..max."""
+        return await self.driver.add_autoscale_rule(name, {
+            "metric": metric, "comparator": comparator, "threshold": threshold, "step": step,
+            "cooldown": cooldown, "min_replicas": min_replicas, "max_replicas": max_replicas})
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        """Remove the rule with id ``rule`` (ids are in ``get_service(name).autoscaling_rules``)."""
+        return await self.driver.remove_autoscale_rule(name, rule)
+
+    async def service_logs(self, name: str, tail: int | None = None) -> str:
+        """Every route's log, each under a header naming the route."""
+        return await self.driver.service_logs(name, tail)
 
     async def list_sessions(self, status: str | None = None) -> list[SessionInfo]:
         """All sessions the engine knows (live and finished), optionally filtered by status."""

@@ -39,6 +39,8 @@ from jupyter_bai.spec.models import (
     Metrics,
     Resources,
     RunMessage,
+    ServiceInfo,
+    ServiceToken,
     SessionInfo,
     VFolderInfo,
 )
@@ -200,3 +202,32 @@ class Driver(abc.ABC):
 
     async def pipeline_task_logs(self, job: str, task: str) -> str:
         raise Unsupported(f"{self.where or type(self).__name__} runs no pipelines")
+    # -- model services (optional: a backend without them says so)
+
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        """Create a service from a ``ServiceCreate``-shaped request; routes start after."""
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def list_services(self) -> list[ServiceInfo]:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no model services")

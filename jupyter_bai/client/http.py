@@ -24,6 +24,9 @@ from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
     PipelineJobInfo,
     PipelineJobList,
+    ServiceInfo,
+    ServiceList,
+    ServiceToken,
     AssistantChange,
     AssistantSources,
     Event,
@@ -144,6 +147,33 @@ class HttpDriver(Driver):
 
     async def create_session(self, request: Mapping[str, Any]) -> SessionInfo:
         return await self._get(SessionInfo, _ops.create_session(request))
+
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.create_service(request))
+
+    async def list_services(self) -> list[ServiceInfo]:
+        return (await self._get(ServiceList, _ops.list_services())).services
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.get_service(name))
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.scale_service(name, replicas))
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.delete_service(name))
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        return await self._get(ServiceToken, _ops.issue_service_token(name, ttl))
+
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.add_autoscale_rule(name, rule))
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        return await self._get(ServiceInfo, _ops.remove_autoscale_rule(name, rule))
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        return (await self._get(LogsText, _ops.service_logs(name, tail))).logs
 
     async def list_sessions(self, status: str | None) -> list[SessionInfo]:
         return (await self._get(SessionList, _ops.list_sessions(status))).sessions

@@ -22,6 +22,8 @@ from jupyter_bai.engine.engine import Engine
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
     PipelineJobInfo,
+    ServiceInfo,
+    ServiceToken,
     Event,
     ExecMessage,
     FileEntry,
@@ -33,6 +35,7 @@ from jupyter_bai.spec.models import (
     VFolderInfo,
 )
 from jupyter_bai.spec.pipeline import PipelineSpec
+from jupyter_bai.spec.service import AutoscaleRule, ServiceCreate
 from jupyter_bai.spec.session import SessionSpec, spec_error
 from jupyter_bai.spec.vfolder import VFolderCreate
 
@@ -83,6 +86,41 @@ class EngineDriver(Driver):
         except ValidationError as exc:
             raise spec_error(exc) from None
         return SessionInfo.model_validate(await self.engine.sessions.create_async(spec))
+
+    @property
+    def _services(self) -> Any:
+        if self.engine.services is None:
+            raise BaiError("model services are not running on this engine")
+        return self.engine.services
+
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        return ServiceInfo.model_validate(
+            self._services.create(ServiceCreate.from_json(dict(request))))
+
+    async def list_services(self) -> list[ServiceInfo]:
+        return [ServiceInfo.model_validate(s) for s in self._services.list()]
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.get(name))
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.scale(name, replicas))
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.delete(name))
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        return ServiceToken.model_validate(self._services.issue_token(name, ttl))
+
+    async def add_autoscale_rule(self, name: str, rule: Mapping[str, Any]) -> ServiceInfo:
+        return ServiceInfo.model_validate(
+            self._services.add_rule(name, AutoscaleRule.from_json(dict(rule))))
+
+    async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
+        return ServiceInfo.model_validate(self._services.remove_rule(name, rule))
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        return str(self._services.logs(name, tail=tail))
 
     async def list_sessions(self, status: str | None) -> list[SessionInfo]:
         return [SessionInfo.model_validate(s) for s in self.engine.sessions.list(status)]

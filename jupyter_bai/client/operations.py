@@ -184,6 +184,43 @@ class _ops:
         return Call("POST", "/sessions", json=dict(body))
 
     @staticmethod
+    def create_service(body: Mapping[str, Any]) -> Call:
+        return Call("POST", "/services", json=dict(body))
+
+    @staticmethod
+    def list_services() -> Call:
+        return Call("GET", "/services")
+
+    @staticmethod
+    def get_service(name: str) -> Call:
+        return Call("GET", f"/services/{_q(name)}")
+
+    @staticmethod
+    def scale_service(name: str, replicas: int) -> Call:
+        return Call("POST", f"/services/{_q(name)}/scale", json={"replicas": replicas})
+
+    @staticmethod
+    def delete_service(name: str) -> Call:
+        return Call("DELETE", f"/services/{_q(name)}")
+
+    @staticmethod
+    def issue_service_token(name: str, ttl: str) -> Call:
+        return Call("POST", f"/services/{_q(name)}/token", json={"ttl": ttl})
+
+    @staticmethod
+    def add_autoscale_rule(name: str, rule: Mapping[str, Any]) -> Call:
+        return Call("POST", f"/services/{_q(name)}/autoscale", json=dict(rule))
+
+    @staticmethod
+    def remove_autoscale_rule(name: str, rule: str) -> Call:
+        return Call("DELETE", f"/services/{_q(name)}/autoscale", params={"rule": rule})
+
+    @staticmethod
+    def service_logs(name: str, tail: int | None) -> Call:
+        params = {"tail": str(int(tail))} if tail is not None else None
+        return Call("GET", f"/services/{_q(name)}/logs", params=params)
+
+    @staticmethod
     def list_sessions(status: str | None) -> Call:
         return Call("GET", "/sessions", params={"status": status} if status else None)
 

@@ -45,6 +45,10 @@ class EngineConfig:
     # Host binds (``SessionSpec.binds``) may only name directories under this one: the Jupyter
     # server's root_dir, which its users can already read and write. None: no binds at all.
     bind_root: Path | None = None
+    # model services: the endpoint proxy's port on 127.0.0.1 (0: a free one, picked once and
+    # kept in the store), and seconds a route leaving on scale-down keeps serving what it has.
+    service_port: int = 0
+    service_drain: float = 2.0
 
     @property
     def vfolder_root(self) -> Path:

@@ -19,10 +19,12 @@ from .metrics import MetricsCollector
 from .mps import MPSControl
 from .node import NodeInfo, discover
 from .pipelines import PipelineManager
+from .proxy_process import ProxySupervisor
 from .runtimes.base import Runtime, engine_id
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
 from .runtimes.privilege import SessionUser, resolve_session_user
+from .services import ServiceManager
 from .sessions import SessionManager
 from .store import Store
 from .vfolders import VFolderManager
@@ -47,6 +49,8 @@ class Engine:
         self.vfolders: VFolderManager
         self.sessions: SessionManager
         self.pipelines: PipelineManager | None = None
+        self.services: ServiceManager | None = None
+        self.proxy: ProxySupervisor | None = None
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
         self.metrics: MetricsCollector | None = None
@@ -115,6 +119,13 @@ class Engine:
         await self.sessions.start()
         self.pipelines = PipelineManager(self.store, self.events, self.sessions, self.vfolders)
         await self.pipelines.start()
+        # Model services: the endpoint proxy (adopted if a previous engine left it serving),
+        # then the loop that keeps every service's routes at their count and health.
+        self.proxy = ProxySupervisor(cfg, self.store)
+        await self.proxy.start()
+        self.services = ServiceManager(cfg, self.store, self.events, self.sessions, self.vfolders)
+        self.services.endpoint_base = self.proxy.endpoint
+        await self.services.start()
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
         )
@@ -136,6 +147,11 @@ class Engine:
                 await self.metrics.close()
             if self.pipelines is not None:
                 await self.pipelines.close()
+            if self.services is not None:
+                await self.services.close()
+            if self.proxy is not None:
+                # The proxy outlives the engine while services exist, so they keep answering.
+                await self.proxy.close(stop=not self.store.one("SELECT 1 FROM services"))
             await self.sessions.close()
             for runtime in self.runtimes:
                 runtime.close()

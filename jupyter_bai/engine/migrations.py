@@ -141,6 +141,58 @@ MIGRATIONS: tuple[Migration, ...] = (
             created_at REAL NOT NULL
         )""",
     )),
+    Migration(4, "services: model services, their routes, tokens and autoscaling", (
+        """CREATE TABLE services (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            spec TEXT NOT NULL,
+            replicas INTEGER NOT NULL,
+            public INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            status_info TEXT,
+            terminating INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE service_routes (
+            id TEXT PRIMARY KEY,
+            service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+            session_id TEXT,
+            port INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            status_info TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            health TEXT,
+            created_at REAL NOT NULL,
+            healthy_at REAL,
+            drain_until REAL
+        )""",
+        "CREATE INDEX service_routes_service ON service_routes(service_id, status)",
+        """CREATE TABLE service_tokens (
+            id TEXT PRIMARY KEY,
+            service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL UNIQUE,
+            expires_at REAL NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE service_autoscale_rules (
+            id TEXT PRIMARY KEY,
+            service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+            rule TEXT NOT NULL,
+            last_fired_at REAL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE service_scaling_decisions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            service_id TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            at REAL NOT NULL,
+            decision TEXT NOT NULL
+        )""",
+        """CREATE TABLE service_proxy (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+    )),
 )
 
 

@@ -450,7 +450,9 @@ class SessionManager:
             session_name=row["name"],
             image=spec["image"],
             session_dir=self._session_dir(row["id"]),
-            interactive=spec["type"] != SessionType.batch.value,
+            # an inference session with a command is that command (a route's server): when
+            # it exits, the session ends and the service replaces the route
+            interactive=spec["type"] == SessionType.interactive.value or not spec.get("command"),
             command=spec.get("command"),
             env=env,
             mounts=mounts,

@@ -57,11 +57,21 @@ __all__ = [
     "Resources",
     "RmRequest",
     "RunMessage",
+    "AutoscaleQuery",
+    "AutoscaleRuleInfo",
+    "RouteInfo",
+    "ScalingDecision",
     "RunRequest",
+    "ScaleRequest",
+    "ServiceInfo",
+    "ServiceList",
+    "ServiceLogsQuery",
+    "ServiceToken",
     "SessionInfo",
     "SessionList",
     "SessionsQuery",
     "StreamMessage",
+    "TokenRequest",
     "UploadQuery",
     "VFolderInfo",
     "VFolderList",
@@ -586,3 +596,98 @@ class EventsQuery(BaseModel):
 
 class DeleteSourceQuery(BaseModel):
     source: str = Field(description="The learned path, as listed by the sources listing.")
+
+
+# --------------------------------------------------------------------------- model services
+
+RouteStatusName = Literal["PROVISIONING", "HEALTHY", "UNHEALTHY", "TERMINATING", "FAILED_TO_START"]
+ServiceStatusName = Literal[
+    "PROVISIONING", "HEALTHY", "DEGRADED", "UNHEALTHY", "FAILED", "TERMINATING", "STOPPED"
+]
+
+
+class RouteInfo(_Loose):
+    """One route of a service: an inference session behind the endpoint."""
+
+    id: str
+    status: RouteStatusName
+    session_id: str | None = Field(default=None, description="null when it could not be created")
+    session_name: str | None = None
+    port: int = Field(description="where the route listens on 127.0.0.1 (0: never started)")
+    status_info: str | None = Field(default=None, description="why (FAILED_TO_START: last log lines)")
+
+
+class AutoscaleRuleInfo(_Loose):
+    id: str
+    metric: Literal["inflight", "rps", "gpu_util"]
+    comparator: Literal["gt", "lt"]
+    threshold: float
+    step: int
+    cooldown: float
+    min_replicas: int
+    max_replicas: int
+    last_fired_at: float | None = None
+
+
+class ScalingDecision(_Loose):
+    at: float
+    rule: str
+    metric: str
+    value: float
+    comparator: str
+    threshold: float
+    from_: int = Field(alias="from")
+    to: int
+
+
+class AutoscaleQuery(BaseModel):
+    rule: str = Field(description="the rule's id (from `service info`)")
+
+
+class ServiceInfo(_Loose):
+    """A model service: its routes, their health, and the endpoint that balances over them."""
+
+    id: str
+    name: str
+    status: ServiceStatusName
+    status_info: str | None = None
+    endpoint: str = Field(description="`http://127.0.0.1:<port>/services/<name>/`")
+    public: bool = Field(description="true: no token needed")
+    replicas: int
+    image: str
+    model_folder: str
+    runtime_variant: str
+    routes: list[RouteInfo] = Field(default_factory=list)
+    created_at: float | None = None
+    autoscaling_rules: list[AutoscaleRuleInfo] = Field(default_factory=list)
+    scaling_decisions: list[ScalingDecision] = Field(
+        default_factory=list, description="the autoscaler's decisions, newest first (last 20)")
+
+    @property
+    def is_settled(self) -> bool:
+        """Every route HEALTHY, or one failed to start (what ``--wait`` waits for)."""
+        statuses = [r.status for r in self.routes if r.status != "TERMINATING"]
+        if "FAILED_TO_START" in statuses or self.status == "FAILED":
+            return True
+        return len(statuses) >= self.replicas and all(s == "HEALTHY" for s in statuses)
+
+
+class ServiceList(ApiModel):
+    services: list[ServiceInfo]
+
+
+class ServiceToken(ApiModel):
+    token: str = Field(description="shown once; the engine keeps only its hash")
+    expires_at: float = Field(description="Unix time (seconds)")
+
+
+class ScaleRequest(BaseModel):
+    replicas: int = Field(ge=0, le=64, description="the new number of routes")
+
+
+class TokenRequest(BaseModel):
+    ttl: str = Field(default="1d", description="lifetime: seconds, or 30m, 12h, 1d, 2w")
+
+
+class ServiceLogsQuery(BaseModel):
+    tail: int | None = Field(default=None, description="last N lines of each route's log")

@@ -1,0 +1,531 @@
+"""Model services: replicated routes (inference sessions) kept at the asked count and health.
+
+The store holds services, routes and tokens; a reconcile loop drives them: it creates routes
+up to ``replicas``, probes their health (:mod:`.health`), replaces a route whose process died
+(the seed: "recover the original state by creating a new inference session, while forwarding
+requests to other living sessions"), drains and removes extra ones on scale-down and marks a
+route that never came up FAILED_TO_START with its last log lines. The endpoint proxy (its own
+process, :mod:`jupyter_bai.proxy`) reads healthy routes and token hashes from the same store.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import socket
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from ..spec.errors import BaiError, Conflict, InvalidRequest, NotFound
+from ..spec.model_definition import DEFINITION_FILES, HealthCheck, ModelDefinition, parse_model_definition
+from ..spec.mounts import MountSpec
+from ..spec.service import (
+    AutoscaleRule, MODEL_MOUNT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+)
+from ..spec.session import SessionSpec, SessionStatus, SessionType
+from .config import EngineConfig
+from .events import EventBus
+from .health import next_status, probe
+from .sessions import SessionManager, tail_lines
+from .store import Store
+from .vfolders import VFolderManager
+
+log = logging.getLogger(__name__)
+
+R = RouteStatus
+LOG_TAIL = 20
+LIVE = (R.PROVISIONING.value, R.HEALTHY.value, R.UNHEALTHY.value)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are kept only as this hash (the proxy hashes what it is shown and compares)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_ttl(text: str | float | int) -> float:
+    """``30m``, ``12h``, ``1d``, ``3600`` (seconds) -> seconds > 0."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    raw = str(text).strip().lower()
+    try:
+        value = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or value != value:
+        raise InvalidRequest(f"invalid ttl '{text}': use seconds or a number with s, m, h, d or w")
+    return value
+
+
+def free_port(avoid: set[int]) -> int:
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid:
+            return port
+    raise BaiError("no free port on 127.0.0.1 for a route")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class ServiceManager:
+    def __init__(self, config: EngineConfig, store: Store, events: EventBus,
+                 sessions: SessionManager, vfolders: VFolderManager, interval: float = 0.5):
+        self.config = config
+        self.store = store
+        self.events = events
+        self.sessions = sessions
+        self.vfolders = vfolders
+        self.interval = interval
+        self._next_probe: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._wakeup = asyncio.Event()
+        self.endpoint_base = ""
+        self._request_counts: dict[str, tuple[float, int]] = {}
+        self._rps: dict[str, float] = {}
+
+    # -- reading -----------------------------------------------------------
+    def _service_row(self, name: str) -> Any:
+        row = self.store.one("SELECT * FROM services WHERE name = ? OR id = ?", (name, name))
+        if row is None:
+            raise NotFound(f"service '{name}' not found")
+        return row
+
+    def _routes(self, service_id: str) -> list[Any]:
+        return self.store.query(
+            "SELECT r.*, s.name AS session_name, s.status AS session_status FROM service_routes r "
+            "LEFT JOIN sessions s ON s.id = r.session_id WHERE r.service_id = ? "
+            "ORDER BY r.created_at", (service_id,))
+
+    def _to_json(self, row: Any) -> dict[str, Any]:
+        spec = json.loads(row["spec"])
+        routes = [
+            {"id": r["id"], "status": r["status"], "session_id": r["session_id"],
+             "session_name": r["session_name"], "port": r["port"], "status_info": r["status_info"]}
+            for r in self._routes(row["id"])
+        ]
+        return {
+            "id": row["id"], "name": row["name"], "status": row["status"],
+            "status_info": row["status_info"],
+            "endpoint": f"{self.endpoint_base}/services/{row['name']}/",
+            "public": bool(row["public"]), "replicas": row["replicas"],
+            "image": spec["image"], "model_folder": spec["model_folder"],
+            "runtime_variant": spec["runtime_variant"], "routes": routes,
+            "created_at": row["created_at"],
+            "autoscaling_rules": [
+                {"id": r["id"], **json.loads(r["rule"]), "last_fired_at": r["last_fired_at"]}
+                for r in self.store.query(
+                    "SELECT * FROM service_autoscale_rules WHERE service_id = ? "
+                    "ORDER BY created_at", (row["id"],))],
+            "scaling_decisions": [
+                json.loads(r["decision"]) for r in self.store.query(
+                    "SELECT decision FROM service_scaling_decisions WHERE service_id = ? "
+                    "ORDER BY seq DESC LIMIT 20", (row["id"],))],
+        }
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self._to_json(self._service_row(name))
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self._to_json(r) for r in self.store.query("SELECT * FROM services ORDER BY created_at")]
+
+    def logs(self, name: str, tail: int | None = None) -> str:
+        """Every route's log, each under a ``==> route ID (session NAME) <==`` header."""
+        row = self._service_row(name)
+        parts = []
+        for r in self._routes(row["id"]):
+            if r["session_id"] is None:
+                continue
+            text = self.sessions.logs(r["session_id"], tail=tail)
+            parts.append(f"==> route {r['id']} (session {r['session_name']}, {r['status']}) <==\n{text}")
+        return "\n".join(parts)
+
+    # -- creating ----------------------------------------------------------
+    def _definition(self, spec: ServiceCreate) -> ModelDefinition | None:
+        root = self.vfolders.host_path(spec.model_folder)
+        for name in DEFINITION_FILES:
+            path = root / name
+            if path.is_file():
+                return parse_model_definition(path.read_text(errors="replace"),
+                                              f"{spec.model_folder}/{name}")
+        return None
+
+    def _plan(self, spec: ServiceCreate, port: int) -> RouteLaunch:
+        runtime = self.sessions.runtime_for(spec.image)
+        if runtime.name != "local":
+            raise InvalidRequest(
+                f"model services run on the local runtime in this version; image '{spec.image}' "
+                "is a Docker image (use `local`)"
+            )
+        definition = self._definition(spec) if spec.runtime_variant == "custom" else None
+        return plan_route(spec.runtime_variant, port=port, env=spec.env, definition=definition,
+                          docker=False, replicas=spec.replicas)
+
+    def _used_ports(self) -> set[int]:
+        return {int(r["port"]) for r in self.store.query("SELECT port FROM service_routes")}
+
+    def _session_spec(self, svc_name: str, spec: ServiceCreate, plan: RouteLaunch, rid: str) -> SessionSpec:
+        mounts = [MountSpec(source=spec.model_folder, target=MODEL_MOUNT,
+                            perm="rw" if spec.model_writable else "ro"), *spec.mounts]
+        env = {**spec.env, **plan.env, "BACKEND_MODEL_PATH": plan.model_path, "PORT": str(plan.port)}
+        env.setdefault("BACKEND_MODEL_NAME", plan.model_name or svc_name)
+        return SessionSpec(
+            image=spec.image, name=f"{svc_name[:48]}-r{rid[:6]}", type=SessionType.inference,
+            command=plan.command, resources=spec.resources, mounts=mounts, env=env,
+        )
+
+    def create(self, spec: ServiceCreate) -> dict[str, Any]:
+        """Check everything a route needs, then record the service; routes follow."""
+        self.vfolders.get(spec.model_folder)
+        if self.store.one("SELECT 1 FROM services WHERE name = ?", (spec.name,)):
+            raise Conflict(f"service '{spec.name}' already exists")
+        probe_port = free_port(self._used_ports())
+        plan = self._plan(spec, probe_port)
+        if plan.port != probe_port and port_in_use(plan.port):
+            raise InvalidRequest(
+                f"port {plan.port} (hard-coded in the model definition) is already in use on "
+                "127.0.0.1: free it, or write {port} (or $PORT) in start_command"
+            )
+        self._session_spec(spec.name, spec, plan, "check00")  # same checks as a route's session
+        sid = str(uuid.uuid4())
+        status = ServiceStatus.PROVISIONING if spec.replicas else ServiceStatus.STOPPED
+        with self.store.tx():
+            self.store.execute(
+                "INSERT INTO services(id, name, spec, replicas, public, status, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (sid, spec.name, json.dumps(spec.model_dump(mode="json")), spec.replicas,
+                 int(spec.public), status.value, time.time()))
+            self.events.publish("service", spec.name, action="created", service_status=status.value)
+        self._wakeup.set()
+        return self.get(sid)
+
+    def scale(self, name: str, replicas: int) -> dict[str, Any]:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 64:
+            raise InvalidRequest(f"invalid replica count {replicas!r}: expected 0 to 64")
+        row = self._service_row(name)
+        if row["terminating"]:
+            raise Conflict(f"service '{row['name']}' is being removed")
+        self._set_replicas(row, replicas, action="scaled")
+        return self.get(row["id"])
+
+    def _set_replicas(self, row: Any, replicas: int, action: str, **extra: Any) -> None:
+        spec = ServiceCreate.model_validate(json.loads(row["spec"]))
+        if replicas > 1:  # a hard-coded port cannot take more than one local route
+            self._plan(spec.model_copy(update={"replicas": replicas}), free_port(self._used_ports()))
+        with self.store.tx():
+            spec = spec.model_copy(update={"replicas": replicas})
+            self.store.execute("UPDATE services SET replicas = ?, spec = ? WHERE id = ?",
+                               (replicas, json.dumps(spec.model_dump(mode="json")), row["id"]))
+            # routes that failed to start are dropped so the new count is tried afresh
+            self.store.execute("DELETE FROM service_routes WHERE service_id = ? AND status = ?",
+                               (row["id"], R.FAILED_TO_START.value))
+            self.events.publish("service", row["name"], action=action, replicas=replicas, **extra)
+        self._wakeup.set()
+
+    # -- autoscaling -------------------------------------------------------
+    def add_rule(self, name: str, rule: AutoscaleRule) -> dict[str, Any]:
+        row = self._service_row(name)
+        rid = uuid.uuid4().hex[:8]
+        with self.store.tx():
+            self.store.execute(
+                "INSERT INTO service_autoscale_rules(id, service_id, rule, created_at) "
+                "VALUES (?,?,?,?)", (rid, row["id"], rule.model_dump_json(), time.time()))
+            self.events.publish("service", row["name"], action="autoscale-rule-added", rule=rid)
+        return self.get(row["id"])
+
+    def remove_rule(self, name: str, rule_id: str) -> dict[str, Any]:
+        row = self._service_row(name)
+        with self.store.tx():
+            gone = self.store.execute(
+                "DELETE FROM service_autoscale_rules WHERE service_id = ? AND id = ?",
+                (row["id"], rule_id)).rowcount
+            if not gone:
+                raise NotFound(f"service '{row['name']}' has no autoscaling rule '{rule_id}'")
+            self.events.publish("service", row["name"], action="autoscale-rule-removed",
+                                rule=rule_id)
+        return self.get(row["id"])
+
+    def _read_proxy_stats(self) -> dict[str, Any]:
+        try:
+            data = json.loads((self.config.state_dir / "proxy-stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        at = float(data.get("at", 0))
+        services = data.get("services", {})
+        for name, stats in services.items():
+            prev = self._request_counts.get(name)
+            count = int(stats.get("requests", 0))
+            if prev and at > prev[0]:
+                self._rps[name] = max(0.0, (count - prev[1]) / (at - prev[0]))
+            if not prev or at > prev[0]:
+                self._request_counts[name] = (at, count)
+        return services
+
+    def _metric(self, rule: AutoscaleRule, row: Any, stats: dict[str, Any]) -> float | None:
+        if rule.metric == "rps":
+            return self._rps.get(row["name"])
+        if rule.metric == "inflight":
+            live = sum(r["status"] == R.HEALTHY.value for r in self._routes(row["id"]))
+            inflight = stats.get(row["name"], {}).get("inflight")
+            return None if inflight is None else inflight / max(1, live)
+        return None  # gpu_util: no per-session GPU utilisation is sampled yet
+
+    def _autoscale(self, row: Any, stats: dict[str, Any]) -> None:
+        now = time.time()
+        for r in self.store.query(
+                "SELECT * FROM service_autoscale_rules WHERE service_id = ? ORDER BY created_at",
+                (row["id"],)):
+            rule = AutoscaleRule.model_validate_json(r["rule"])
+            if r["last_fired_at"] and now - r["last_fired_at"] < rule.cooldown:
+                continue
+            value = self._metric(rule, row, stats)
+            if value is None or not rule.fires(value):
+                continue
+            target = rule.target(row["replicas"])
+            if target == row["replicas"]:
+                continue
+            decision = {"at": now, "rule": r["id"], "metric": rule.metric, "value": value,
+                        "comparator": rule.comparator, "threshold": rule.threshold,
+                        "from": row["replicas"], "to": target}
+            with self.store.tx():
+                self.store.execute(
+                    "UPDATE service_autoscale_rules SET last_fired_at = ? WHERE id = ?",
+                    (now, r["id"]))
+                self.store.execute(
+                    "INSERT INTO service_scaling_decisions(service_id, rule_id, at, decision) "
+                    "VALUES (?,?,?,?)", (row["id"], r["id"], now, json.dumps(decision)))
+                self._set_replicas(row, target, action="autoscaled", decision=decision)
+            return  # one decision per pass; the next sees the new count
+
+    def delete(self, name: str) -> dict[str, Any]:
+        row = self._service_row(name)
+        with self.store.tx():
+            self.store.execute("UPDATE services SET terminating = 1, status = ? WHERE id = ?",
+                               (ServiceStatus.TERMINATING.value, row["id"]))
+            self.store.execute("DELETE FROM service_tokens WHERE service_id = ?", (row["id"],))
+            self.events.publish("service", row["name"], action="deleting",
+                                service_status=ServiceStatus.TERMINATING.value)
+        self._wakeup.set()
+        return self.get(row["id"])
+
+    def issue_token(self, name: str, ttl: str | float = "1d") -> dict[str, Any]:
+        row = self._service_row(name)
+        seconds = parse_ttl(ttl)
+        token = secrets.token_urlsafe(32)
+        expires = time.time() + seconds
+        with self.store.tx():
+            self.store.execute(
+                "INSERT INTO service_tokens(id, service_id, token_hash, expires_at, created_at) "
+                "VALUES (?,?,?,?,?)", (str(uuid.uuid4()), row["id"], token_hash(token), expires,
+                                       time.time()))
+            self.events.publish("service", row["name"], action="token-issued", expires_at=expires)
+        return {"token": token, "expires_at": expires}
+
+    # -- the reconcile loop ------------------------------------------------
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._http:
+            await self._http.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("service reconcile failed")
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def _set_route(self, route: Any, svc_name: str, status: RouteStatus, info: str | None = None,
+                   failures: int | None = None) -> None:
+        with self.store.tx():
+            self.store.execute(
+                "UPDATE service_routes SET status = ?, status_info = ?, failures = ?, "
+                "healthy_at = CASE WHEN ? = 'HEALTHY' THEN ? ELSE healthy_at END WHERE id = ?",
+                (status.value, info, route["failures"] if failures is None else failures,
+                 status.value, time.time(), route["id"]))
+            if status.value != route["status"]:
+                self.events.publish("route", route["id"], service=svc_name,
+                                    route_status=status.value, info=info)
+            self._update_status(self._service_row(route["service_id"]))
+
+    def _add_route(self, row: Any, spec: ServiceCreate) -> None:
+        rid = str(uuid.uuid4())
+        try:
+            plan = self._plan(spec, free_port(self._used_ports()))
+            session_spec = self._session_spec(row["name"], spec, plan, rid)
+        except BaiError as exc:  # e.g. the definition was edited into a bad one
+            with self.store.tx():
+                self.store.execute(
+                    "INSERT INTO service_routes(id, service_id, port, status, status_info, "
+                    "created_at) VALUES (?,?,?,?,?,?)",
+                    (rid, row["id"], 0, R.FAILED_TO_START.value, str(exc), time.time()))
+                self.events.publish("route", rid, service=row["name"],
+                                    route_status=R.FAILED_TO_START.value, info=str(exc))
+            return
+        with self.store.tx():
+            info = self.sessions.create(session_spec)
+            self.store.execute(
+                "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
+                "health) VALUES (?,?,?,?,?,?,?)",
+                (rid, row["id"], info["id"], plan.port, R.PROVISIONING.value, time.time(),
+                 json.dumps(plan.health.model_dump() if plan.health else None)))
+            self.events.publish("route", rid, service=row["name"],
+                                route_status=R.PROVISIONING.value, session=info["name"])
+            self._update_status(self._service_row(row["id"]))
+
+    @staticmethod
+    def _health_of(route: Any) -> HealthCheck | None:
+        """The health check the route was started with (the definition may change since)."""
+        data = json.loads(route["health"]) if route["health"] else None
+        return HealthCheck.model_validate(data) if data else None
+
+    async def reconcile(self) -> None:
+        stats = self._read_proxy_stats()
+        for row in self.store.query("SELECT * FROM services ORDER BY created_at"):
+            await self._reconcile_service(row)
+            if not row["terminating"]:
+                try:
+                    self._autoscale(self._service_row(row["id"]), stats)
+                except BaiError as exc:
+                    log.info("autoscaling %s: %s", row["name"], exc)
+
+    async def _reconcile_service(self, row: Any) -> None:
+        spec = ServiceCreate.model_validate(json.loads(row["spec"]))
+        now = time.time()
+        routes = self._routes(row["id"])
+        due: list[Any] = []
+        for route in routes:
+            session_status = route["session_status"]
+            ended = session_status is not None and SessionStatus(session_status).is_terminal
+            if route["status"] == R.TERMINATING.value:
+                if route["session_id"] is None or ended:
+                    with self.store.tx():
+                        self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
+                        self.events.publish("route", route["id"], service=row["name"],
+                                            action="removed")
+                elif now >= (route["drain_until"] or 0):
+                    await self._stop_route(route)
+                continue
+            if route["status"] == R.FAILED_TO_START.value or route["session_id"] is None:
+                continue
+            if ended:
+                if route["status"] == R.PROVISIONING.value:
+                    sess = self.sessions.get(route["session_id"])
+                    tail = tail_lines(self.sessions.log_path(route["session_id"]), LOG_TAIL)
+                    why = f"{sess.get('status_info') or 'exited'}; last log lines:\n{tail}"
+                    self._set_route(route, row["name"], R.FAILED_TO_START, why.strip())
+                else:  # it served, then died: replace it while the others keep serving
+                    with self.store.tx():
+                        self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
+                        self.events.publish("route", route["id"], service=row["name"],
+                                            action="replaced", info="its process exited")
+                        self._update_status(self._service_row(row["id"]))
+                continue
+            if session_status == SessionStatus.RUNNING.value and (
+                    self._next_probe.get(route["id"], 0) <= now):
+                due.append(route)
+        if due:
+            await asyncio.gather(*(self._probe(route, row["name"]) for route in due))
+        if row["terminating"]:
+            self._terminate_all(row)
+            return
+        self._fit_replicas(row, spec)
+        self._update_status(self._service_row(row["id"]))
+
+    async def _probe(self, route: Any, svc_name: str) -> None:
+        check = self._health_of(route)
+        assert self._http is not None
+        result = await probe(self._http, route["port"], check)
+        age = time.time() - route["created_at"]
+        status, failures = next_status(R(route["status"]), result, route["failures"], age, check)
+        interval = check.interval if check else 10.0
+        if status is R.PROVISIONING:
+            interval = min(interval, 0.5)  # notice a route coming up quickly
+        self._next_probe[route["id"]] = time.time() + interval
+        if status.value != route["status"] or failures != route["failures"]:
+            info = None if result.ok else result.detail
+            self._set_route(route, svc_name, status, info, failures)
+
+    async def _stop_route(self, route: Any) -> None:
+        if route["session_id"] and route["session_status"] != SessionStatus.TERMINATING.value:
+            try:
+                await self.sessions.destroy(route["session_id"])
+            except BaiError as exc:
+                log.info("stopping route %s: %s", route["id"], exc)
+
+    def _retire(self, route: Any, svc_name: str, why: str) -> None:
+        """Leave the rotation now; the session is stopped after the drain time."""
+        with self.store.tx():
+            self.store.execute(
+                "UPDATE service_routes SET status = ?, status_info = ?, drain_until = ? WHERE id = ?",
+                (R.TERMINATING.value, why, time.time() + self.config.service_drain, route["id"]))
+            self.events.publish("route", route["id"], service=svc_name,
+                                route_status=R.TERMINATING.value, info=why)
+            self._update_status(self._service_row(route["service_id"]))
+
+    def _terminate_all(self, row: Any) -> None:
+        routes = self._routes(row["id"])
+        for route in routes:
+            if route["status"] != R.TERMINATING.value:
+                self._retire(route, row["name"], "service removed")
+        if not routes:
+            with self.store.tx():
+                for table in ("service_autoscale_rules", "service_scaling_decisions"):
+                    self.store.execute(f"DELETE FROM {table} WHERE service_id = ?", (row["id"],))
+                self.store.execute("DELETE FROM services WHERE id = ?", (row["id"],))
+                self.events.publish("service", row["name"], action="deleted")
+
+    def _fit_replicas(self, row: Any, spec: ServiceCreate) -> None:
+        routes = self._routes(row["id"])
+        live = [r for r in routes if r["status"] in LIVE]
+        failed = any(r["status"] == R.FAILED_TO_START.value for r in routes)
+        for _ in range(row["replicas"] - len(live)):
+            if failed:
+                break
+            self._add_route(row, spec)
+        if len(live) > row["replicas"]:
+            order = {R.UNHEALTHY.value: 0, R.PROVISIONING.value: 1, R.HEALTHY.value: 2}
+            extra = sorted(live, key=lambda r: (order[r["status"]], -r["created_at"]))
+            for route in extra[: len(live) - row["replicas"]]:
+                self._retire(route, row["name"], "scaled down")
+
+    def _update_status(self, row: Any) -> None:
+        """The service's status from its routes (called in the same transaction as a route
+        change, so a reader never sees routes and service status disagree)."""
+        if row["terminating"]:
+            return
+        routes = self._routes(row["id"])
+        status = service_status([r["status"] for r in routes], row["replicas"])
+        info = next((r["status_info"] for r in routes
+                     if r["status"] == R.FAILED_TO_START.value), None)
+        if status.value != row["status"] or info != row["status_info"]:
+            with self.store.tx():
+                self.store.execute("UPDATE services SET status = ?, status_info = ? WHERE id = ?",
+                                   (status.value, info, row["id"]))
+                self.events.publish("service", row["name"], action="status",
+                                    service_status=status.value)

@@ -1,0 +1,1 @@
+"""The service endpoint proxy (its own process; see :mod:`.server`)."""

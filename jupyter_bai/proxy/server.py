@@ -1,0 +1,296 @@
+"""The service endpoint proxy: ``/services/<name>/...`` to a healthy route, in its own process.
+
+Like Backend.AI's AppProxy, it runs apart from the engine and reads its routing table (services,
+healthy routes, token hashes) from the engine's store, read-only, so inference traffic neither
+waits on the engine nor stops when the engine restarts. Streaming is passed through chunk by
+chunk (SSE from ``stream=true``), with no total timeout; a request is retried on another route
+only while nothing has been sent to the client.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+log = logging.getLogger("jupyter_bai.proxy")
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade",
+})
+
+
+@dataclass
+class ServiceEntry:
+    id: str
+    public: bool
+    ports: list[int]
+    tokens: list[tuple[str, float]]  # (sha-256 hex, expires_at)
+    turn: itertools.count = field(default_factory=itertools.count)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def _strip_hop_by_hop(headers: Any, drop: tuple[str, ...] = ()) -> CIMultiDict[str]:
+    listed = {h.strip().lower() for v in headers.getall("Connection", []) for h in v.split(",")}
+    out: CIMultiDict[str] = CIMultiDict()
+    for key, value in headers.items():
+        low = key.lower()
+        if low in HOP_BY_HOP or low in listed or low in drop:
+            continue
+        out.add(key, value)
+    return out
+
+
+class RoutingTable:
+    """The services as the store has them; re-read whenever the store changed.
+
+    ``PRAGMA data_version`` changes when another connection (the engine) commits, so a route
+    that the engine marked healthy is used by the very next request, at the cost of one cheap
+    pragma per request.
+    """
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.services: dict[str, ServiceEntry] = {}
+        self.loaded_at = 0.0
+        self._version = -1
+        self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+
+    def maybe_reload(self) -> None:
+        try:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or time.time() - self.loaded_at > 1.0:
+                self.load()
+                self._version = version
+        except sqlite3.Error as exc:
+            log.warning("reading routes: %s", exc)
+
+    def load(self) -> None:
+        conn = self._conn
+        now = time.time()
+        with conn:
+            services = conn.execute(
+                "SELECT id, name, public FROM services WHERE terminating = 0").fetchall()
+            routes = conn.execute(
+                "SELECT service_id, port FROM service_routes WHERE status = 'HEALTHY' "
+                "ORDER BY created_at").fetchall()
+            tokens = conn.execute(
+                "SELECT service_id, token_hash, expires_at FROM service_tokens "
+                "WHERE expires_at > ?",
+                (now,)).fetchall()
+        fresh: dict[str, ServiceEntry] = {}
+        for s in services:
+            old = self.services.get(s["name"])
+            fresh[s["name"]] = ServiceEntry(
+                s["id"], bool(s["public"]), [r["port"] for r in routes if r["service_id"] == s["id"]],
+                [(t["token_hash"], t["expires_at"]) for t in tokens
+                 if t["service_id"] == s["id"]],
+                old.turn if old else itertools.count())
+        self.services = fresh
+        self.loaded_at = now
+
+
+STATS_FILE = "proxy-stats.json"
+"""Per-service request counters the proxy writes next to the store once a second, for the
+engine's autoscaling (the proxy never writes to the store itself)."""
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.inflight: dict[str, int] = {}
+        self.requests: dict[str, int] = {}
+
+    def begin(self, name: str) -> None:
+        self.inflight[name] = self.inflight.get(name, 0) + 1
+        self.requests[name] = self.requests.get(name, 0) + 1
+
+    def end(self, name: str) -> None:
+        self.inflight[name] -= 1
+
+    def write(self, path: Path) -> None:
+        data = {name: {"inflight": self.inflight.get(name, 0), "requests": count}
+                for name, count in self.requests.items()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "services": data}))
+        os.replace(tmp, path)
+
+
+IDLE_EXIT = 30.0
+"""Seconds with no service in the store after which the proxy exits (the engine starts it
+again when a service is created), so no proxy outlives the services it was for."""
+
+
+async def housekeeping(db: Path, stats: Stats, table: RoutingTable) -> None:
+    idle_since = time.monotonic()
+    while True:
+        if not db.exists():  # the state directory is gone: nothing to serve
+            os._exit(0)
+        table.maybe_reload()
+        if table.services:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > IDLE_EXIT:
+            log.info("no services for %gs: exiting", IDLE_EXIT)
+            os._exit(0)
+        try:
+            stats.write(db.parent / STATS_FILE)
+        except OSError as exc:
+            log.warning("writing stats: %s", exc)
+        await asyncio.sleep(1.0)
+
+
+def authorized(entry: ServiceEntry, header: str | None) -> bool:
+    """Bearer token check against stored hashes, in constant time per candidate."""
+    if entry.public:
+        return True
+    if not header or not header.lower().startswith("bearer "):
+        return False
+    presented = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+    now = time.time()  # expiry is checked per request, not when the table was read
+    ok = False
+    for stored, expires_at in entry.tokens:
+        ok |= hmac.compare_digest(presented, stored) and expires_at > now
+    return ok
+
+
+class Proxy:
+    def __init__(self, table: RoutingTable):
+        self.table = table
+        self.stats = Stats()
+        self.client: aiohttp.ClientSession | None = None
+        self.inflight: dict[int, int] = {}
+
+    async def startup(self, app: web.Application) -> None:
+        self.client = aiohttp.ClientSession(
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+        )
+
+    async def cleanup(self, app: web.Application) -> None:
+        if self.client:
+            await self.client.close()
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "services": len(self.table.services),
+                                  "pid": os.getpid()})
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.table.maybe_reload()
+        entry = self.table.services.get(name)
+        if entry is None:
+            return _error(404, "not-found", f"service '{name}' not found")
+        if not authorized(entry, request.headers.get("Authorization")):
+            return _error(401, "unauthorized", f"service '{name}' needs a valid token: "
+                          "Authorization: Bearer <token from `service token`>")
+        if not entry.ports:
+            return _error(503, "no-healthy-route", f"service '{name}' has no healthy route now")
+        self.stats.begin(name)
+        try:
+            return await self._balance(request, name, entry)
+        finally:
+            self.stats.end(name)
+
+    async def _balance(self, request: web.Request, name: str,
+                       entry: ServiceEntry) -> web.StreamResponse:
+        body = await request.read()
+        headers = _strip_hop_by_hop(request.headers, ("authorization", "host", "content-length"))
+        tail = request.match_info.get("tail", "")
+        path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
+        start = next(entry.turn)
+        ports = entry.ports[start % len(entry.ports):] + entry.ports[: start % len(entry.ports)]
+        last_error = ""
+        for port in ports:
+            try:
+                return await self._forward(request, port, path, headers, body)
+            except _NothingSent as exc:
+                last_error = str(exc)
+                continue
+        return _error(502, "upstream-unreachable",
+                      f"no route of '{name}' answered: {last_error}")
+
+    async def _forward(self, request: web.Request, port: int, path: str,
+                       headers: CIMultiDict[str], body: bytes) -> web.StreamResponse:
+        assert self.client is not None
+        url = f"http://127.0.0.1:{port}{path}"
+        self.inflight[port] = self.inflight.get(port, 0) + 1
+        try:
+            try:
+                upstream = await self.client.request(
+                    request.method, url, headers=headers, data=body or None,
+                    allow_redirects=False)
+            except (aiohttp.ClientError, OSError) as exc:
+                raise _NothingSent(f"{url}: {exc}") from None
+            async with upstream:
+                out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                         headers=_strip_hop_by_hop(upstream.headers))
+                if upstream.headers.get("Content-Length") is None:
+                    out.enable_chunked_encoding()
+                await out.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await out.write(chunk)
+                await out.write_eof()
+                return out
+        finally:
+            self.inflight[port] -= 1
+
+
+class _NothingSent(Exception):
+    """The upstream failed before any byte reached the client: another route may try."""
+
+
+def build_app(db: Path) -> web.Application:
+    table = RoutingTable(db)
+    table.load()
+    proxy = Proxy(table)
+    app = web.Application(client_max_size=1 << 30)
+    app.on_startup.append(proxy.startup)
+    app.on_cleanup.append(proxy.cleanup)
+
+    async def refresher(app: web.Application) -> Any:
+        task = asyncio.create_task(housekeeping(db, proxy.stats, table))
+        yield
+        task.cancel()
+
+    app.cleanup_ctx.append(refresher)
+    app.router.add_get("/_bai/health", proxy.health)
+    app.router.add_route("*", "/services/{name}", proxy.handle)
+    app.router.add_route("*", "/services/{name}/{tail:.*}", proxy.handle)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m jupyter_bai.proxy")
+    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s proxy %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    web.run_app(build_app(args.db), host=args.host, port=args.port, print=None,
+                handler_cancellation=True, access_log=None, reuse_address=True)

@@ -1,0 +1,115 @@
+"""The endpoint proxy's HTTP behaviour against real upstream servers, over a real store."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from jupyter_bai.engine.services import token_hash
+from jupyter_bai.engine.store import Store
+from jupyter_bai.proxy.server import build_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _store(db: Path, services: list[tuple[str, bool, list[int], list[str]]]) -> None:
+    store = Store(db)
+    for i, (name, public, ports, tokens) in enumerate(services):
+        store.execute("INSERT INTO services(id, name, spec, replicas, public, status, created_at) "
+                      "VALUES (?, ?, '{}', 1, ?, 'HEALTHY', 0)", (f"s{i}", name, int(public)))
+        for j, port in enumerate(ports):
+            store.execute("INSERT INTO service_routes(id, service_id, port, status, created_at) "
+                          "VALUES (?, ?, ?, 'HEALTHY', ?)", (f"r{i}{j}", f"s{i}", port, j))
+        for k, tok in enumerate(tokens):
+            ttl = 1.0 if tok.startswith("short") else 3600.0
+            store.execute("INSERT INTO service_tokens(id, service_id, token_hash, expires_at, "
+                          "created_at) VALUES (?, ?, ?, ?, 0)",
+                          (f"t{i}{k}", f"s{i}", token_hash(tok), time.time() + ttl))
+    store.close()
+
+
+def test_proxy_behaviour(tmp_path: Path) -> None:
+    asyncio.run(_scenario(tmp_path))
+
+
+async def _scenario(tmp_path: Path) -> None:
+    seen: list[dict[str, str]] = []
+    cancelled = asyncio.Event()
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(dict(request.headers))
+        return web.json_response({"path": request.path_qs})
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"first\n")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return resp
+
+    upstream = web.Application()
+    upstream.router.add_get("/slow", slow)
+    upstream.router.add_route("*", "/{tail:.*}", echo)
+    up_runner = web.AppRunner(upstream, handler_cancellation=True)
+    await up_runner.setup()
+    up_port, dead_port = _free_port(), _free_port()
+    await web.TCPSite(up_runner, "127.0.0.1", up_port).start()
+
+    db = tmp_path / "engine.db"
+    _store(db, [("pub", True, [dead_port, up_port], []), ("priv", False, [up_port], ["s3cret", "short-lived"]),
+                ("down", True, [], [])])
+    runner = web.AppRunner(build_app(db), handler_cancellation=True)
+    await runner.setup()
+    px = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", px).start()
+    base = f"http://127.0.0.1:{px}/services"
+    try:
+        async with aiohttp.ClientSession() as http:
+            # a route that refuses connections is skipped: nothing had been sent yet
+            for _ in range(4):
+                async with http.get(f"{base}/pub/v1/models?x=1") as r:
+                    assert r.status == 200 and (await r.json())["path"] == "/v1/models?x=1"
+            # hop-by-hop headers (and those named in Connection) and the token are not forwarded
+            seen.clear()
+            async with http.get(f"{base}/priv/a", headers={
+                    "Authorization": "Bearer s3cret", "Connection": "keep-alive, X-Hop",
+                    "X-Hop": "1", "Keep-Alive": "timeout=5", "X-Kept": "yes"}) as r:
+                assert r.status == 200
+            forwarded = {k.lower() for k in seen[0]}
+            assert "x-kept" in forwarded
+            assert not forwarded & {"authorization", "x-hop", "keep-alive"}
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                async with http.get(f"{base}/priv/a", headers=headers) as r:
+                    assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+            # a token that expires while the proxy has it cached is refused from then on
+            short = {"Authorization": "Bearer short-lived"}
+            async with http.get(f"{base}/priv/a", headers=short) as r:
+                assert r.status == 200
+            await asyncio.sleep(1.2)
+            async with http.get(f"{base}/priv/a", headers=short) as r:
+                assert r.status == 401
+            async with http.get(f"{base}/down/a") as r:
+                assert r.status == 503 and (await r.json())["error"] == "no-healthy-route"
+            async with http.get(f"{base}/ghost/a") as r:
+                assert r.status == 404 and "ghost" in (await r.json())["message"]
+        # a client that leaves mid-stream: the upstream request is closed too
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"{base}/pub/slow")
+            assert await r.content.readline() == b"first\n"
+            r.close()
+        await asyncio.wait_for(cancelled.wait(), 10)
+    finally:
+        await runner.cleanup()
+        await up_runner.cleanup()
