@@ -204,12 +204,7 @@ def test_spec_json_round_trip() -> None:
     spec = SessionSpec.from_json(API_BODY)
     data = spec.to_json()
     assert json.loads(json.dumps(data)) == data
-    assert data["resources"] == {
-        "cpu": "2",
-        "mem": "4294967296",
-        "cuda.device": "0",
-        "cuda.shares": "0.5",
-    }
+    assert data["resources"] == {"cpu": "2", "mem": "4294967296", "cuda.shares": "0.5"}
     assert data["mounts"][0] == {"source": "data", "target": "/home/work/data", "perm": "ro"}
     assert data["type"] == "batch"
     assert SessionSpec.from_json(data) == spec
@@ -240,7 +235,7 @@ def test_spec_takes_typed_items_only_through_their_parsers() -> None:
 
 def test_dump_of_a_spec_without_resources_reads_back() -> None:
     spec = SessionSpec(image="local")
-    assert spec.to_json()["resources"] == {"cuda.device": "0", "cuda.shares": "0"}
+    assert spec.to_json()["resources"] == {}  # nothing asked for: the engine's defaults apply
     assert SessionSpec.from_json(spec.to_json()) == spec
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
 
 from jupyter_bai.spec.errors import InvalidRequest
-from jupyter_bai.spec.pydantic_support import validated_by
+from pydantic_core import core_schema
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -418,6 +418,11 @@ class ResourceSlots(Mapping[str, Decimal]):
         """Decimal strings for every slot (``mem`` as whole bytes), exact across the wire."""
         return {n: _plain(self._values[n]) for n in SLOT_NAMES}
 
+    def to_request_json(self) -> dict[str, str]:
+        """Only the slots asked for (non-zero): what a request serialises to, so that it
+        validates again as a request (a zero is refused there, a missing slot defaulted)."""
+        return {n: v for n, v in self.to_json().items() if self._values[n] != 0}
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceSlots:
         """Inverse of :meth:`to_json` (also accepts numbers and size strings)."""
@@ -454,7 +459,12 @@ class ResourceSlots(Mapping[str, Decimal]):
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return validated_by(cls._pydantic_validate)
+        return core_schema.no_info_plain_validator_function(
+            cls._pydantic_validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v: v.to_request_json(), info_arg=False
+            ),
+        )
 
     @classmethod
     def __get_pydantic_json_schema__(

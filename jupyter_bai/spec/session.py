@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -349,11 +348,6 @@ class SessionSpec(BaseModel):
             return v.check_request()
         except InvalidRequest as err:
             raise ValueError(err.message) from None
-
-    @field_serializer("resources")
-    def _dump_resources(self, v: ResourceSlots) -> dict[str, str]:
-        """cpu and mem left out (0) stay out, so the dump reads back as the same request."""
-        return {k: x for k, x in v.to_json().items() if not (k in ("cpu", "mem") and x == "0")}
 
     @field_validator("mounts")
     @classmethod
