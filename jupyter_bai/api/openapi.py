@@ -72,6 +72,11 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     503: ("Unavailable", "`runtime-unavailable`: the engine or the requested runtime is not running."),
 }
 
+OTHER_PATH_PARAMETERS = {
+    "job": "Pipeline job id.",
+    "task": "Task name, as in the pipeline file.",
+}
+
 PATH_PARAMETERS = {
     "sessions": ("SessionName", "Session name or id."),
     "vfolders": ("VFolderName", "Folder name."),
@@ -267,6 +272,11 @@ def build() -> dict[str, Any]:
             pname = PATH_PARAMETERS[op.tag][0]
             item["parameters"] = [{"$ref": f"#/components/parameters/{pname}"}]
             used_params.add(op.tag)
+        for other in re.findall(r"\{(\w+)\}", path):  # every other path segment is documented too
+            if other != "name" and not any(p.get("name") == other for p in item.get("parameters", [])):
+                item.setdefault("parameters", []).append(
+                    {"name": other, "in": "path", "required": True,
+                     "description": OTHER_PATH_PARAMETERS.get(other, other), "schema": {"type": "string"}})
         item[method] = _operation(op)
     parameters = {
         PATH_PARAMETERS[tag][0]: {"name": "name", "in": "path", "required": True,
