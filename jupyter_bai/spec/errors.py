@@ -5,6 +5,11 @@ the client raises them back as :class:`BaiError` so magics and CLI print one lin
 """
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
 
 class BaiError(Exception):
     """Base of every user-facing error; ``str(err)`` is the one line shown to people."""
@@ -26,6 +31,15 @@ class BaiError(Exception):
 
 class InvalidRequest(BaiError):
     status, code = 400, "invalid-request"
+
+
+def as_value_error(check: Callable[[T], R], value: T) -> R:
+    """``check(value)`` inside a pydantic validator: its InvalidRequest becomes the ValueError
+    pydantic collects, with the same one-line message."""
+    try:
+        return check(value)
+    except InvalidRequest as err:
+        raise ValueError(err.message) from None
 
 
 class InsufficientResources(BaiError):

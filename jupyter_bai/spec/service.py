@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, as_value_error
 from .model_definition import HealthCheck, ModelDefinition, PreStartAction
 from .mounts import MountSpec, validate_mounts
 from .resources import ResourceSlots
@@ -120,18 +120,12 @@ class ServiceCreate(BaseModel):
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: ResourceSlots) -> ResourceSlots:
-        try:
-            return v.check_request()
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(ResourceSlots.check_request, v)
 
     @field_validator("mounts")
     @classmethod
     def _mounts(cls, v: list[MountSpec]) -> list[MountSpec]:
-        try:
-            return validate_mounts(v)
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(validate_mounts, v)
 
     @classmethod
     def from_json(cls, data: Any) -> ServiceCreate:

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from jupyter_bai.spec.binds import HostBind, check_labels
-from jupyter_bai.spec.errors import InvalidRequest
+from jupyter_bai.spec.errors import InvalidRequest, as_value_error
 from jupyter_bai.spec.mounts import MAX_MOUNTS, MountSpec, validate_mounts
 from jupyter_bai.spec.resources import ResourceSlots
 
@@ -344,26 +344,17 @@ class SessionSpec(BaseModel):
     @field_validator("resources")
     @classmethod
     def _check_resources(cls, v: ResourceSlots) -> ResourceSlots:
-        try:
-            return v.check_request()
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(ResourceSlots.check_request, v)
 
     @field_validator("mounts")
     @classmethod
     def _check_mounts(cls, v: list[MountSpec]) -> list[MountSpec]:
-        try:
-            return validate_mounts(v)
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(validate_mounts, v)
 
     @field_validator("env")
     @classmethod
     def _check_env(cls, v: dict[str, str]) -> dict[str, str]:
-        try:
-            return check_env(v)
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(check_env, v)
 
     @field_validator("idle_timeout", "max_lifetime")
     @classmethod
@@ -448,10 +439,7 @@ class ExecRequest(BaseModel):
     @field_validator("env")
     @classmethod
     def _check_env(cls, v: dict[str, str]) -> dict[str, str]:
-        try:
-            return check_env(v)
-        except InvalidRequest as err:
-            raise ValueError(err.message) from None
+        return as_value_error(check_env, v)
 
 
 class RunRequest(BaseModel):
