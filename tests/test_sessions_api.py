@@ -1,6 +1,7 @@
 """End-to-end session behaviour through the REST API of a real engine (bwrap sandbox)."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -71,6 +72,20 @@ def test_sandbox_layout_env_and_readonly_mount(api: Api) -> None:
         {"source": folder, "target": f"/home/work/{folder}", "perm": "ro"},
         {"source": out, "target": "/home/work/results", "perm": "rw"},
     ]
+
+
+def test_destroy_lets_a_term_trap_finish_within_the_grace(api: Api) -> None:
+    """SIGTERM reaches the command, not bubblewrap, so cleanup in a trap is not cut off."""
+    name = uniq("grace")
+    api.create(name=name, type="batch", command="trap 'sleep 0.5; echo got-term; exit 0' TERM; "
+                                                "echo started; sleep 60 & wait")
+    api.wait(name)
+    deadline = time.monotonic() + 20
+    while "started" not in api.get(f"/sessions/{name}/logs").json()["logs"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert api.delete(f"/sessions/{name}").json()["status"] == "TERMINATED"
+    assert "got-term" in api.get(f"/sessions/{name}/logs").json()["logs"]
 
 
 def test_interactive_run_keeps_variables_and_exec(api: Api) -> None:

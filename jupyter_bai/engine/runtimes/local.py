@@ -318,7 +318,7 @@ class LocalRuntime(Runtime):
 
         if not self.is_alive(handle) and not await loop.run_in_executor(None, alive):
             return
-        self._signal(pgid, signal.SIGTERM)
+        await loop.run_in_executor(None, self._terminate, pgid)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             _reap(int(handle["pid"]))
@@ -334,8 +334,48 @@ class LocalRuntime(Runtime):
         except ProcessLookupError:
             pass
 
+    @classmethod
+    def _terminate(cls, pgid: int) -> None:
+        """SIGTERM the session's own processes, not the wrapper or bubblewrap's supervisors.
+
+        The wrapper (the group leader) or a bwrap that dies of SIGTERM takes the pid
+        namespace down with SIGKILL (``--die-with-parent``), so a command's TERM trap
+        would be cut off mid-way. Left alone, they exit once the command has.
+        """
+        members = cls._group_members(pgid)
+        if members is None:
+            cls._signal(pgid, signal.SIGTERM)
+            return
+        for pid, comm in members:
+            if pid != pgid and comm != b"bwrap":
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
     @staticmethod
-    def _group_alive(pgid: int) -> bool:
+    def _group_members(pgid: int) -> list[tuple[int, bytes]] | None:
+        """Live (pid, comm) of a process group; None when /proc cannot be read."""
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return None
+        members = []
+        for entry in entries:
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                close = stat.rfind(b")")
+                fields = stat[close + 2 :].split()
+                if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                    members.append((int(entry), stat[stat.find(b"(") + 1 : close]))
+        return members
+
+    @classmethod
+    def _group_alive(cls, pgid: int) -> bool:
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -343,17 +383,7 @@ class LocalRuntime(Runtime):
         except PermissionError:
             return True
         # A zombie leader still counts as a member: look for a live one.
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        stat = f.read()
-                except OSError:
-                    continue
-                fields = stat[stat.rfind(b")") + 2 :].split()
-                if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-                    return True
-        return False
+        return bool(cls._group_members(pgid))
 
     def agent_socket(self, ctx: LaunchContext) -> str:
         return str(ctx.session_dir / "run" / "agent.sock")
