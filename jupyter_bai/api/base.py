@@ -8,6 +8,7 @@ Routes are listed once in :func:`jupyter_bai.api.routes.route_table`.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -247,6 +248,19 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
 
     def reply(self, data: Any, status: int | None = None) -> None:
         """Send ``data`` as JSON, validated through the operation's response model."""
+        self._send_json(self._encode(data), status)
+
+    async def reply_off_loop(self, make: Callable[[], Any], status: int | None = None) -> None:
+        """``reply(make())`` with the query and the encoding in a thread.
+
+        For answers that grow with the store (every session ever run): building and
+        validating them is milliseconds of CPU the event loop should not spend.
+        """
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, lambda: self._encode(make()))
+        self._send_json(body, status)
+
+    def _encode(self, data: Any) -> str:
         op = self._operation
         if op is not None and op.response is not None:
             try:
@@ -254,9 +268,13 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
             except pydantic.ValidationError as exc:  # the engine's bug, not the caller's: a 500
                 raise ResponseMismatch(f"{op.operation_id}: answer does not match {op.response.__name__}: {exc}") from None
             data = model.to_json() if isinstance(model, ApiModel) else model.model_dump(mode="json")
+        return json.dumps(data, default=str)
+
+    def _send_json(self, body: str, status: int | None) -> None:
+        op = self._operation
         self.set_status(status if status is not None else (op.status if op is not None else 200))
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
+        self.finish(body)
 
     def int_arg(self, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int | None:
         """An integer query parameter within bounds (SQLite's are 64-bit), else a 400."""

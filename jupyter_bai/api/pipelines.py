@@ -23,7 +23,7 @@ class PipelineJobsHandler(_PipelineHandler):
                 returns="The jobs, newest first.")
     async def get(self) -> None:
         """Example: `%bai pipeline jobs`, `jupyter bai pipeline jobs --json`."""
-        self.reply({"jobs": self.pipelines.list()})
+        await self.reply_off_loop(lambda: {"jobs": self.pipelines.list()})
 
     @api_method("write", operation_id="createPipelineJob", tag="pipelines", request=PipelineSpec,
                 response=PipelineJobInfo, status=201, summary="Run a pipeline: start a job.",

@@ -22,7 +22,7 @@ class SessionsHandler(BaiHandler):
         """Example: `%bai session ls --status RUNNING`, `Client().list_sessions()`."""
         status = self.get_argument("status", None)
         self.bool_arg("all")  # Backend.AI's flag: finished sessions are always listed
-        self.reply({"sessions": self.engine.sessions.list(status)})
+        await self.reply_off_loop(lambda: {"sessions": self.engine.sessions.list(status)})
 
     @api_method("write", operation_id="createSession", tag="sessions", request=SessionSpec,
                 response=SessionInfo, status=201, summary="Create a compute session.",

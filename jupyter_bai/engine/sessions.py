@@ -6,6 +6,7 @@ before the engine acts on it, so a restart can always tell what was going on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -37,9 +38,12 @@ S = SessionStatus
 HOLDS_RESOURCES = (S.SCHEDULED, S.PREPARING, S.RUNNING, S.TERMINATING)
 LIVE = (S.PENDING, *HOLDS_RESOURCES)
 LOG_TAIL_ON_ERROR = 10
+SCHEDULE_BATCH = 2  # sessions placed per scheduler pass (each pass is one event-loop callback)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _iso(ts: float | None) -> str | None:
+    """Cached: a session's timestamps never change and are formatted on every listing."""
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
@@ -554,23 +558,28 @@ class SessionManager:
             "pending": int(pending["n"]) if pending else 0,
         }
 
-    def _schedule_once(self) -> None:
+    def _schedule_once(self, batch: int = SCHEDULE_BATCH) -> bool:
+        """Place up to ``batch`` pending sessions; True when more may be placeable now."""
         pending = self.store.query(
-            "SELECT * FROM sessions WHERE status = ? ORDER BY seq", (S.PENDING.value,)
+            "SELECT * FROM sessions WHERE status = ? ORDER BY seq LIMIT ?",
+            (S.PENDING.value, batch + 1),
         )
         if not pending:
-            return
+            return False
         current = self.current_allocations()
         indices = [g.index for g in self.node.gpus]
-        for row in pending:  # strict FIFO: the head blocks those behind it
+        for placed, row in enumerate(pending):  # strict FIFO: the head blocks those behind it
+            if placed == batch:
+                return True
             spec = json.loads(row["spec"])
             request = ResourceSlots.from_json(spec["resources"])
             alloc = allocate(request, self.capacity, indices, current)
             if alloc is None:
-                return
+                return False
             current.append(alloc)
             self._transition(row["id"], S.SCHEDULED, allocation=alloc.to_json())
             self._spawn(self._start_session(row["id"]), row["id"])
+        return False
 
     def _spawn(self, coro: Any, sid: str) -> None:
         task = asyncio.create_task(coro)
@@ -583,9 +592,13 @@ class SessionManager:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                self._schedule_once()
+                more = self._schedule_once()
             except Exception:  # never let one bad row stop scheduling
                 log.exception("scheduler pass failed")
+                continue
+            if more:  # a burst: let the loop serve others between batches
+                self._wakeup.set()
+                await asyncio.sleep(0)
 
     async def _start_session(self, sid: str) -> None:
         ctx: LaunchContext | None = None
