@@ -283,3 +283,19 @@ def test_memory_and_cpu_limits_are_enforced_with_cgroups(api: Api, engine: Engin
     found += glob.glob(f"/sys/fs/cgroup/**/jupyter-bai/*/{s['id']}/cpu.max", recursive=True)
     assert found and open(found[0]).read().split()[0] == "50000"
     api.delete(f"/sessions/{name}", params={"forced": "true"})
+
+
+def test_scratch_files_of_an_ended_session_are_removed(api: Api, engine: EngineProcess) -> None:
+    """The session's /home/work goes (removed in the background) while its logs stay."""
+    name = uniq("scratch")
+    s = api.create(name=name, type="batch",
+                   command="mkdir -p many && cd many && seq 3000 | xargs touch && echo made")
+    s = api.wait(name, ())
+    assert s["result"] == "success"
+    session_dir = engine.state_dir / "sessions" / s["id"]
+    assert (session_dir / "logs").is_dir()
+    deadline = time.monotonic() + 30
+    while any((session_dir / sub).exists() for sub in ("work", ".work.removing")):
+        assert time.monotonic() < deadline, sorted(p.name for p in session_dir.iterdir())
+        time.sleep(0.1)
+    assert "made" in api.get(f"/sessions/{name}/logs").json()["logs"]

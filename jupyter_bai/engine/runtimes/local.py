@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ WRAPPER = (
     'echo $$ > "$BAI_STATE_DIR/wrapper.pid"; "$@"; rc=$?; '
     'echo $rc > "$BAI_STATE_DIR/exit"; exit $rc'
 )
+
+
+def _remove_trees(paths: list[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def proc_starttime(pid: int) -> int | None:
@@ -411,8 +417,22 @@ class LocalRuntime(Runtime):
 
     def cleanup(self, ctx: LaunchContext, handle: dict[str, Any] | None) -> None:
         self._oom.pop(ctx.session_id, None)
+        # Renamed at once (the session's files are gone from its place), deleted in a
+        # thread: a scratch dir of many files would otherwise hold the event loop.
+        doomed = []
         for sub in ("work", "root"):
-            shutil.rmtree(ctx.session_dir / sub, ignore_errors=True)
+            trash = ctx.session_dir / f".{sub}.removing"
+            try:
+                os.rename(ctx.session_dir / sub, trash)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                doomed.append(ctx.session_dir / sub)
+            if trash.exists():  # also one left by an engine killed while removing
+                doomed.append(trash)
+        if doomed:
+            threading.Thread(target=_remove_trees, args=(doomed,), daemon=True,
+                             name=f"cleanup-{ctx.session_id[:8]}").start()
         if self.cgroups is not None:
             self.cgroups.remove(ctx.session_id)
 
