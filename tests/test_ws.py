@@ -66,7 +66,8 @@ def test_hello_then_a_sessions_status_changes_in_order(
     send(ws, op="snapshot")
     snap = recv(ws)
     assert snap["type"] == "resync" and snap["seq"] >= hello["seq"]
-    assert set(snap["snapshot"]) == {"sessions", "vfolders", "resources"}
+    assert set(snap["snapshot"]) == {"sessions", "vfolders", "resources", "pipelines", "services"}
+    assert {"node", "runtimes"} <= set(snap["snapshot"]["resources"])  # as GET /resources
     assert {"capacity", "used", "free", "gpus"} <= set(snap["snapshot"]["resources"])
     name = uniq("wsb")
     Api(engine).create(name=name, type="batch", command="true")

@@ -111,7 +111,7 @@ class StreamSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
                 self._tasks[channel] = asyncio.create_task(self._guard(run()))
 
     async def _send_snapshot(self) -> None:
-        snapshot = self.engine.snapshot()
+        snapshot = await asyncio.get_running_loop().run_in_executor(None, self.engine.snapshot)
         seq = snapshot.pop("seq")
         self._floor = max(self._floor, seq)
         await self._send({"type": "resync", "seq": seq, "snapshot": snapshot})

@@ -182,7 +182,12 @@ class Engine:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """Sessions, vfolders and resources as of one event ``seq``: what a resync reloads."""
+        """Everything a live view lists, as of one event ``seq``: what a resync reloads.
+
+        The shapes are the REST listings' (``GET /sessions``, ``/resources``, ``/pipelines/jobs``,
+        ``/services``), except that folders come without their usage (a walk of each).
+        Blocking (many rows): call it from a thread.
+        """
         with self.store.consistent():
             seq = self.events.last_seq()
             sessions = self.sessions.list()
@@ -191,8 +196,11 @@ class Engine:
                  "permission": r["permission"], "quota": r["quota"]}
                 for r in self.store.query("SELECT * FROM vfolders ORDER BY name")
             ]
-            resources = self.sessions.resource_summary()
-        return {"seq": seq, "sessions": sessions, "vfolders": vfolders, "resources": resources}
+            resources = self.resources()
+            jobs = self.pipelines.list()
+            services = self.services.list()
+        return {"seq": seq, "sessions": sessions, "vfolders": vfolders, "resources": resources,
+                "pipelines": jobs, "services": services}
 
     def _live_session_ids(self) -> set[str]:
         rows = self.store.query(
