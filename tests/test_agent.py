@@ -569,3 +569,36 @@ def test_refuses_when_another_agent_listens(agent):
     assert proc.returncode != 0
     assert "another agent" in proc.stderr
     assert agent.call({"op": "ping"})[0]["pid"] == agent.proc.pid
+
+
+def test_a_symlink_swapped_in_for_the_agent_socket_is_not_followed(tmp_path: Path) -> None:
+    """The socket's directory is writable from the session: the engine must not be
+    redirected to another socket on the host through a symlink."""
+    other = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(other))
+    server.listen()
+    server.setblocking(False)
+
+    async def ask(path: Path) -> list:
+        async def answer() -> None:
+            loop = asyncio.get_running_loop()
+            conn, _ = await loop.sock_accept(server)
+            await loop.sock_recv(conn, 1024)
+            await loop.sock_sendall(conn, b'{"type": "pong"}\n')
+            conn.close()
+
+        serving = asyncio.ensure_future(answer())
+        try:
+            return [m async for m in agent_client.agent_request(str(path), {"op": "ping"},
+                                                                timeout=5)]
+        finally:
+            serving.cancel()
+
+    assert asyncio.run(ask(other)) == [{"type": "pong"}]  # the real socket answers
+    link = tmp_path / "run" / "agent.sock"
+    link.parent.mkdir()
+    link.symlink_to(other)
+    with pytest.raises(agent_client.AgentUnavailable, match="not a socket"):
+        asyncio.run(ask(link))
+    server.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import time
 from typing import AsyncIterator
 
@@ -42,12 +43,25 @@ def _remaining(deadline: float | None) -> float | None:
     return max(0.0, deadline - time.monotonic())
 
 
-def short_socket_path(path: str) -> tuple[str, int | None]:
-    """Unix socket paths are limited to ~107 bytes; reach a deep one through its directory fd."""
-    if len(os.fsencode(path)) < 100:
-        return path, None
-    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY)
-    return f"/proc/self/fd/{fd}/{os.path.basename(path)}", fd
+def socket_fd_path(path: str) -> tuple[str, int]:
+    """A path to connect to that is the socket at ``path`` itself, never a symlink's target.
+
+    The socket's directory is writable from inside the session: a session could swap
+    ``agent.sock`` for a symlink to some other socket on the host and have the engine talk
+    to that. The socket is opened ``O_PATH | O_NOFOLLOW`` (checked to be a socket) and
+    reached through ``/proc/self/fd``, which also keeps deep paths under the ~107-byte limit.
+    The caller closes the returned fd once connected.
+    """
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISSOCK(mode):
+        os.close(fd)
+        raise ConnectionRefusedError(f"{path} is not a socket")
+    return f"/proc/self/fd/{fd}", fd
 
 
 async def agent_request(socket_path: str, request: dict, *,
@@ -63,24 +77,25 @@ async def agent_request(socket_path: str, request: dict, *,
     then killed; a run goes on with its output discarded).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    dir_fd: int | None = None
+    sock_fd: int | None = None
     try:
-        connect_path, dir_fd = short_socket_path(socket_path)
+        connect_path, sock_fd = socket_fd_path(socket_path)
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(connect_path, limit=_LINE_LIMIT), _remaining(deadline))
     except asyncio.TimeoutError:
         raise AgentTimeout(f"agent at {socket_path}: no connection within {timeout}s") from None
     except FileNotFoundError:
         raise AgentUnavailable(f"agent socket {socket_path} does not exist") from None
-    except ConnectionRefusedError:
+    except ConnectionRefusedError as exc:
+        why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "not running?"
         raise AgentUnavailable(f"agent at {socket_path} refused the connection "
-                               "(not running?)") from None
+                               f"({why})") from None
     except OSError as exc:
         raise AgentUnavailable(f"agent at {socket_path}: cannot connect: "
                                f"{exc.strerror or exc}") from None
     finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
+        if sock_fd is not None:
+            os.close(sock_fd)
     try:
         line = json.dumps(request).encode("ascii") + b"\n"
         try:
