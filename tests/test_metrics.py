@@ -25,12 +25,13 @@ def test_sampler_reports_sessions_and_runs_only_while_watched(tmp_path: Path, bw
         try:
             s = engine.sessions.create(SessionSpec(
                 image="local", type="batch",
-                command="python3 -c \"b = bytearray(64 << 20); import time; time.sleep(30)\""))
-            for _ in range(200):
-                if engine.sessions.get(s["id"])["status"] == "RUNNING":
+                command="python3 -c \"b = bytearray(64 << 20); print('allocated', flush=True); "
+                        "import time; time.sleep(30)\""))
+            for _ in range(600):  # the 64 MiB are in use once it says so
+                if "allocated" in engine.sessions.logs(s["id"]):
                     break
                 await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
+            assert engine.sessions.get(s["id"])["status"] == "RUNNING"
             assert not metrics.running and metrics.samples_taken == 0  # nobody watched yet
             stream = metrics.subscribe()
             first = await asyncio.wait_for(stream.__anext__(), 5)
