@@ -113,3 +113,81 @@ async def _scenario(tmp_path: Path) -> None:
     finally:
         await runner.cleanup()
         await up_runner.cleanup()
+
+
+def test_in_flight_requests_per_route_cookies_and_raw_paths(tmp_path: Path) -> None:
+    asyncio.run(_inflight_scenario(tmp_path))
+
+
+async def _inflight_scenario(tmp_path: Path) -> None:
+    import json
+
+    release = asyncio.Event()
+    cookies_seen: list[str | None] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"first\n")
+        await release.wait()
+        await resp.write(b"last\n")
+        return resp
+
+    async def other(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        resp = web.json_response({"raw": request.raw_path})
+        resp.set_cookie("session", "alice")
+        return resp
+
+    upstream = web.Application()
+    upstream.router.add_get("/stream", stream)
+    upstream.router.add_route("*", "/{tail:.*}", other)
+    up_runner = web.AppRunner(upstream)
+    await up_runner.setup()
+    up_port = _free_port()
+    await web.TCPSite(up_runner, "127.0.0.1", up_port).start()
+    db = tmp_path / "engine.db"
+    _store(db, [("svc", True, [up_port], [])])
+    runner = web.AppRunner(build_app(db))
+    await runner.setup()
+    px = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", px).start()
+    base = f"http://127.0.0.1:{px}/services/svc"
+    stats_file = tmp_path / "proxy-stats.json"
+
+    async def inflight_now() -> int:
+        """The per-route count from a stats file written after this call began."""
+        t0 = time.time()
+        while True:
+            try:
+                data = json.loads(stats_file.read_text())
+                if data["at"] > t0:
+                    return int(data["route_inflight"].get(str(up_port), 0))
+            except (OSError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.1)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"{base}/stream")
+            assert await r.content.readline() == b"first\n"
+            assert await asyncio.wait_for(inflight_now(), 10) == 1  # the stream is counted
+            release.set()
+            assert await r.content.read() == b"last\n"
+            r.close()
+            assert await asyncio.wait_for(inflight_now(), 10) == 0
+        # cookies an upstream sets are the client's, never replayed to another client
+        for _ in range(2):
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/a") as r:
+                    assert r.cookies["session"].value == "alice"
+        assert cookies_seen == [None, None]
+        # the path is forwarded as the client sent it (an encoded slash stays encoded)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{px}/services/svc/a%2Fb?q=1%202") as r:
+                assert (await r.json())["raw"] == "/a%2Fb?q=1%202"
+            async with http.get(f"http://127.0.0.1:{px}/services/svc?x=1") as r:
+                assert (await r.json())["raw"] == "/?x=1"
+    finally:
+        await runner.cleanup()
+        await up_runner.cleanup()

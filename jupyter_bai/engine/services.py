@@ -29,6 +29,7 @@ from ..spec.service import (
 )
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from .config import EngineConfig
+from .drain import drained
 from .events import EventBus
 from .health import next_status, probe
 from .sessions import SessionManager, tail_lines
@@ -96,6 +97,7 @@ class ServiceManager:
         self.endpoint_base = ""
         self._request_counts: dict[str, tuple[float, int]] = {}
         self._rps: dict[str, float] = {}
+        self._proxy_stats: dict[str, Any] = {}
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -262,7 +264,9 @@ class ServiceManager:
         try:
             data = json.loads((self.config.state_dir / "proxy-stats.json").read_text())
         except (OSError, ValueError):
+            self._proxy_stats = {}
             return {}
+        self._proxy_stats = data
         at = float(data.get("at", 0))
         services = data.get("services", {})
         for name, stats in services.items():
@@ -428,7 +432,7 @@ class ServiceManager:
                         self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
                         self.events.publish("route", route["id"], service=row["name"],
                                             action="removed")
-                elif now >= (route["drain_until"] or 0):
+                elif self._drained(route, now):
                     await self._stop_route(route)
                 continue
             if route["status"] == R.FAILED_TO_START.value or route["session_id"] is None:
@@ -478,8 +482,14 @@ class ServiceManager:
             except BaiError as exc:
                 log.info("stopping route %s: %s", route["id"], exc)
 
+    def _drained(self, route: Any, now: float) -> bool:
+        """A retired route may stop: nothing in flight on it, or the drain timeout passed."""
+        deadline = route["drain_until"] or 0
+        since = deadline - self.config.service_drain
+        return now >= deadline or drained(self._proxy_stats, route["port"], since, now)
+
     def _retire(self, route: Any, svc_name: str, why: str) -> None:
-        """Leave the rotation now; the session is stopped after the drain time."""
+        """Leave the rotation now; the session stops once drained (:mod:`.drain`)."""
         with self.store.tx():
             self.store.execute(
                 "UPDATE service_routes SET status = ?, status_info = ?, drain_until = ? WHERE id = ?",

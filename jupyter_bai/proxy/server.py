@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 log = logging.getLogger("jupyter_bai.proxy")
 
@@ -114,9 +115,17 @@ engine's autoscaling (the proxy never writes to the store itself)."""
 
 
 class Stats:
+    """Requests per service, and in-flight requests per service and per route port.
+
+    The per-port count is what lets the engine drain a route on scale-down: it stops the
+    route only once a stats file written after the proxy dropped the route from its table
+    (``loaded_at``) shows no request still in flight on its port.
+    """
+
     def __init__(self) -> None:
         self.inflight: dict[str, int] = {}
         self.requests: dict[str, int] = {}
+        self.ports: dict[int, int] = {}
 
     def begin(self, name: str) -> None:
         self.inflight[name] = self.inflight.get(name, 0) + 1
@@ -125,11 +134,13 @@ class Stats:
     def end(self, name: str) -> None:
         self.inflight[name] -= 1
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, loaded_at: float) -> None:
         data = {name: {"inflight": self.inflight.get(name, 0), "requests": count}
                 for name, count in self.requests.items()}
+        routes = {str(port): n for port, n in self.ports.items() if n}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "services": data}))
+        tmp.write_text(json.dumps({"at": time.time(), "loaded_at": loaded_at, "pid": os.getpid(),
+                                   "services": data, "route_inflight": routes}))
         os.replace(tmp, path)
 
 
@@ -150,7 +161,7 @@ async def housekeeping(db: Path, stats: Stats, table: RoutingTable) -> None:
             log.info("no services for %gs: exiting", IDLE_EXIT)
             os._exit(0)
         try:
-            stats.write(db.parent / STATS_FILE)
+            stats.write(db.parent / STATS_FILE, table.loaded_at)
         except OSError as exc:
             log.warning("writing stats: %s", exc)
         await asyncio.sleep(1.0)
@@ -175,13 +186,16 @@ class Proxy:
         self.table = table
         self.stats = Stats()
         self.client: aiohttp.ClientSession | None = None
-        self.inflight: dict[int, int] = {}
 
     async def startup(self, app: web.Application) -> None:
+        # One pooled keep-alive session for every route; no cookie jar (a shared jar would
+        # hand one client's cookies to the next) and no default headers added.
         self.client = aiohttp.ClientSession(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         )
 
     async def cleanup(self, app: web.Application) -> None:
@@ -194,54 +208,79 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        self.table.maybe_reload()
-        entry = self.table.services.get(name)
+        table = self.table
+        table.maybe_reload()
+        entry = table.services.get(name)
         if entry is None:
             return _error(404, "not-found", f"service '{name}' not found")
         if not authorized(entry, request.headers.get("Authorization")):
             return _error(401, "unauthorized", f"service '{name}' needs a valid token: "
                           "Authorization: Bearer <token from `service token`>")
+        body = None
+        if request.body_exists:
+            body = await request.read()
+            # re-read: a route chosen from the table as it is now is counted in flight before
+            # the next await, which is what makes draining exact (see Stats)
+            table.maybe_reload()
+            entry = table.services.get(name)
+            if entry is None:
+                return _error(404, "not-found", f"service '{name}' not found")
         if not entry.ports:
             return _error(503, "no-healthy-route", f"service '{name}' has no healthy route now")
         self.stats.begin(name)
         try:
-            return await self._balance(request, name, entry)
+            return await self._balance(request, name, entry, body)
         finally:
             self.stats.end(name)
 
-    async def _balance(self, request: web.Request, name: str,
-                       entry: ServiceEntry) -> web.StreamResponse:
-        body = await request.read()
+    async def _balance(self, request: web.Request, name: str, entry: ServiceEntry,
+                       body: bytes | None) -> web.StreamResponse:
         headers = _strip_hop_by_hop(request.headers, ("authorization", "host", "content-length"))
-        tail = request.match_info.get("tail", "")
-        path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
-        start = next(entry.turn)
-        ports = entry.ports[start % len(entry.ports):] + entry.ports[: start % len(entry.ports)]
+        # the raw path after /services/<name> (names need no escaping), query included
+        rest = request.raw_path[10 + len(name):]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        ports = entry.ports
+        first = next(entry.turn) % len(ports)
         last_error = ""
-        for port in ports:
+        for i in range(len(ports)):
+            port = ports[(first + i) % len(ports)]
+            if i and port not in self._live_ports(name):
+                continue  # left the rotation while an earlier try failed (it may be draining)
             try:
-                return await self._forward(request, port, path, headers, body)
+                return await self._forward(request, port, rest, headers, body)
             except _NothingSent as exc:
                 last_error = str(exc)
-                continue
         return _error(502, "upstream-unreachable",
                       f"no route of '{name}' answered: {last_error}")
 
-    async def _forward(self, request: web.Request, port: int, path: str,
-                       headers: CIMultiDict[str], body: bytes) -> web.StreamResponse:
+    def _live_ports(self, name: str) -> list[int]:
+        self.table.maybe_reload()
+        entry = self.table.services.get(name)
+        return entry.ports if entry else []
+
+    async def _forward(self, request: web.Request, port: int, rest: str,
+                       headers: CIMultiDict[str], body: bytes | None) -> web.StreamResponse:
         assert self.client is not None
-        url = f"http://127.0.0.1:{port}{path}"
-        self.inflight[port] = self.inflight.get(port, 0) + 1
+        inflight = self.stats.ports
+        inflight[port] = inflight.get(port, 0) + 1
         try:
+            url = URL(f"http://127.0.0.1:{port}{rest}", encoded=True)
             try:
                 upstream = await self.client.request(
                     request.method, url, headers=headers, data=body or None,
                     allow_redirects=False)
             except (aiohttp.ClientError, OSError) as exc:
-                raise _NothingSent(f"{url}: {exc}") from None
+                raise _NothingSent(f"127.0.0.1:{port}: {exc}") from None
             async with upstream:
+                out_headers = _strip_hop_by_hop(upstream.headers)
+                if upstream.content.is_eof():
+                    # the whole body has already arrived (a small answer): one write, no
+                    # chunking; a body still arriving is streamed below as it comes
+                    return web.Response(status=upstream.status, reason=upstream.reason,
+                                        headers=out_headers, body=await upstream.read())
                 out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                         headers=_strip_hop_by_hop(upstream.headers))
+                                         headers=out_headers)
                 if upstream.headers.get("Content-Length") is None:
                     out.enable_chunked_encoding()
                 await out.prepare(request)
@@ -250,7 +289,7 @@ class Proxy:
                 await out.write_eof()
                 return out
         finally:
-            self.inflight[port] -= 1
+            inflight[port] -= 1
 
 
 class _NothingSent(Exception):
