@@ -420,3 +420,52 @@ def test_hard_coded_port_in_use_or_shared_by_replicas_is_refused(api: Api) -> No
                                         "model_folder": "fixedport", "replicas": 2})
         assert r.status_code == 400 and "{port} (or $PORT)" in r.json()["message"]
         assert api.get("/services").json()["services"] == before
+
+
+SLOW_STREAM_DEFINITION = FAKE_OPENAI_DEFINITION.replace('"--gap", "0.02"', '"--gap", "1.0"')
+
+
+def test_scale_down_drains_a_slow_stream_in_flight(api: Api) -> None:
+    fake = (HERE / "fake_openai_server.py").read_text()
+    _folder(api, "drainllm", {"model-definition.yaml": SLOW_STREAM_DEFINITION,
+                              "fake_openai_server.py": fake})
+    r = api.post("/services", json={"name": "drain", "image": "local", "model_folder": "drainllm",
+                                    "replicas": 2, "public": True,
+                                    "resources": {"cpu": "0.5", "mem": "256m"}})
+    assert r.status_code == 201, r.text
+    try:
+        info = _wait_service(api, "drain", 2)
+        results: list[list[str]] = []
+        first_bytes = threading.Barrier(3)
+
+        def stream() -> None:
+            body = {"model": "fake-llm", "stream": True, "messages": []}
+            with httpx.stream("POST", info["endpoint"] + "v1/chat/completions", json=body,
+                              timeout=60) as resp:
+                lines = []
+                for line in resp.iter_lines():
+                    if line and not lines:
+                        first_bytes.wait(30)
+                    if line:
+                        lines.append(line)
+            results.append(lines)
+
+        # round robin: the two streams run on the two routes, so one is on the route that goes
+        threads = [threading.Thread(target=stream) for _ in range(2)]
+        for t in threads:
+            t.start()
+        first_bytes.wait(30)
+        r = api.post("/services/drain/scale", json={"replicas": 1})
+        assert r.status_code == 200
+        for t in threads:
+            t.join(60)
+        assert len(results) == 2
+        for lines in results:  # every event arrived, through to the end of the stream
+            assert len(lines) == 7 and lines[-1] == "data: [DONE]", lines
+        served_by = {"".join(json.loads(line[6:])["choices"][0]["delta"]["content"]
+                             for line in lines[:-1]) for lines in results}
+        assert len(served_by) == 2, served_by  # one of them was on the route that left
+        info = _wait_service(api, "drain", 1)
+        assert httpx.get(info["endpoint"] + "v1/models").status_code == 200
+    finally:
+        _remove(api, "drain")
