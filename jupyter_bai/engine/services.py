@@ -471,9 +471,23 @@ class ServiceManager:
         if status is R.PROVISIONING:
             interval = min(interval, 0.5)  # notice a route coming up quickly
         self._next_probe[route["id"]] = time.time() + interval
+        if status is R.UNHEALTHY and route["healthy_at"] is None and age >= (
+                check.initial_delay if check else 60.0):
+            await self._fail_never_healthy(route, svc_name, result.detail, failures)
+            return
         if status.value != route["status"] or failures != route["failures"]:
             info = None if result.ok else result.detail
             self._set_route(route, svc_name, status, info, failures)
+
+    async def _fail_never_healthy(self, route: Any, svc_name: str, detail: str,
+                                  failures: int) -> None:
+        """A route that never passed its health check, past its grace and out of retries, has
+        failed to start: say why (with its last log lines) and stop its session."""
+        tail = tail_lines(self.sessions.log_path(route["session_id"]), LOG_TAIL)
+        why = (f"health check never passed: {detail} ({failures} probes in a row); "
+               f"last log lines:\n{tail}").strip()
+        self._set_route(route, svc_name, R.FAILED_TO_START, why, failures)
+        await self._stop_route(route)
 
     async def _stop_route(self, route: Any) -> None:
         if route["session_id"] and route["session_status"] != SessionStatus.TERMINATING.value:
