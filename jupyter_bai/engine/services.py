@@ -32,6 +32,7 @@ from .config import EngineConfig
 from .drain import drained
 from .events import EventBus
 from .health import next_status, probe
+from .metrics import MetricsCollector, mean_gpu_util
 from .sessions import SessionManager, tail_lines
 from .store import Store
 from .vfolders import VFolderManager
@@ -98,6 +99,8 @@ class ServiceManager:
         self._request_counts: dict[str, tuple[float, int]] = {}
         self._rps: dict[str, float] = {}
         self._proxy_stats: dict[str, Any] = {}
+        self.metrics: MetricsCollector | None = None  # the source of gpu_util (set by Engine)
+        self._gpu_sample: dict[str, Any] = {}
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -285,7 +288,22 @@ class ServiceManager:
             live = sum(r["status"] == R.HEALTHY.value for r in self._routes(row["id"]))
             inflight = stats.get(row["name"], {}).get("inflight")
             return None if inflight is None else inflight / max(1, live)
-        return None  # gpu_util: no per-session GPU utilisation is sampled yet
+        # gpu_util: the mean utilisation of the GPUs of the routes' sessions
+        sessions = {r["session_id"] for r in self._routes(row["id"])
+                    if r["status"] in LIVE and r["session_id"]}
+        return mean_gpu_util(self._gpu_sample, sessions)
+
+    async def _sample_gpus(self) -> None:
+        """Take the metrics collector's latest sample when a ``gpu_util`` rule needs it (asking
+        keeps the sampler running; with no such rule it may sleep)."""
+        self._gpu_sample = {}
+        if self.metrics is None or not self.store.one(
+                "SELECT 1 FROM service_autoscale_rules WHERE rule LIKE '%\"gpu_util\"%'"):
+            return
+        try:
+            self._gpu_sample = (await self.metrics.current())["latest"]
+        except Exception:  # noqa: BLE001 - no sample: the rule waits, scaling goes on
+            log.exception("sampling GPU utilisation for autoscaling")
 
     def _autoscale(self, row: Any, stats: dict[str, Any]) -> None:
         now = time.time()
@@ -410,6 +428,7 @@ class ServiceManager:
 
     async def reconcile(self) -> None:
         stats = self._read_proxy_stats()
+        await self._sample_gpus()
         for row in self.store.query("SELECT * FROM services ORDER BY created_at"):
             await self._reconcile_service(row)
             if not row["terminating"]:
