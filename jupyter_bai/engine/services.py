@@ -25,7 +25,7 @@ from ..spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from ..spec.model_definition import DEFINITION_FILES, HealthCheck, ModelDefinition, parse_model_definition
 from ..spec.mounts import MountSpec
 from ..spec.service import (
-    AutoscaleRule, MODEL_MOUNT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+    AutoscaleRule, DOCKER_PORT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
 )
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from .config import EngineConfig
@@ -169,27 +169,37 @@ class ServiceManager:
         return None
 
     def _plan(self, spec: ServiceCreate, port: int) -> RouteLaunch:
+        """One route's launch plan; a Docker route listens on DOCKER_PORT in its container
+        (published on an ephemeral 127.0.0.1 port, :meth:`_docker_port`)."""
         runtime = self.sessions.runtime_for(spec.image)
-        if runtime.name != "local":
-            raise InvalidRequest(
-                f"model services run on the local runtime in this version; image '{spec.image}' "
-                "is a Docker image (use `local`)"
-            )
+        docker = runtime.name != "local"
         definition = self._definition(spec) if spec.runtime_variant == "custom" else None
-        return plan_route(spec.runtime_variant, port=port, env=spec.env, definition=definition,
-                          docker=False, replicas=spec.replicas)
+        image_command = None
+        if docker and spec.runtime_variant in ("cmd", "nim"):
+            image_command = runtime.image_command(spec.image)
+        return plan_route(spec.runtime_variant, port=DOCKER_PORT if docker else port,
+                          env=spec.env, definition=definition, docker=docker,
+                          replicas=spec.replicas, image_command=image_command)
+
+    def _is_docker(self, spec: ServiceCreate) -> bool:
+        return self.sessions.runtime_for(spec.image).name != "local"
 
     def _used_ports(self) -> set[int]:
         return {int(r["port"]) for r in self.store.query("SELECT port FROM service_routes")}
 
     def _session_spec(self, svc_name: str, spec: ServiceCreate, plan: RouteLaunch, rid: str) -> SessionSpec:
-        mounts = [MountSpec(source=spec.model_folder, target=MODEL_MOUNT,
+        mounts = [MountSpec(source=spec.model_folder, target=plan.model_mount,
                             perm="rw" if spec.model_writable else "ro"), *spec.mounts]
         env = {**spec.env, **plan.env, "BACKEND_MODEL_PATH": plan.model_path, "PORT": str(plan.port)}
         env.setdefault("BACKEND_MODEL_NAME", plan.model_name or svc_name)
+        if plan.command is None:
+            raise InvalidRequest(
+                f"image '{spec.image}' declares no command to run (ENTRYPOINT/CMD) for "
+                f"runtime variant '{spec.runtime_variant}'")
         return SessionSpec(
             image=spec.image, name=f"{svc_name[:48]}-r{rid[:6]}", type=SessionType.inference,
             command=plan.command, resources=spec.resources, mounts=mounts, env=env,
+            ports=[plan.port] if self._is_docker(spec) else [],
         )
 
     def create(self, spec: ServiceCreate) -> dict[str, Any]:
@@ -199,7 +209,7 @@ class ServiceManager:
             raise Conflict(f"service '{spec.name}' already exists")
         probe_port = free_port(self._used_ports())
         plan = self._plan(spec, probe_port)
-        if plan.port != probe_port and port_in_use(plan.port):
+        if not self._is_docker(spec) and plan.port != probe_port and port_in_use(plan.port):
             raise InvalidRequest(
                 f"port {plan.port} (hard-coded in the model definition) is already in use on "
                 "127.0.0.1: free it, or write {port} (or $PORT) in start_command"
@@ -414,11 +424,25 @@ class ServiceManager:
             self.store.execute(
                 "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
                 "health) VALUES (?,?,?,?,?,?,?)",
-                (rid, row["id"], info["id"], plan.port, R.PROVISIONING.value, time.time(),
+                (rid, row["id"], info["id"], 0 if self._is_docker(spec) else plan.port,
+                 R.PROVISIONING.value, time.time(),
                  json.dumps(plan.health.model_dump() if plan.health else None)))
             self.events.publish("route", rid, service=row["name"],
                                 route_status=R.PROVISIONING.value, session=info["name"])
             self._update_status(self._service_row(row["id"]))
+
+    def _record_docker_port(self, route: Any) -> Any | None:
+        """The 127.0.0.1 port Docker published for the route's container port (the session
+        asks for exactly one), kept with the route for the health checker and the proxy."""
+        published = self.sessions.get(route["session_id"]).get("ports") or {}
+        if not published:
+            return None
+        port = int(next(iter(published.values())))
+        with self.store.tx():
+            self.store.execute("UPDATE service_routes SET port = ? WHERE id = ?",
+                               (port, route["id"]))
+        return next((r for r in self._routes(route["service_id"]) if r["id"] == route["id"]),
+                    None)
 
     @staticmethod
     def _health_of(route: Any) -> HealthCheck | None:
@@ -471,7 +495,10 @@ class ServiceManager:
                 continue
             if session_status == SessionStatus.RUNNING.value and (
                     self._next_probe.get(route["id"], 0) <= now):
-                due.append(route)
+                if not route["port"]:  # a Docker route: its published port is known now
+                    route = self._record_docker_port(route)
+                if route is not None:
+                    due.append(route)
         if due:
             await asyncio.gather(*(self._probe(route, row["name"]) for route in due))
         if row["terminating"]:
