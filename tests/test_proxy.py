@@ -11,7 +11,7 @@ from aiohttp import web
 
 from jupyter_bai.engine.services import token_hash
 from jupyter_bai.engine.store import Store
-from jupyter_bai.proxy.server import build_app
+from jupyter_bai.proxy.server import Endpoint
 
 
 def _free_port() -> int:
@@ -70,10 +70,9 @@ async def _scenario(tmp_path: Path) -> None:
     db = tmp_path / "engine.db"
     _store(db, [("pub", True, [dead_port, up_port], []), ("priv", False, [up_port], ["s3cret", "short-lived"]),
                 ("down", True, [], [])])
-    runner = web.AppRunner(build_app(db), handler_cancellation=True)
-    await runner.setup()
+    endpoint = Endpoint(db)
     px = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", px).start()
+    await endpoint.start("127.0.0.1", px)
     base = f"http://127.0.0.1:{px}/services"
     try:
         async with aiohttp.ClientSession() as http:
@@ -111,7 +110,7 @@ async def _scenario(tmp_path: Path) -> None:
             r.close()
         await asyncio.wait_for(cancelled.wait(), 10)
     finally:
-        await runner.cleanup()
+        await endpoint.close()
         await up_runner.cleanup()
 
 
@@ -148,10 +147,9 @@ async def _inflight_scenario(tmp_path: Path) -> None:
     await web.TCPSite(up_runner, "127.0.0.1", up_port).start()
     db = tmp_path / "engine.db"
     _store(db, [("svc", True, [up_port], [])])
-    runner = web.AppRunner(build_app(db))
-    await runner.setup()
+    endpoint = Endpoint(db)
     px = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", px).start()
+    await endpoint.start("127.0.0.1", px)
     base = f"http://127.0.0.1:{px}/services/svc"
     stats_file = tmp_path / "proxy-stats.json"
 
@@ -188,6 +186,11 @@ async def _inflight_scenario(tmp_path: Path) -> None:
                 assert (await r.json())["raw"] == "/a%2Fb?q=1%202"
             async with http.get(f"http://127.0.0.1:{px}/services/svc?x=1") as r:
                 assert (await r.json())["raw"] == "/?x=1"
+            big = b"x" * (3 << 20)  # bodies above aiohttp's 1 MiB default pass
+            async with http.post(f"{base}/upload", data=big) as r:
+                assert r.status == 200 and (await r.json())["raw"] == "/upload"
+            async with http.get(f"http://127.0.0.1:{px}/elsewhere") as r:
+                assert r.status == 404 and (await r.json())["error"] == "not-found"
     finally:
-        await runner.cleanup()
+        await endpoint.close()
         await up_runner.cleanup()
