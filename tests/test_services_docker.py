@@ -88,6 +88,9 @@ def test_nim_variant_with_a_fake_nim_image(dsvc: EngineProcess, dclient: Any,  #
     assert r.status_code == 400 and "NGC_API_KEY" in r.json()["message"]
     r = api.post("/services", json={**body, "image": "local"})
     assert r.status_code == 400 and "needs a Docker image" in r.json()["message"]
+    r = api.post("/services", json={**body, "image": "bai-no-such-image:1",
+                                     "env": {"NGC_API_KEY": "k"}})
+    assert r.status_code == 400 and "is not present on the Docker engine" in r.json()["message"]
     assert api.get("/services").json()["services"] == before
     key = "nvapi-fake-" + "k" * 20
     r = api.post("/services", json={**body, "env": {"NGC_API_KEY": key}})

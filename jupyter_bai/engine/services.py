@@ -32,6 +32,7 @@ from .config import EngineConfig
 from .drain import drained
 from .events import EventBus
 from .health import next_status, probe
+from .scheduler import check_can_ever_fit
 from .metrics import MetricsCollector, mean_gpu_util
 from .sessions import SessionManager, tail_lines
 from .store import Store
@@ -207,6 +208,7 @@ class ServiceManager:
         self.vfolders.get(spec.model_folder)
         if self.store.one("SELECT 1 FROM services WHERE name = ?", (spec.name,)):
             raise Conflict(f"service '{spec.name}' already exists")
+        self._check_image(spec)
         probe_port = free_port(self._used_ports())
         plan = self._plan(spec, probe_port)
         if not self._is_docker(spec) and plan.port != probe_port and port_in_use(plan.port):
@@ -226,6 +228,12 @@ class ServiceManager:
             self.events.publish("service", spec.name, action="created", service_status=status.value)
         self._wakeup.set()
         return self.get(sid)
+
+    def _check_image(self, spec: ServiceCreate) -> None:
+        """What would refuse every route (unknown image, too big to ever fit), refused now."""
+        resources = spec.resources.with_defaults(self.sessions.defaults)
+        check_can_ever_fit(resources, self.sessions.capacity)
+        self.sessions.runtime_for(spec.image).check(spec.image, resources)
 
     def scale(self, name: str, replicas: int) -> dict[str, Any]:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 64:
@@ -405,6 +413,14 @@ class ServiceManager:
                                     route_status=status.value, info=info)
             self._update_status(self._service_row(route["service_id"]))
 
+    def _failed_route(self, row: Any, rid: str, why: str) -> None:
+        """Record a route that could not even be started (in the caller's transaction)."""
+        self.store.execute(
+            "INSERT INTO service_routes(id, service_id, port, status, status_info, created_at) "
+            "VALUES (?,?,?,?,?,?)", (rid, row["id"], 0, R.FAILED_TO_START.value, why, time.time()))
+        self.events.publish("route", rid, service=row["name"],
+                            route_status=R.FAILED_TO_START.value, info=why)
+
     def _add_route(self, row: Any, spec: ServiceCreate) -> None:
         rid = str(uuid.uuid4())
         try:
@@ -412,15 +428,14 @@ class ServiceManager:
             session_spec = self._session_spec(row["name"], spec, plan, rid)
         except BaiError as exc:  # e.g. the definition was edited into a bad one
             with self.store.tx():
-                self.store.execute(
-                    "INSERT INTO service_routes(id, service_id, port, status, status_info, "
-                    "created_at) VALUES (?,?,?,?,?,?)",
-                    (rid, row["id"], 0, R.FAILED_TO_START.value, str(exc), time.time()))
-                self.events.publish("route", rid, service=row["name"],
-                                    route_status=R.FAILED_TO_START.value, info=str(exc))
+                self._failed_route(row, rid, str(exc))
             return
         with self.store.tx():
-            info = self.sessions.create(session_spec)
+            try:
+                info = self.sessions.create(session_spec)
+            except BaiError as exc:  # e.g. the image was removed since the service was made
+                self._failed_route(row, rid, str(exc))
+                return
             self.store.execute(
                 "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
                 "health) VALUES (?,?,?,?,?,?,?)",
