@@ -194,3 +194,17 @@ async def _inflight_scenario(tmp_path: Path) -> None:
     finally:
         await endpoint.close()
         await up_runner.cleanup()
+
+
+def test_a_leaving_route_is_drained_only_when_the_proxy_says_so() -> None:
+    from jupyter_bai.engine.drain import STALE, drained
+
+    now = 1000.0
+    fresh = {"at": now - 0.5, "loaded_at": now - 0.5, "route_inflight": {"4000": 2}}
+    assert not drained(fresh, 4000, since=now - 2, now=now)  # two requests still on it
+    assert drained(fresh, 4001, since=now - 2, now=now)  # nothing on this one
+    # stats from before the proxy re-read its table: it may still pick the route
+    assert not drained({**fresh, "route_inflight": {}}, 4001, since=now - 0.2, now=now)
+    # no proxy running (no stats, or stale ones): nothing can be in flight through it
+    assert drained({}, 4000, since=now - 2, now=now)
+    assert drained({**fresh, "at": now - STALE - 1}, 4000, since=now - 2, now=now)
