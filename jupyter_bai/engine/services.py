@@ -32,8 +32,8 @@ from .config import EngineConfig
 from .drain import drained
 from .events import EventBus
 from .health import next_status, probe
-from .scheduler import check_can_ever_fit
 from .metrics import MetricsCollector, mean_gpu_util
+from .scheduler import check_can_ever_fit
 from .sessions import SessionManager, tail_lines
 from .store import Store
 from .vfolders import VFolderManager
@@ -171,7 +171,7 @@ class ServiceManager:
 
     def _plan(self, spec: ServiceCreate, port: int) -> RouteLaunch:
         """One route's launch plan; a Docker route listens on DOCKER_PORT in its container
-        (published on an ephemeral 127.0.0.1 port, :meth:`_docker_port`)."""
+        (published on an ephemeral 127.0.0.1 port, :meth:`_record_docker_port`)."""
         runtime = self.sessions.runtime_for(spec.image)
         docker = runtime.name != "local"
         definition = self._definition(spec) if spec.runtime_variant == "custom" else None
