@@ -13,7 +13,10 @@ Variants (all from the same rootfs, different ``docker import --change`` lines):
 * ``bai-test:<hash>`` — labels ``ai.backend.resource.min.mem=96m`` and
   ``ai.backend.service-ports=web:http:8080``;
 * ``bai-test-nopy:<hash>`` — ``PATH=/nonexistent``: the agent cannot start, so an
-  interactive session exits at once.
+  interactive session exits at once;
+* ``bai-fake-nim:<hash>`` — a FAKE NVIDIA NIM image: ``/opt/nim/fake_nim_server.py`` (with
+  ``fake_openai_server.py``) as its CMD, ``NIM_CACHE_PATH=/opt/nim/.cache``; see
+  ``fake_nim_server.py``.
 
 Run as a script (``python tests/docker_image.py``) it builds them and prints the tags.
 """
@@ -27,6 +30,8 @@ from typing import Any
 
 IMAGE_REPO = "bai-test"
 NOPY_REPO = "bai-test-nopy"
+FAKE_NIM_REPO = "bai-fake-nim"
+HERE = os.path.dirname(os.path.abspath(__file__))
 HOST_BINDS = ["/usr"]  # what the test image needs from the host, read-only
 MIN_MEM = "96m"  # above the spec's own 64m floor, so the label check is what refuses 80m
 SERVICE_PORTS = "web:http:8080"
@@ -39,8 +44,9 @@ PASSWD = (
 GROUP = "root:x:0:\nwork:x:1000:\nnogroup:x:65534:\n"
 
 
-def rootfs_tar() -> bytes:
-    """A tar of the minimal root filesystem (deterministic: same bytes every time)."""
+def rootfs_tar(extra_files: dict[str, str] | None = None) -> bytes:
+    """A tar of the minimal root filesystem (deterministic: same bytes every time), with
+    ``extra_files`` (path in the image -> text) added."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
 
@@ -77,7 +83,35 @@ def rootfs_tar() -> bytes:
         add_file("etc/passwd", PASSWD)
         add_file("etc/group", GROUP)
         add_file("etc/hostname", "bai\n")
+        made = set()
+        for name, text in sorted((extra_files or {}).items()):
+            parent = os.path.dirname(name)
+            parts = parent.split("/")
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d and d not in made and d not in ("opt",):
+                    add_dir(d)
+                    made.add(d)
+            add_file(name, text)
     return buf.getvalue()
+
+
+def _fake_nim_files() -> dict[str, str]:
+    files = {}
+    for name in ("fake_nim_server.py", "fake_openai_server.py"):
+        with open(os.path.join(HERE, name)) as f:
+            files[f"opt/nim/{name}"] = f.read()
+    files["opt/nim/.cache/.keep"] = ""
+    return files
+
+
+FAKE_NIM_CHANGES = [
+    "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+    "ENV LANG=C.UTF-8",
+    "ENV NIM_CACHE_PATH=/opt/nim/.cache",
+    "WORKDIR /home/work",
+    'CMD ["python3", "/opt/nim/fake_nim_server.py"]',
+]
 
 
 def _changes(path: str) -> list[str]:
@@ -97,17 +131,17 @@ def _tag(data: bytes, changes: list[str]) -> str:
 
 
 def build(client: Any | None = None) -> dict[str, str]:
-    """Build (or reuse) the test images; ``{"image": tag, "nopy": tag}``."""
+    """Build (or reuse) the test images; ``{"image": tag, "nopy": tag, "fake_nim": tag}``."""
     import docker
 
     client = client or docker.from_env()
-    data = rootfs_tar()
+    base = rootfs_tar()
     out = {}
-    for key, repo, path in (
-        ("image", IMAGE_REPO, "/usr/local/bin:/usr/bin:/bin"),
-        ("nopy", NOPY_REPO, "/nonexistent"),
+    for key, repo, data, changes in (
+        ("image", IMAGE_REPO, base, _changes("/usr/local/bin:/usr/bin:/bin")),
+        ("nopy", NOPY_REPO, base, _changes("/nonexistent")),
+        ("fake_nim", FAKE_NIM_REPO, rootfs_tar(_fake_nim_files()), FAKE_NIM_CHANGES),
     ):
-        changes = _changes(path)
         tag = _tag(data, changes)
         ref = f"{repo}:{tag}"
         try:

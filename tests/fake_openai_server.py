@@ -20,7 +20,7 @@ from typing import Any
 
 class FakeOpenAI:
     def __init__(self, mode: str = "ok", delay: float = 5.0, port: int = 0,
-                 model: str = "fake-model", gap: float = 0.0) -> None:
+                 model: str = "fake-model", gap: float = 0.0, host: str = "127.0.0.1") -> None:
         self.mode = mode
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
@@ -42,6 +42,8 @@ class FakeOpenAI:
                 fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization")})
                 if self.path == "/health":
                     self._json({"ok": True})
+                elif self.path in ("/v1/health/ready", "/v1/health/live"):  # NIM's paths
+                    self._json({"object": "health.response", "message": "Service is ready."})
                 elif self.path == "/v1/models":
                     self._json({"object": "list", "data": [
                         {"id": model, "object": "model", "created": 0, "owned_by": "fake"}]})
@@ -116,7 +118,7 @@ class FakeOpenAI:
                     pass
 
         self.gap = gap
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -138,7 +140,9 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--gap", type=float, default=0.0, help="seconds between SSE events")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     args = parser.parse_args()
-    server = FakeOpenAI(mode="generic", port=args.port, model=args.model, gap=args.gap)
+    server = FakeOpenAI(mode="generic", port=args.port, model=args.model, gap=args.gap,
+                        host=args.host)
     print(f"fake OpenAI server on port {server.port}", flush=True)
     server.server.serve_forever()

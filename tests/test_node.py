@@ -100,6 +100,14 @@ def test_fake_gpu_errors(bad: list, match: str) -> None:
         make_fake_gpus(bad)
 
 
+def test_fake_gpu_utilization_file_stays_internal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    util = tmp_path / "util"
+    (gpu,) = make_fake_gpus([{"memory": "1g", "utilization_file": str(util)}])
+    assert gpu.fake_utilization_file == str(util)
+    info = discover(fake_gpus=[{"memory": "1g", "utilization_file": str(util)}])
+    assert "fake_utilization_file" not in info.to_json()["gpus"][0]  # not shown as hardware
+
+
 def test_capacity_without_gpus() -> None:
     info = NodeInfo(
         hostname="h", cpu_count=4, mem_total=2**30, gpus=[], mps_available=False, nvml_error="x"

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from jupyter_bai.engine.services import token_hash
 from jupyter_bai.engine.store import Store
-from jupyter_bai.proxy.server import build_app
+from jupyter_bai.proxy.server import Endpoint
 
 
 def _free_port() -> int:
@@ -70,10 +70,9 @@ async def _scenario(tmp_path: Path) -> None:
     db = tmp_path / "engine.db"
     _store(db, [("pub", True, [dead_port, up_port], []), ("priv", False, [up_port], ["s3cret", "short-lived"]),
                 ("down", True, [], [])])
-    runner = web.AppRunner(build_app(db), handler_cancellation=True)
-    await runner.setup()
+    endpoint = Endpoint(db)
     px = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", px).start()
+    await endpoint.start("127.0.0.1", px)
     base = f"http://127.0.0.1:{px}/services"
     try:
         async with aiohttp.ClientSession() as http:
@@ -111,5 +110,101 @@ async def _scenario(tmp_path: Path) -> None:
             r.close()
         await asyncio.wait_for(cancelled.wait(), 10)
     finally:
-        await runner.cleanup()
+        await endpoint.close()
         await up_runner.cleanup()
+
+
+def test_in_flight_requests_per_route_cookies_and_raw_paths(tmp_path: Path) -> None:
+    asyncio.run(_inflight_scenario(tmp_path))
+
+
+async def _inflight_scenario(tmp_path: Path) -> None:
+    import json
+
+    release = asyncio.Event()
+    cookies_seen: list[str | None] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b"first\n")
+        await release.wait()
+        await resp.write(b"last\n")
+        return resp
+
+    async def other(request: web.Request) -> web.Response:
+        cookies_seen.append(request.headers.get("Cookie"))
+        resp = web.json_response({"raw": request.raw_path})
+        resp.set_cookie("session", "alice")
+        return resp
+
+    upstream = web.Application()
+    upstream.router.add_get("/stream", stream)
+    upstream.router.add_route("*", "/{tail:.*}", other)
+    up_runner = web.AppRunner(upstream)
+    await up_runner.setup()
+    up_port = _free_port()
+    await web.TCPSite(up_runner, "127.0.0.1", up_port).start()
+    db = tmp_path / "engine.db"
+    _store(db, [("svc", True, [up_port], [])])
+    endpoint = Endpoint(db)
+    px = _free_port()
+    await endpoint.start("127.0.0.1", px)
+    base = f"http://127.0.0.1:{px}/services/svc"
+    stats_file = tmp_path / "proxy-stats.json"
+
+    async def inflight_now() -> int:
+        """The per-route count from a stats file written after this call began."""
+        t0 = time.time()
+        while True:
+            try:
+                data = json.loads(stats_file.read_text())
+                if data["at"] > t0:
+                    return int(data["route_inflight"].get(str(up_port), 0))
+            except (OSError, ValueError, KeyError):
+                pass
+            await asyncio.sleep(0.1)
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"{base}/stream")
+            assert await r.content.readline() == b"first\n"
+            assert await asyncio.wait_for(inflight_now(), 10) == 1  # the stream is counted
+            release.set()
+            assert await r.content.read() == b"last\n"
+            r.close()
+            assert await asyncio.wait_for(inflight_now(), 10) == 0
+        # cookies an upstream sets are the client's, never replayed to another client
+        for _ in range(2):
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{base}/a") as r:
+                    assert r.cookies["session"].value == "alice"
+        assert cookies_seen == [None, None]
+        # the path is forwarded as the client sent it (an encoded slash stays encoded)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{px}/services/svc/a%2Fb?q=1%202") as r:
+                assert (await r.json())["raw"] == "/a%2Fb?q=1%202"
+            async with http.get(f"http://127.0.0.1:{px}/services/svc?x=1") as r:
+                assert (await r.json())["raw"] == "/?x=1"
+            big = b"x" * (3 << 20)  # bodies above aiohttp's 1 MiB default pass
+            async with http.post(f"{base}/upload", data=big) as r:
+                assert r.status == 200 and (await r.json())["raw"] == "/upload"
+            async with http.get(f"http://127.0.0.1:{px}/elsewhere") as r:
+                assert r.status == 404 and (await r.json())["error"] == "not-found"
+    finally:
+        await endpoint.close()
+        await up_runner.cleanup()
+
+
+def test_a_leaving_route_is_drained_only_when_the_proxy_says_so() -> None:
+    from jupyter_bai.engine.drain import STALE, drained
+
+    now = 1000.0
+    fresh = {"at": now - 0.5, "loaded_at": now - 0.5, "route_inflight": {"4000": 2}}
+    assert not drained(fresh, 4000, since=now - 2, now=now)  # two requests still on it
+    assert drained(fresh, 4001, since=now - 2, now=now)  # nothing on this one
+    # stats from before the proxy re-read its table: it may still pick the route
+    assert not drained({**fresh, "route_inflight": {}}, 4001, since=now - 0.2, now=now)
+    # no proxy running (no stats, or stale ones): nothing can be in flight through it
+    assert drained({}, 4000, since=now - 2, now=now)
+    assert drained({**fresh, "at": now - STALE - 1}, 4000, since=now - 2, now=now)

@@ -420,3 +420,203 @@ def test_hard_coded_port_in_use_or_shared_by_replicas_is_refused(api: Api) -> No
                                         "model_folder": "fixedport", "replicas": 2})
         assert r.status_code == 400 and "{port} (or $PORT)" in r.json()["message"]
         assert api.get("/services").json()["services"] == before
+
+
+SLOW_STREAM_DEFINITION = FAKE_OPENAI_DEFINITION.replace('"--gap", "0.02"', '"--gap", "1.0"')
+
+
+def test_scale_down_drains_a_slow_stream_in_flight(api: Api) -> None:
+    fake = (HERE / "fake_openai_server.py").read_text()
+    _folder(api, "drainllm", {"model-definition.yaml": SLOW_STREAM_DEFINITION,
+                              "fake_openai_server.py": fake})
+    r = api.post("/services", json={"name": "drain", "image": "local", "model_folder": "drainllm",
+                                    "replicas": 2, "public": True,
+                                    "resources": {"cpu": "0.5", "mem": "256m"}})
+    assert r.status_code == 201, r.text
+    try:
+        info = _wait_service(api, "drain", 2)
+        results: list[list[str]] = []
+        first_bytes = threading.Barrier(3)
+
+        def stream() -> None:
+            body = {"model": "fake-llm", "stream": True, "messages": []}
+            with httpx.stream("POST", info["endpoint"] + "v1/chat/completions", json=body,
+                              timeout=60) as resp:
+                lines = []
+                for line in resp.iter_lines():
+                    if line and not lines:
+                        first_bytes.wait(30)
+                    if line:
+                        lines.append(line)
+            results.append(lines)
+
+        # round robin: the two streams run on the two routes, so one is on the route that goes
+        threads = [threading.Thread(target=stream) for _ in range(2)]
+        for t in threads:
+            t.start()
+        first_bytes.wait(30)
+        r = api.post("/services/drain/scale", json={"replicas": 1})
+        assert r.status_code == 200
+        for t in threads:
+            t.join(60)
+        assert len(results) == 2
+        for lines in results:  # every event arrived, through to the end of the stream
+            assert len(lines) == 7 and lines[-1] == "data: [DONE]", lines
+        served_by = {"".join(json.loads(line[6:])["choices"][0]["delta"]["content"]
+                             for line in lines[:-1]) for lines in results}
+        assert len(served_by) == 2, served_by  # one of them was on the route that left
+        info = _wait_service(api, "drain", 1)
+        assert httpx.get(info["endpoint"] + "v1/models").status_code == 200
+    finally:
+        _remove(api, "drain")
+
+
+TOGGLE_SERVER = '''\
+import http.server, json, os, sys, time
+
+PORT = int(sys.argv[1])
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        if self.path == "/health":
+            if os.path.exists(f"/models/hang-{PORT}"):
+                time.sleep(3600)  # a health path that never answers
+            if os.path.exists(f"/models/sick-{PORT}"):
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        raw = json.dumps({"port": PORT}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+'''
+
+TOGGLE_DEFINITION = """\
+models:
+  - name: toggle
+    model_path: /models
+    service:
+      start_command: ["python3", "/models/toggle.py", "{port}"]
+      health_check: {path: /health, interval: 0.5, max_retries: 2, max_wait_time: 1,
+                     initial_delay: %s}
+"""
+
+
+class PortLoad(Load):
+    """Load that also records which route (port) answered each request."""
+
+    def __init__(self, url: str, workers: int = 2):
+        super().__init__(url, workers=workers)
+        self.ports: list[tuple[float, int]] = []
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self._stop.is_set():
+                try:
+                    r = http.get(self.url)
+                    if r.status_code == 200:
+                        self.ok += 1
+                        self.ports.append((time.monotonic(), r.json()["port"]))
+                    else:
+                        self.failures.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                time.sleep(0.01)
+
+
+def _wait_route(api: Api, name: str, route_id: str, status: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        routes = {r["id"]: r for r in api.get(f"/services/{name}").json()["routes"]}
+        if routes[route_id]["status"] == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"route {route_id} did not become {status}: {routes[route_id]}")
+
+
+def test_unhealthy_route_leaves_the_rotation_and_comes_back(api: Api) -> None:
+    _folder(api, "toggle", {"model-definition.yaml": TOGGLE_DEFINITION % 30,
+                            "toggle.py": TOGGLE_SERVER})
+    r = api.post("/services", json={"name": "toggle", "image": "local", "model_folder": "toggle",
+                                    "replicas": 2, "public": True,
+                                    "resources": {"cpu": "0.5", "mem": "256m"}})
+    assert r.status_code == 201, r.text
+    try:
+        info = _wait_service(api, "toggle", 2)
+        sick, well = info["routes"]
+        with PortLoad(info["endpoint"] + "v1/models") as load:
+            # the route's health check starts failing (its requests would still be answered)
+            r = api.put("/vfolders/toggle/files", params={"path": f"sick-{sick['port']}"},
+                        content=b"")
+            assert r.status_code == 201
+            _wait_route(api, "toggle", sick["id"], "UNHEALTHY")
+            out_since = time.monotonic()
+            now = api.get("/services/toggle").json()
+            assert now["status"] == "DEGRADED"
+            assert "503" in next(r for r in now["routes"] if r["id"] == sick["id"])["status_info"]
+            time.sleep(2)
+            out_until = time.monotonic()
+            # it passes again: back in the rotation
+            r = api.post("/vfolders/toggle/rm", json={"path": f"sick-{sick['port']}"})
+            assert r.status_code == 204, r.text
+            _wait_route(api, "toggle", sick["id"], "HEALTHY")
+            back_since = time.monotonic()
+            time.sleep(1.5)
+        assert load.failures == [] and load.ok > 20, load.failures[:5]
+        # while it was out, only the healthy route answered; afterwards both did again
+        # (a request already on its way when the route left may still land just after)
+        during = [port for at, port in load.ports if out_since + 0.5 < at < out_until]
+        after = {port for at, port in load.ports if at > back_since + 0.5}
+        assert during and set(during) == {well["port"]}
+        assert after == {sick["port"], well["port"]}
+        info = api.get("/services/toggle").json()
+        assert info["status"] == "HEALTHY" and [r["id"] for r in info["routes"]] == [
+            sick["id"], well["id"]]  # the same routes: nothing was replaced
+    finally:
+        _remove(api, "toggle")
+
+
+def test_health_path_that_never_answers_fails_with_the_reason(api: Api) -> None:
+    hang = TOGGLE_SERVER.replace('os.path.exists(f"/models/hang-{PORT}")', "True")
+    _folder(api, "hang", {"model-definition.yaml": TOGGLE_DEFINITION % 2, "toggle.py": hang})
+    r = api.post("/services", json={"name": "hang", "image": "local", "model_folder": "hang",
+                                    "replicas": 1, "public": True,
+                                    "resources": {"cpu": "0.5", "mem": "256m"}})
+    assert r.status_code == 201, r.text
+    try:
+        deadline = time.monotonic() + 90
+        seen = set()
+        while time.monotonic() < deadline:
+            info = api.get("/services/hang").json()
+            seen |= {r["status"] for r in info["routes"]}
+            if info["status"] == "FAILED":
+                break
+            time.sleep(0.2)
+        assert info["status"] == "FAILED", info
+        assert "HEALTHY" not in seen
+        route = info["routes"][0]
+        assert route["status"] == "FAILED_TO_START"
+        assert "health check never passed: /health: no answer within 1s" in route["status_info"]
+        assert info["status_info"] == route["status_info"]
+        # its session is stopped, and the endpoint says why nothing answers
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            session = api.get(f"/sessions/{route['session_id']}").json()
+            if session["status"] in ("TERMINATED", "CANCELLED", "ERROR"):
+                break
+            time.sleep(0.2)
+        assert session["status"] in ("TERMINATED", "CANCELLED", "ERROR"), session
+        gone = httpx.get(info["endpoint"] + "health")
+        assert gone.status_code == 503 and gone.json()["error"] == "no-healthy-route"
+    finally:
+        _remove(api, "hang")

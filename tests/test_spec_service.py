@@ -145,7 +145,9 @@ def test_nim_variant_needs_docker_and_key() -> None:
     plan = plan_route("nim", port=1, env={"NGC_API_KEY": "k"}, definition=None, docker=True,
                       image_command=None)
     assert plan.port == 8000 and plan.health.path == "/v1/health/ready"
-    assert plan.env["HF_HOME"] == "/models" and "NGC_API_KEY" not in (plan.command or "")
+    assert plan.env["NIM_CACHE_PATH"] == plan.env["HF_HOME"] == "/opt/nim/.cache"
+    assert plan.model_mount == plan.model_path == "/opt/nim/.cache"  # the folder is NIM's cache
+    assert "NGC_API_KEY" not in (plan.command or "") and "k" not in plan.env.values()
 
 
 def test_notebook_variant_placeholder_command() -> None:

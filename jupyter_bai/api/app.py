@@ -104,7 +104,8 @@ class BaiApp(ExtensionApp):
         0, help="Port of the model-service endpoint proxy on 127.0.0.1 (0: pick one once, keep it)."
     ).tag(config=True)
     service_drain = Float(
-        2.0, help="Seconds a route removed by scale-down keeps serving requests it has."
+        120.0, help="Most seconds a route removed by scale-down waits for its in-flight requests "
+                    "(it stops as soon as none is left)."
     ).tag(config=True)
     docker_binds = List(
         Unicode(), help="Extra binds for every container, HOST[:TARGET][:ro|rw] (read-only by default)."

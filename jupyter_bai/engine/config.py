@@ -46,9 +46,10 @@ class EngineConfig:
     # server's root_dir, which its users can already read and write. None: no binds at all.
     bind_root: Path | None = None
     # model services: the endpoint proxy's port on 127.0.0.1 (0: a free one, picked once and
-    # kept in the store), and seconds a route leaving on scale-down keeps serving what it has.
+    # kept in the store), and the most seconds a route leaving on scale-down waits for the
+    # requests it still serves (it stops as soon as none is in flight).
     service_port: int = 0
-    service_drain: float = 2.0
+    service_drain: float = 120.0
 
     @property
     def vfolder_root(self) -> Path:

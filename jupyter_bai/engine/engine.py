@@ -129,6 +129,7 @@ class Engine:
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval
         )
+        self.services.metrics = self.metrics  # gpu_util autoscaling reads its samples
         loop = asyncio.get_running_loop()
         # Cgroups of sessions that ended while no engine watched (killed mid-way).
         await loop.run_in_executor(None, self.local.sweep, self._live_session_ids())

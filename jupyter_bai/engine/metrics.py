@@ -3,8 +3,11 @@
 Sampling reads ``/proc``, cgroup files and NVML, which may block, so it runs in
 its own thread, never on the event loop; and it runs only while someone watches
 (a metrics subscriber, or a ``GET /metrics`` in the last minute), so an idle
-engine costs nothing. Fake GPUs have no utilisation: only their allocation is
-reported, and ``source`` says they are fake.
+engine costs nothing. Fake GPUs have no utilisation (only their allocation is
+reported, and ``source`` says they are fake) unless configured with a
+``utilization_file`` whose number stands in for NVML's reading. A session's
+``gpu_util`` is the mean utilisation of the GPUs allocated to it (NVML reports per
+device, so sessions sharing one GPU each see the whole device's number).
 """
 from __future__ import annotations
 
@@ -51,6 +54,27 @@ def _cpu_usage_usec(path: Path) -> int | None:
         pass
     ns = _read_int(path / "cpuacct.usage")
     return ns // 1000 if ns is not None else None
+
+
+def _read_percent(path: Path) -> int | None:
+    try:
+        return max(0, min(100, round(float(path.read_text().split()[0]))))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _session_gpu_util(allocation: str | None, util: dict[int, int | None]) -> float | None:
+    """Mean utilisation of the session's GPUs; None without GPUs or readings."""
+    devices = (json.loads(allocation).get("cuda") or {}).get("devices", []) if allocation else []
+    values = [util[int(d)] for d in devices if util.get(int(d)) is not None]
+    return round(sum(values) / len(values), 1) if values else None  # type: ignore[arg-type]
+
+
+def mean_gpu_util(sample: dict[str, Any], session_ids: set[str]) -> float | None:
+    """Mean ``gpu_util`` of these sessions in one sample (what a ``gpu_util`` rule sees)."""
+    values = [s["gpu_util"] for s in sample.get("sessions", [])
+              if s["id"] in session_ids and s.get("gpu_util") is not None]
+    return round(sum(values) / len(values), 1) if values else None
 
 
 def _mem_usage(path: Path) -> int | None:
@@ -159,16 +183,20 @@ class MetricsCollector:
         self.samples_taken += 1
         mem = psutil.virtual_memory()
         summary = self.sessions.resource_summary()
+        gpus = self._gpus(summary["gpus"])
         return {
             "at": time.time(),
             "cpu": {"percent": psutil.cpu_percent(interval=None), "count": psutil.cpu_count()},
             "mem": {"used": int(mem.total - mem.available), "total": int(mem.total)},
-            "gpus": self._gpus(summary["gpus"]),
-            "sessions": self._sessions(),
+            "gpus": gpus,
+            "sessions": self._sessions(gpus),
         }
 
     def _gpus(self, allocated: list[dict[str, Any]]) -> list[dict[str, Any]]:
         live = self._nvml_sample() if self._has_nvml else {}
+        for gpu in self.node.gpus:
+            if gpu.fake_utilization_file:
+                live[gpu.index] = (_read_percent(Path(gpu.fake_utilization_file)), None)
         out = []
         for gpu in allocated:
             util, mem_used = live.get(gpu["index"], (None, None))
@@ -218,9 +246,11 @@ class MetricsCollector:
                 return docker_cgroup_dirs(str(handle["container"]))
         return []
 
-    def _sessions(self) -> list[dict[str, Any]]:
+    def _sessions(self, gpus: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        util = {g["index"]: g["utilization"] for g in gpus}
         rows = self.sessions.store.query(
-            "SELECT id, name, runtime, runtime_state FROM sessions WHERE status IN (%s) "
+            "SELECT id, name, runtime, runtime_state, allocation FROM sessions "
+            "WHERE status IN (%s) "
             "ORDER BY seq" % ",".join("?" * len(SAMPLED_STATUSES)), SAMPLED_STATUSES,
         )
         now = time.monotonic()
@@ -239,7 +269,8 @@ class MetricsCollector:
                 if prev is not None and now > prev[0]:
                     percent = round(100.0 * (cpu_usec - prev[1]) / 1e6 / (now - prev[0]), 1)
                 self._prev_cpu[sid] = (now, cpu_usec)
-            out.append({"id": sid, "name": row["name"], "cpu_percent": percent, "mem_used": mem})
+            out.append({"id": sid, "name": row["name"], "cpu_percent": percent, "mem_used": mem,
+                        "gpu_util": _session_gpu_util(row["allocation"], util)})
         for gone in set(self._prev_cpu) - seen:
             del self._prev_cpu[gone]
         return out

@@ -36,6 +36,9 @@ class GPUDevice:
     memory: int
     uuid: str
     source: Literal["nvml", "fake"]
+    # a fake GPU's utilisation (percent) is whatever this file says: tests and demos on
+    # GPU-less machines set it to drive ``gpu_util`` autoscaling; never shown in the API
+    fake_utilization_file: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -59,6 +62,8 @@ class NodeInfo:
     def to_json(self) -> dict[str, Any]:
         """Plain JSON for the API and the sidebar, with the capacity already summed."""
         data = asdict(self)
+        for gpu in data["gpus"]:
+            gpu.pop("fake_utilization_file", None)
         data["capacity"] = self.capacity().to_json()
         return data
 
@@ -213,7 +218,7 @@ def make_fake_gpus(specs: list[dict[str, Any]]) -> list[GPUDevice]:
     for i, spec in enumerate(specs):
         if not isinstance(spec, dict):
             raise InvalidRequest(f"fake_gpus[{i}] must be an object like {{'memory': '80g'}}")
-        unknown = set(spec) - {"name", "memory", "uuid"}
+        unknown = set(spec) - {"name", "memory", "uuid", "utilization_file"}
         if unknown:
             raise InvalidRequest(f"fake_gpus[{i}] has unknown keys: {', '.join(sorted(unknown))}")
         name = str(spec.get("name") or "Fake GPU")
@@ -228,7 +233,9 @@ def make_fake_gpus(specs: list[dict[str, Any]]) -> list[GPUDevice]:
         if isinstance(memory, bool) or not isinstance(memory, int) or memory <= 0:
             raise InvalidRequest(f"fake_gpus[{i}] memory {memory!r} must be a positive size")
         uuid = str(spec.get("uuid") or f"GPU-fake-{i:04d}")
-        gpus.append(GPUDevice(index=i, name=name, memory=memory, uuid=uuid, source="fake"))
+        util_file = spec.get("utilization_file")
+        gpus.append(GPUDevice(index=i, name=name, memory=memory, uuid=uuid, source="fake",
+                              fake_utilization_file=str(util_file) if util_file else None))
     return gpus
 
 

@@ -25,12 +25,15 @@ from ..spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from ..spec.model_definition import DEFINITION_FILES, HealthCheck, ModelDefinition, parse_model_definition
 from ..spec.mounts import MountSpec
 from ..spec.service import (
-    AutoscaleRule, MODEL_MOUNT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+    AutoscaleRule, DOCKER_PORT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
 )
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from .config import EngineConfig
+from .drain import drained
 from .events import EventBus
 from .health import next_status, probe
+from .metrics import MetricsCollector, mean_gpu_util
+from .scheduler import check_can_ever_fit
 from .sessions import SessionManager, tail_lines
 from .store import Store
 from .vfolders import VFolderManager
@@ -96,6 +99,9 @@ class ServiceManager:
         self.endpoint_base = ""
         self._request_counts: dict[str, tuple[float, int]] = {}
         self._rps: dict[str, float] = {}
+        self._proxy_stats: dict[str, Any] = {}
+        self.metrics: MetricsCollector | None = None  # the source of gpu_util (set by Engine)
+        self._gpu_sample: dict[str, Any] = {}
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -164,27 +170,37 @@ class ServiceManager:
         return None
 
     def _plan(self, spec: ServiceCreate, port: int) -> RouteLaunch:
+        """One route's launch plan; a Docker route listens on DOCKER_PORT in its container
+        (published on an ephemeral 127.0.0.1 port, :meth:`_record_docker_port`)."""
         runtime = self.sessions.runtime_for(spec.image)
-        if runtime.name != "local":
-            raise InvalidRequest(
-                f"model services run on the local runtime in this version; image '{spec.image}' "
-                "is a Docker image (use `local`)"
-            )
+        docker = runtime.name != "local"
         definition = self._definition(spec) if spec.runtime_variant == "custom" else None
-        return plan_route(spec.runtime_variant, port=port, env=spec.env, definition=definition,
-                          docker=False, replicas=spec.replicas)
+        image_command = None
+        if docker and spec.runtime_variant in ("cmd", "nim"):
+            image_command = runtime.image_command(spec.image)
+        return plan_route(spec.runtime_variant, port=DOCKER_PORT if docker else port,
+                          env=spec.env, definition=definition, docker=docker,
+                          replicas=spec.replicas, image_command=image_command)
+
+    def _is_docker(self, spec: ServiceCreate) -> bool:
+        return self.sessions.runtime_for(spec.image).name != "local"
 
     def _used_ports(self) -> set[int]:
         return {int(r["port"]) for r in self.store.query("SELECT port FROM service_routes")}
 
     def _session_spec(self, svc_name: str, spec: ServiceCreate, plan: RouteLaunch, rid: str) -> SessionSpec:
-        mounts = [MountSpec(source=spec.model_folder, target=MODEL_MOUNT,
+        mounts = [MountSpec(source=spec.model_folder, target=plan.model_mount,
                             perm="rw" if spec.model_writable else "ro"), *spec.mounts]
         env = {**spec.env, **plan.env, "BACKEND_MODEL_PATH": plan.model_path, "PORT": str(plan.port)}
         env.setdefault("BACKEND_MODEL_NAME", plan.model_name or svc_name)
+        if plan.command is None:
+            raise InvalidRequest(
+                f"image '{spec.image}' declares no command to run (ENTRYPOINT/CMD) for "
+                f"runtime variant '{spec.runtime_variant}'")
         return SessionSpec(
             image=spec.image, name=f"{svc_name[:48]}-r{rid[:6]}", type=SessionType.inference,
             command=plan.command, resources=spec.resources, mounts=mounts, env=env,
+            ports=[plan.port] if self._is_docker(spec) else [],
         )
 
     def create(self, spec: ServiceCreate) -> dict[str, Any]:
@@ -192,9 +208,10 @@ class ServiceManager:
         self.vfolders.get(spec.model_folder)
         if self.store.one("SELECT 1 FROM services WHERE name = ?", (spec.name,)):
             raise Conflict(f"service '{spec.name}' already exists")
+        self._check_image(spec)
         probe_port = free_port(self._used_ports())
         plan = self._plan(spec, probe_port)
-        if plan.port != probe_port and port_in_use(plan.port):
+        if not self._is_docker(spec) and plan.port != probe_port and port_in_use(plan.port):
             raise InvalidRequest(
                 f"port {plan.port} (hard-coded in the model definition) is already in use on "
                 "127.0.0.1: free it, or write {port} (or $PORT) in start_command"
@@ -211,6 +228,12 @@ class ServiceManager:
             self.events.publish("service", spec.name, action="created", service_status=status.value)
         self._wakeup.set()
         return self.get(sid)
+
+    def _check_image(self, spec: ServiceCreate) -> None:
+        """What would refuse every route (unknown image, too big to ever fit), refused now."""
+        resources = spec.resources.with_defaults(self.sessions.defaults)
+        check_can_ever_fit(resources, self.sessions.capacity)
+        self.sessions.runtime_for(spec.image).check(spec.image, resources)
 
     def scale(self, name: str, replicas: int) -> dict[str, Any]:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or not 0 <= replicas <= 64:
@@ -262,7 +285,9 @@ class ServiceManager:
         try:
             data = json.loads((self.config.state_dir / "proxy-stats.json").read_text())
         except (OSError, ValueError):
+            self._proxy_stats = {}
             return {}
+        self._proxy_stats = data
         at = float(data.get("at", 0))
         services = data.get("services", {})
         for name, stats in services.items():
@@ -281,7 +306,22 @@ class ServiceManager:
             live = sum(r["status"] == R.HEALTHY.value for r in self._routes(row["id"]))
             inflight = stats.get(row["name"], {}).get("inflight")
             return None if inflight is None else inflight / max(1, live)
-        return None  # gpu_util: no per-session GPU utilisation is sampled yet
+        # gpu_util: the mean utilisation of the GPUs of the routes' sessions
+        sessions = {r["session_id"] for r in self._routes(row["id"])
+                    if r["status"] in LIVE and r["session_id"]}
+        return mean_gpu_util(self._gpu_sample, sessions)
+
+    async def _sample_gpus(self) -> None:
+        """Take the metrics collector's latest sample when a ``gpu_util`` rule needs it (asking
+        keeps the sampler running; with no such rule it may sleep)."""
+        self._gpu_sample = {}
+        if self.metrics is None or not self.store.one(
+                "SELECT 1 FROM service_autoscale_rules WHERE rule LIKE '%\"gpu_util\"%'"):
+            return
+        try:
+            self._gpu_sample = (await self.metrics.current())["latest"]
+        except Exception:  # noqa: BLE001 - no sample: the rule waits, scaling goes on
+            log.exception("sampling GPU utilisation for autoscaling")
 
     def _autoscale(self, row: Any, stats: dict[str, Any]) -> None:
         now = time.time()
@@ -373,6 +413,14 @@ class ServiceManager:
                                     route_status=status.value, info=info)
             self._update_status(self._service_row(route["service_id"]))
 
+    def _failed_route(self, row: Any, rid: str, why: str) -> None:
+        """Record a route that could not even be started (in the caller's transaction)."""
+        self.store.execute(
+            "INSERT INTO service_routes(id, service_id, port, status, status_info, created_at) "
+            "VALUES (?,?,?,?,?,?)", (rid, row["id"], 0, R.FAILED_TO_START.value, why, time.time()))
+        self.events.publish("route", rid, service=row["name"],
+                            route_status=R.FAILED_TO_START.value, info=why)
+
     def _add_route(self, row: Any, spec: ServiceCreate) -> None:
         rid = str(uuid.uuid4())
         try:
@@ -380,23 +428,36 @@ class ServiceManager:
             session_spec = self._session_spec(row["name"], spec, plan, rid)
         except BaiError as exc:  # e.g. the definition was edited into a bad one
             with self.store.tx():
-                self.store.execute(
-                    "INSERT INTO service_routes(id, service_id, port, status, status_info, "
-                    "created_at) VALUES (?,?,?,?,?,?)",
-                    (rid, row["id"], 0, R.FAILED_TO_START.value, str(exc), time.time()))
-                self.events.publish("route", rid, service=row["name"],
-                                    route_status=R.FAILED_TO_START.value, info=str(exc))
+                self._failed_route(row, rid, str(exc))
             return
         with self.store.tx():
-            info = self.sessions.create(session_spec)
+            try:
+                info = self.sessions.create(session_spec)
+            except BaiError as exc:  # e.g. the image was removed since the service was made
+                self._failed_route(row, rid, str(exc))
+                return
             self.store.execute(
                 "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
                 "health) VALUES (?,?,?,?,?,?,?)",
-                (rid, row["id"], info["id"], plan.port, R.PROVISIONING.value, time.time(),
+                (rid, row["id"], info["id"], 0 if self._is_docker(spec) else plan.port,
+                 R.PROVISIONING.value, time.time(),
                  json.dumps(plan.health.model_dump() if plan.health else None)))
             self.events.publish("route", rid, service=row["name"],
                                 route_status=R.PROVISIONING.value, session=info["name"])
             self._update_status(self._service_row(row["id"]))
+
+    def _record_docker_port(self, route: Any) -> Any | None:
+        """The 127.0.0.1 port Docker published for the route's container port (the session
+        asks for exactly one), kept with the route for the health checker and the proxy."""
+        published = self.sessions.get(route["session_id"]).get("ports") or {}
+        if not published:
+            return None
+        port = int(next(iter(published.values())))
+        with self.store.tx():
+            self.store.execute("UPDATE service_routes SET port = ? WHERE id = ?",
+                               (port, route["id"]))
+        return next((r for r in self._routes(route["service_id"]) if r["id"] == route["id"]),
+                    None)
 
     @staticmethod
     def _health_of(route: Any) -> HealthCheck | None:
@@ -406,6 +467,7 @@ class ServiceManager:
 
     async def reconcile(self) -> None:
         stats = self._read_proxy_stats()
+        await self._sample_gpus()
         for row in self.store.query("SELECT * FROM services ORDER BY created_at"):
             await self._reconcile_service(row)
             if not row["terminating"]:
@@ -428,7 +490,7 @@ class ServiceManager:
                         self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
                         self.events.publish("route", route["id"], service=row["name"],
                                             action="removed")
-                elif now >= (route["drain_until"] or 0):
+                elif self._drained(route, now):
                     await self._stop_route(route)
                 continue
             if route["status"] == R.FAILED_TO_START.value or route["session_id"] is None:
@@ -448,7 +510,10 @@ class ServiceManager:
                 continue
             if session_status == SessionStatus.RUNNING.value and (
                     self._next_probe.get(route["id"], 0) <= now):
-                due.append(route)
+                if not route["port"]:  # a Docker route: its published port is known now
+                    route = self._record_docker_port(route)
+                if route is not None:
+                    due.append(route)
         if due:
             await asyncio.gather(*(self._probe(route, row["name"]) for route in due))
         if row["terminating"]:
@@ -467,9 +532,23 @@ class ServiceManager:
         if status is R.PROVISIONING:
             interval = min(interval, 0.5)  # notice a route coming up quickly
         self._next_probe[route["id"]] = time.time() + interval
+        if status is R.UNHEALTHY and route["healthy_at"] is None and age >= (
+                check.initial_delay if check else 60.0):
+            await self._fail_never_healthy(route, svc_name, result.detail, failures)
+            return
         if status.value != route["status"] or failures != route["failures"]:
             info = None if result.ok else result.detail
             self._set_route(route, svc_name, status, info, failures)
+
+    async def _fail_never_healthy(self, route: Any, svc_name: str, detail: str,
+                                  failures: int) -> None:
+        """A route that never passed its health check, past its grace and out of retries, has
+        failed to start: say why (with its last log lines) and stop its session."""
+        tail = tail_lines(self.sessions.log_path(route["session_id"]), LOG_TAIL)
+        why = (f"health check never passed: {detail} ({failures} probes in a row); "
+               f"last log lines:\n{tail}").strip()
+        self._set_route(route, svc_name, R.FAILED_TO_START, why, failures)
+        await self._stop_route(route)
 
     async def _stop_route(self, route: Any) -> None:
         if route["session_id"] and route["session_status"] != SessionStatus.TERMINATING.value:
@@ -478,8 +557,14 @@ class ServiceManager:
             except BaiError as exc:
                 log.info("stopping route %s: %s", route["id"], exc)
 
+    def _drained(self, route: Any, now: float) -> bool:
+        """A retired route may stop: nothing in flight on it, or the drain timeout passed."""
+        deadline = route["drain_until"] or 0
+        since = deadline - self.config.service_drain
+        return now >= deadline or drained(self._proxy_stats, route["port"], since, now)
+
     def _retire(self, route: Any, svc_name: str, why: str) -> None:
-        """Leave the rotation now; the session is stopped after the drain time."""
+        """Leave the rotation now; the session stops once drained (:mod:`.drain`)."""
         with self.store.tx():
             self.store.execute(
                 "UPDATE service_routes SET status = ?, status_info = ?, drain_until = ? WHERE id = ?",

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 log = logging.getLogger("jupyter_bai.proxy")
 
@@ -57,12 +59,18 @@ def _strip_hop_by_hop(headers: Any, drop: tuple[str, ...] = ()) -> CIMultiDict[s
     return out
 
 
+CHECK_EVERY = 0.005
+"""Seconds between two looks at the store's version on the request path."""
+
+
 class RoutingTable:
     """The services as the store has them; re-read whenever the store changed.
 
-    ``PRAGMA data_version`` changes when another connection (the engine) commits, so a route
-    that the engine marked healthy is used by the very next request, at the cost of one cheap
-    pragma per request.
+    ``PRAGMA data_version`` changes when another connection (the engine) commits. Requests
+    look at it at most every ``CHECK_EVERY`` seconds (under load the pragma was a visible
+    share of a request's cost); an answer that would be an error (unknown service, bad token,
+    no healthy route) always looks first, so a service, token or route the engine just
+    committed is honoured by the very next request.
     """
 
     def __init__(self, db: Path):
@@ -70,11 +78,16 @@ class RoutingTable:
         self.services: dict[str, ServiceEntry] = {}
         self.loaded_at = 0.0
         self._version = -1
+        self._checked = 0.0
         self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
 
-    def maybe_reload(self) -> None:
+    def maybe_reload(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked < CHECK_EVERY:
+            return
+        self._checked = now
         try:
             version = self._conn.execute("PRAGMA data_version").fetchone()[0]
             if version != self._version or time.time() - self.loaded_at > 1.0:
@@ -114,9 +127,17 @@ engine's autoscaling (the proxy never writes to the store itself)."""
 
 
 class Stats:
+    """Requests per service, and in-flight requests per service and per route port.
+
+    The per-port count is what lets the engine drain a route on scale-down: it stops the
+    route only once a stats file written after the proxy dropped the route from its table
+    (``loaded_at``) shows no request still in flight on its port.
+    """
+
     def __init__(self) -> None:
         self.inflight: dict[str, int] = {}
         self.requests: dict[str, int] = {}
+        self.ports: dict[int, int] = {}
 
     def begin(self, name: str) -> None:
         self.inflight[name] = self.inflight.get(name, 0) + 1
@@ -125,11 +146,13 @@ class Stats:
     def end(self, name: str) -> None:
         self.inflight[name] -= 1
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, loaded_at: float) -> None:
         data = {name: {"inflight": self.inflight.get(name, 0), "requests": count}
                 for name, count in self.requests.items()}
+        routes = {str(port): n for port, n in self.ports.items() if n}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "services": data}))
+        tmp.write_text(json.dumps({"at": time.time(), "loaded_at": loaded_at, "pid": os.getpid(),
+                                   "services": data, "route_inflight": routes}))
         os.replace(tmp, path)
 
 
@@ -143,14 +166,14 @@ async def housekeeping(db: Path, stats: Stats, table: RoutingTable) -> None:
     while True:
         if not db.exists():  # the state directory is gone: nothing to serve
             os._exit(0)
-        table.maybe_reload()
+        table.maybe_reload(force=True)  # the stats below describe this table (see Stats)
         if table.services:
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > IDLE_EXIT:
             log.info("no services for %gs: exiting", IDLE_EXIT)
             os._exit(0)
         try:
-            stats.write(db.parent / STATS_FILE)
+            stats.write(db.parent / STATS_FILE, table.loaded_at)
         except OSError as exc:
             log.warning("writing stats: %s", exc)
         await asyncio.sleep(1.0)
@@ -175,73 +198,104 @@ class Proxy:
         self.table = table
         self.stats = Stats()
         self.client: aiohttp.ClientSession | None = None
-        self.inflight: dict[int, int] = {}
 
-    async def startup(self, app: web.Application) -> None:
+    async def startup(self) -> None:
+        # One pooled keep-alive session for every route; no cookie jar (a shared jar would
+        # hand one client's cookies to the next) and no default headers added.
         self.client = aiohttp.ClientSession(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False, keepalive_timeout=60),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         )
 
-    async def cleanup(self, app: web.Application) -> None:
+    async def cleanup(self) -> None:
         if self.client:
             await self.client.close()
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: web.BaseRequest) -> web.Response:
         return web.json_response({"ok": True, "services": len(self.table.services),
                                   "pid": os.getpid()})
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["name"]
-        self.table.maybe_reload()
-        entry = self.table.services.get(name)
+    async def serve(self, request: web.BaseRequest, name: str) -> web.StreamResponse:
+        table = self.table
+        table.maybe_reload()
+        entry = table.services.get(name)
+        auth = request.headers.get("Authorization")
+        if entry is None or not entry.ports or not authorized(entry, auth):
+            table.maybe_reload(force=True)  # an error is answered from the newest table
+            entry = table.services.get(name)
         if entry is None:
             return _error(404, "not-found", f"service '{name}' not found")
-        if not authorized(entry, request.headers.get("Authorization")):
+        if not authorized(entry, auth):
             return _error(401, "unauthorized", f"service '{name}' needs a valid token: "
                           "Authorization: Bearer <token from `service token`>")
+        body = None
+        if request.body_exists:
+            body = await request.read()
+            # the table may have changed while the body arrived: choose from the current one
+            # (a chosen route is counted in flight before the next await; see Stats)
+            table.maybe_reload()
+            entry = table.services.get(name)
+            if entry is None:
+                return _error(404, "not-found", f"service '{name}' not found")
         if not entry.ports:
             return _error(503, "no-healthy-route", f"service '{name}' has no healthy route now")
         self.stats.begin(name)
         try:
-            return await self._balance(request, name, entry)
+            return await self._balance(request, name, entry, body)
         finally:
             self.stats.end(name)
 
-    async def _balance(self, request: web.Request, name: str,
-                       entry: ServiceEntry) -> web.StreamResponse:
-        body = await request.read()
+    async def _balance(self, request: web.BaseRequest, name: str, entry: ServiceEntry,
+                       body: bytes | None) -> web.StreamResponse:
         headers = _strip_hop_by_hop(request.headers, ("authorization", "host", "content-length"))
-        tail = request.match_info.get("tail", "")
-        path = "/" + tail + (f"?{request.query_string}" if request.query_string else "")
-        start = next(entry.turn)
-        ports = entry.ports[start % len(entry.ports):] + entry.ports[: start % len(entry.ports)]
+        # the raw path after /services/<name> (names need no escaping), query included
+        rest = request.raw_path[10 + len(name):]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        ports = entry.ports
+        first = next(entry.turn) % len(ports)
         last_error = ""
-        for port in ports:
+        for i in range(len(ports)):
+            port = ports[(first + i) % len(ports)]
+            if i and port not in self._live_ports(name):
+                continue  # left the rotation while an earlier try failed (it may be draining)
             try:
-                return await self._forward(request, port, path, headers, body)
+                return await self._forward(request, port, rest, headers, body)
             except _NothingSent as exc:
                 last_error = str(exc)
-                continue
         return _error(502, "upstream-unreachable",
                       f"no route of '{name}' answered: {last_error}")
 
-    async def _forward(self, request: web.Request, port: int, path: str,
-                       headers: CIMultiDict[str], body: bytes) -> web.StreamResponse:
+    def _live_ports(self, name: str) -> list[int]:
+        self.table.maybe_reload()
+        entry = self.table.services.get(name)
+        return entry.ports if entry else []
+
+    async def _forward(self, request: web.BaseRequest, port: int, rest: str,
+                       headers: CIMultiDict[str], body: bytes | None) -> web.StreamResponse:
         assert self.client is not None
-        url = f"http://127.0.0.1:{port}{path}"
-        self.inflight[port] = self.inflight.get(port, 0) + 1
+        inflight = self.stats.ports
+        inflight[port] = inflight.get(port, 0) + 1
         try:
+            url = URL(f"http://127.0.0.1:{port}{rest}", encoded=True)
             try:
                 upstream = await self.client.request(
                     request.method, url, headers=headers, data=body or None,
                     allow_redirects=False)
             except (aiohttp.ClientError, OSError) as exc:
-                raise _NothingSent(f"{url}: {exc}") from None
+                raise _NothingSent(f"127.0.0.1:{port}: {exc}") from None
             async with upstream:
+                out_headers = _strip_hop_by_hop(upstream.headers)
+                if upstream.content.is_eof():
+                    # the whole body has already arrived (a small answer): one write, no
+                    # chunking; a body still arriving is streamed below as it comes
+                    return web.Response(status=upstream.status, reason=upstream.reason,
+                                        headers=out_headers, body=await upstream.read())
                 out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                         headers=_strip_hop_by_hop(upstream.headers))
+                                         headers=out_headers)
                 if upstream.headers.get("Content-Length") is None:
                     out.enable_chunked_encoding()
                 await out.prepare(request)
@@ -250,31 +304,78 @@ class Proxy:
                 await out.write_eof()
                 return out
         finally:
-            self.inflight[port] -= 1
+            inflight[port] -= 1
 
 
 class _NothingSent(Exception):
     """The upstream failed before any byte reached the client: another route may try."""
 
 
-def build_app(db: Path) -> web.Application:
-    table = RoutingTable(db)
-    table.load()
-    proxy = Proxy(table)
-    app = web.Application(client_max_size=1 << 30)
-    app.on_startup.append(proxy.startup)
-    app.on_cleanup.append(proxy.cleanup)
+MAX_BODY = 1 << 30
+"""Largest request body the endpoint accepts (aiohttp's default is 1 MiB)."""
 
-    async def refresher(app: web.Application) -> Any:
-        task = asyncio.create_task(housekeeping(db, proxy.stats, table))
-        yield
-        task.cancel()
 
-    app.cleanup_ctx.append(refresher)
-    app.router.add_get("/_bai/health", proxy.health)
-    app.router.add_route("*", "/services/{name}", proxy.handle)
-    app.router.add_route("*", "/services/{name}/{tail:.*}", proxy.handle)
-    return app
+class Endpoint:
+    """The proxy's HTTP server: aiohttp's low-level server with one dispatching handler.
+
+    No application router or middleware chain in front of the proxy: at high concurrency their
+    per-request cost was a measurable share of the proxy's CPU (``bench/proxy.py``).
+    """
+
+    def __init__(self, db: Path):
+        self.db = db
+        self.table = RoutingTable(db)
+        self.table.load()
+        self.proxy = Proxy(self.table)
+        self._runner: web.ServerRunner | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        await self.proxy.startup()
+        loop = asyncio.get_running_loop()
+
+        def make_request(message: Any, payload: Any, protocol: Any, writer: Any,
+                         task: Any) -> web.BaseRequest:
+            return web.BaseRequest(message, payload, protocol, writer, task, loop,
+                                   client_max_size=MAX_BODY)
+
+        server = web.Server(self.dispatch, request_factory=make_request,
+                            handler_cancellation=True, access_log=None)
+        self._runner = web.ServerRunner(server)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port, reuse_address=True).start()
+        self._task = asyncio.create_task(housekeeping(self.db, self.proxy.stats, self.table))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.proxy.cleanup()
+
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw = request.raw_path
+        if raw.startswith("/services/"):
+            name = raw[10:].split("/", 1)[0].split("?", 1)[0]
+            if name:
+                return await self.proxy.serve(request, name)
+        if request.path == "/_bai/health":
+            return await self.proxy.health(request)
+        return _error(404, "not-found", "services are under /services/<name>/")
+
+
+async def _serve(db: Path, host: str, port: int) -> None:
+    endpoint = Endpoint(db)
+    await endpoint.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await endpoint.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -292,5 +393,4 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(build_app(args.db), host=args.host, port=args.port, print=None,
-                handler_cancellation=True, access_log=None, reuse_address=True)
+    asyncio.run(_serve(args.db, args.host, args.port))

@@ -23,10 +23,14 @@ from .session import SESSION_NAME_RE, parse_env, spec_error
 
 __all__ = [
     "RouteStatus", "ServiceStatus", "VARIANTS", "ServiceCreate", "RouteLaunch", "plan_route",
-    "service_status", "MODEL_MOUNT", "AutoscaleRule",
+    "service_status", "MODEL_MOUNT", "NIM_CACHE", "DOCKER_PORT", "AutoscaleRule",
 ]
 
 MODEL_MOUNT = "/models"
+NIM_CACHE = "/opt/nim/.cache"
+"""Where NVIDIA's NIM images keep (and look for) their model cache: a ``nim`` route's folder."""
+DOCKER_PORT = 8000
+"""The port a Docker route listens on inside its container (published on 127.0.0.1)."""
 _NAME = re.compile(SESSION_NAME_RE)
 VARIANTS = ("custom", "cmd", "vllm", "nim", "notebook")
 
@@ -178,7 +182,8 @@ class AutoscaleRule(BaseModel):
 
 @dataclass(frozen=True)
 class RouteLaunch:
-    """What one route runs: its shell command line, port, health check and extra env."""
+    """What one route runs: its shell command line, port, health check and extra env, and
+    where the model folder is mounted (``/models``; a NIM image's cache for ``nim``)."""
 
     command: str | None
     port: int
@@ -186,6 +191,7 @@ class RouteLaunch:
     env: dict[str, str] = field(default_factory=dict)
     model_name: str = ""
     model_path: str = MODEL_MOUNT
+    model_mount: str = MODEL_MOUNT
 
 
 def _subst(text: str, values: dict[str, str]) -> str:
@@ -268,7 +274,8 @@ def plan_route(
     docker: bool, replicas: int = 1, image_command: str | None = None,
 ) -> RouteLaunch:
     """The launch plan of one route (``port``: the one assigned to it on the local runtime,
-    where every route shares the host's network; a Docker route listens on 8000)."""
+    where every route shares the host's network; a Docker route listens on 8000 unless its
+    model definition says otherwise, and the caller passes 8000 as ``port`` for it)."""
     if variant == "custom":
         return _custom(definition, port, 1 if docker else replicas)
     name = env.get("BACKEND_MODEL_NAME", "")
@@ -279,10 +286,10 @@ def plan_route(
             raise InvalidRequest(
                 "runtime variant 'cmd' runs the image's own command: set it with -e CMD='...'"
             )
-        return RouteLaunch(command=command, port=8000 if docker else port, health=None,
+        return RouteLaunch(command=command, port=DOCKER_PORT if docker else port, health=None,
                            model_name=name)
     if variant == "vllm":
-        listen = 8000 if docker else port
+        listen = DOCKER_PORT if docker else port
         argv = ["vllm", "serve", MODEL_MOUNT, "--host", "0.0.0.0", "--port", str(listen)]
         if name:
             argv += ["--served-model-name", name]
@@ -300,10 +307,11 @@ def plan_route(
             raise InvalidRequest("runtime variant 'nim' needs a Docker image (NVIDIA's NIM image)")
         if not env.get("NGC_API_KEY"):
             raise InvalidRequest("runtime variant 'nim' needs -e NGC_API_KEY=<your NGC key>")
-        return RouteLaunch(command=image_command, port=8000,
+        # The key reaches the container as env (never argv); the model folder is NIM's cache.
+        return RouteLaunch(command=image_command, port=DOCKER_PORT,
                            health=HealthCheck(path="/v1/health/ready"),
-                           env={"HF_HOME": MODEL_MOUNT, "NIM_CACHE_PATH": MODEL_MOUNT},
-                           model_name=name)
+                           env={"HF_HOME": NIM_CACHE, "NIM_CACHE_PATH": NIM_CACHE},
+                           model_name=name, model_path=NIM_CACHE, model_mount=NIM_CACHE)
     if variant == "notebook":
         # Placeholder: jupyter_bai.serving is built by the notebook-deploy issue; until then
         # this only fixes the command line and health path that issue will serve.

@@ -144,6 +144,10 @@ class Runtime(abc.ABC):
     def check(self, image: str, resources: Any) -> None:
         """Refuse at create what can never start (unknown image, too little memory)."""
 
+    def image_command(self, image: str) -> str | None:
+        """The image's own command line (model services' ``cmd``/``nim``); None: it has none."""
+        return None
+
     def sweep(self, live: set[str]) -> list[str]:
         """Remove leftovers (containers) of sessions not in ``live``; what was removed."""
         return []

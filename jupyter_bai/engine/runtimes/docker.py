@@ -49,6 +49,7 @@ import asyncio
 import logging
 import math
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -273,6 +274,15 @@ class DockerRuntime(Runtime):
             return None
         except docker.errors.APIError as exc:
             raise InvalidRequest(f"image '{image}': {_explain(exc)}") from None
+
+    def image_command(self, image: str) -> str | None:
+        """The image's own ENTRYPOINT + CMD as one shell line: what a model service's ``cmd``
+        and ``nim`` routes run (a session's command replaces both, see ``container_kwargs``);
+        None when the image is missing (``check`` says why) or declares none."""
+        img = self._image(self._connect(), image)
+        config = (img.attrs.get("Config") or {}) if img is not None else {}
+        argv = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+        return shlex.join(argv) if argv else None
 
     def check(self, image: str, resources: ResourceSlots) -> None:
         client = self._connect()
