@@ -14,41 +14,57 @@ from engine_proc import EngineProcess
 from webhook_receiver import FakeSlackWebhook
 
 # The seed's example ("FastTrack Guide: Receiving Notifications for Model Training Results"):
-# its training task verbatim; its alarm task posts the same message, to the fake webhook
-# (the only change: the address, as a Slack incoming webhook instead of a bot token).
-SEED_PIPELINE = """\
+# both task scripts verbatim. Only Slack's address differs: the alarm task reaches the fake
+# Slack through HTTPS_PROXY (which slack_sdk reads) and trusts its test CA (SSL_CERT_FILE).
+SEED_TRAINING = """\
+# Pause for 3 seconds to increase the execution time.
+sleep 3
+# Create a `result.txt` file in the pipeline-dedicated folder. Assume this is the accuracy of the trained model.
+echo "0.$RANDOM" > /pipeline/outputs/result.txt
+"""
+SEED_ALARM = """\
+pip install slack-sdk
+python -c '
+import os
+from pathlib import Path
+from slack_sdk import WebClient
+SLACK_BOT_TOKEN = os.environ.get("SLACK_TOKEN")
+JOB_ID = os.environ.get("BACKENDAI_PIPELINE_JOB_ID")
+def main():
+    result = Path("/pipeline/input1/result.txt").read_text()
+    client = WebClient(token=SLACK_BOT_TOKEN)
+    client.chat_postMessage(
+        channel="#notification",
+        text="Pipeline job({}) finished with accuracy {}".format(JOB_ID, result),
+    )
+if __name__ == "__main__":
+    main()
+'
+"""
+
+
+def seed_pipeline(ca_folder: str) -> str:
+    def block(script: str) -> str:
+        return "".join(f"      {line}\n" if line else "\n" for line in script.splitlines())
+
+    return f"""\
 name: slack-pipeline-0
-env: {PROJECT: demo}
-defaults: {image: local, resources: {cpu: 1, mem: 1g}}
-notify: [{on: [success, failure], webhook: "${SLACK_WEBHOOK}"}]
+env: {{PROJECT: demo}}
+defaults: {{image: local, resources: {{cpu: 1, mem: 1g}}}}
+notify: [{{on: [success, failure], webhook: "${{SLACK_WEBHOOK}}"}}]
 tasks:
   - name: model-training-task
     command: |
-      # Pause for 3 seconds to increase the execution time.
-      sleep 3
-      # Create a `result.txt` file in the pipeline-dedicated folder.
-      echo "0.$RANDOM" > /pipeline/outputs/result.txt
-    resources: {cpu: 1, mem: 2g, cuda.shares: 0.5}
+{block(SEED_TRAINING)}    resources: {{cpu: 1, mem: 2g, cuda.shares: 0.5}}
   - name: slack-alarm-task
     depends_on: [model-training-task]
-    env: {SLACK_TOKEN: "xoxb-fake", SLACK_WEBHOOK: "${SLACK_WEBHOOK}"}
+    env:
+      SLACK_TOKEN: xoxb-fake-token
+      HTTPS_PROXY: "${{SLACK_PROXY}}"
+      SSL_CERT_FILE: /home/work/slack-ca/ca.pem
+    mounts: ["{ca_folder}:/home/work/slack-ca:ro"]
     command: |
-      python -c '
-      import json, os, urllib.request
-      from pathlib import Path
-      SLACK_BOT_TOKEN = os.environ.get("SLACK_TOKEN")
-      JOB_ID = os.environ.get("BACKENDAI_PIPELINE_JOB_ID")
-      def main():
-          result = Path("/pipeline/input1/result.txt").read_text()
-          text = "Pipeline job({}) finished with accuracy {}".format(JOB_ID, result)
-          req = urllib.request.Request(os.environ["SLACK_WEBHOOK"], method="POST",
-              data=json.dumps({"channel": "#notification", "text": text}).encode(),
-              headers={"Content-Type": "application/json"})
-          urllib.request.urlopen(req).read()
-      if __name__ == "__main__":
-          main()
-      '
-"""
+{block(SEED_ALARM)}"""
 
 
 @pytest.fixture()
@@ -84,25 +100,37 @@ def small(**task: Any) -> dict[str, Any]:
 def test_seed_slack_example_runs_and_notifies(client: Any, webhook: FakeSlackWebhook,
                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
+    ca_folder = f"slack-ca-{tmp_path.name[-24:]}".replace("_", "-")
+    client.create_vfolder(ca_folder)
+    (tmp_path / "ca.pem").write_bytes(webhook.ca_pem)
+    client.upload(ca_folder, [tmp_path / "ca.pem"])
     monkeypatch.setenv("SLACK_WEBHOOK", webhook.url)
-    job = client.run_pipeline(write(tmp_path, SEED_PIPELINE), wait=True, timeout=120)
+    monkeypatch.setenv("SLACK_PROXY", webhook.proxy_url)
+    text = seed_pipeline(ca_folder)
+    assert SEED_ALARM in yaml.safe_load(text)["tasks"][1]["command"]
+    job = client.run_pipeline(write(tmp_path, text), wait=True, timeout=180)
     tasks = tasks_of(job)
-    assert job["status"] == "SUCCEEDED", job
+    alarm_logs = client.pipeline_task_logs(job["id"], "slack-alarm-task")
+    assert job["status"] == "SUCCEEDED", (job, alarm_logs)
     assert [tasks[n]["status"] for n in ("model-training-task", "slack-alarm-task")] == \
         ["SUCCEEDED", "SUCCEEDED"]
     assert all(t["attempts"] == 1 and t["exit_code"] == 0 for t in tasks.values())
+    assert "Requirement already satisfied: slack-sdk" in alarm_logs  # its pip line ran
     accuracy = read(client, job["folder"], "tasks/model-training-task/outputs/"
                                                           "result.txt").decode()
     assert re.fullmatch(r"0\.\d+\n", accuracy)
-    posts = webhook.wait_for(2)
-    by_task = [p for p in posts if "channel" in p]
-    by_engine = [p for p in posts if "channel" not in p]
-    assert by_task == [{"channel": "#notification",
-                        "text": f"Pipeline job({job['id']}) finished with accuracy {accuracy}"}]
-    assert len(by_engine) == 1
-    text = by_engine[0]["text"]
+    # The task's WebClient reached "slack.com" (over TLS, through the proxy) with its token.
+    assert webhook.messages == [{
+        "channel": "#notification", "token": "xoxb-fake-token", "host": "slack.com",
+        "text": f"Pipeline job({job['id']}) finished with accuracy {accuracy}"}]
+    [post] = webhook.wait_for(1)  # and the engine's own notification, at the webhook
+    text = post["text"]
     assert job["id"] in text and "SUCCEEDED" in text
     assert "model-training-task: SUCCEEDED" in text and "slack-alarm-task: SUCCEEDED" in text
+    [header] = webhook.headers
+    [note] = client.get_pipeline_job(job["id"])["notifications"]
+    assert header["Idempotency-Key"] == note["dedupe_key"] and note["status"] == "DELIVERED"
+    assert note["webhook"] == webhook.url.split("/services")[0]  # the secret path is not shown
 
 
 def test_failure_skips_dependents_while_other_branches_finish(client: Any, tmp_path: Path
