@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine_proc import EngineProcess
-from webhook_receiver import FakeSlackWebhook
+from webhook_receiver import FakeSlackWebhook, free_port
 
 # The seed's example ("FastTrack Guide: Receiving Notifications for Model Training Results"):
 # both task scripts verbatim. Only Slack's address differs: the alarm task reaches the fake
@@ -254,9 +254,70 @@ def test_undelivered_notification_is_retried_and_never_fails_the_job(
         assert job["status"] == "FAILED"
         posts = hook.wait_for(1)
         assert hook.attempts == 3 and len(posts) == 1
+        [note, nobody] = client.get_pipeline_job(job["id"])["notifications"]
+        assert hook.keys == [note["dedupe_key"]] * 3  # receivers can drop duplicates
+        assert (note["status"], note["attempts"]) == ("DELIVERED", 3)
+        assert nobody["status"] == "PENDING" and nobody["last_error"]
         assert f"({job['id']}) FAILED" in posts[0]["text"]
         assert "a: FAILED (attempts 1, exit code 1" in posts[0]["text"]
         assert client.get_pipeline_job(job["id"])["status"] == "FAILED"
+    finally:
+        hook.close()
+
+
+def wait_notification(client: Any, job_id: str, attempts: int) -> dict[str, Any]:
+    """The job's one notification, once it has been tried ``attempts`` times."""
+    deadline = time.monotonic() + 60
+    while True:
+        [note] = client.get_pipeline_job(job_id)["notifications"]
+        if note["attempts"] >= attempts or note["status"] != "PENDING":
+            return note
+        assert time.monotonic() < deadline, note
+        time.sleep(0.2)
+
+
+def test_notification_waits_for_a_receiver_that_is_down(client: Any, tmp_path: Path) -> None:
+    port = free_port()
+    spec = {"notify": [{"webhook": f"http://127.0.0.1:{port}/hook"}],
+            "tasks": [small(name="a", command="true")]}
+    job = client.run_pipeline(write(tmp_path, spec), wait=True, timeout=60)
+    note = wait_notification(client, job["id"], attempts=2)
+    assert note["status"] == "PENDING" and "Connect" in note["last_error"]
+    hook = FakeSlackWebhook(port=port)  # the receiver comes up
+    try:
+        [post] = hook.wait_for(1)
+        assert f"({job['id']}) SUCCEEDED" in post["text"]
+        note = wait_notification(client, job["id"], attempts=99)
+        assert note["status"] == "DELIVERED" and note["attempts"] >= 3
+        assert hook.keys == [note["dedupe_key"]]
+    finally:
+        hook.close()
+
+
+def test_notification_pending_when_the_engine_is_killed_is_sent_after_restart(
+        fresh_engine: EngineProcess, tmp_path: Path) -> None:
+    from engine_proc import free_port as engine_port
+    from jupyter_bai.client import Client
+
+    port = free_port()
+    client = Client(fresh_engine.url, fresh_engine.token)
+    spec = {"notify": [{"on": ["failure"], "webhook": f"http://127.0.0.1:{port}/hook"}],
+            "tasks": [small(name="a", command="exit 4")]}
+    job = client.run_pipeline(write(tmp_path, spec), wait=True, timeout=60)
+    assert wait_notification(client, job["id"], attempts=1)["status"] == "PENDING"
+    client.close()
+    fresh_engine.kill9()  # the job has ended; its notification is not delivered yet
+    hook = FakeSlackWebhook(port=port)
+    try:
+        fresh_engine.port = engine_port()
+        fresh_engine.start()
+        client = Client(fresh_engine.url, fresh_engine.token)
+        [post] = hook.wait_for(1)
+        assert f"({job['id']}) FAILED" in post["text"] and "a: FAILED" in post["text"]
+        note = wait_notification(client, job["id"], attempts=99)
+        assert note["status"] == "DELIVERED" and hook.keys == [note["dedupe_key"]]
+        assert client.get_pipeline_job(job["id"])["status"] == "FAILED"
+        client.close()
     finally:
         hook.close()
 

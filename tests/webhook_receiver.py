@@ -34,6 +34,7 @@ class FakeSlackWebhook:
         self.posts: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.messages: list[dict[str, Any]] = []  # chat.postMessage calls, with their token
+        self.keys: list[str | None] = []  # each attempt's Idempotency-Key, failed ones too
         self.attempts = 0
         self.fail_first = fail_first
         self._ca = trustme.CA()
@@ -74,6 +75,7 @@ class FakeSlackWebhook:
                     self._post_message(body)
                     return
                 outer.attempts += 1
+                outer.keys.append(self.headers.get("Idempotency-Key"))
                 if outer.attempts <= outer.fail_first:
                     self._answer(500, b"down")
                     return
