@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from engine_proc import EngineProcess
-from webhook_receiver import FakeSlackWebhook, free_port
+from jupyter_bai.fakes.slack import FakeSlackWebhook, free_port
 
 # The seed's example ("FastTrack Guide: Receiving Notifications for Model Training Results"):
 # both task scripts verbatim. Only Slack's address differs: the alarm task reaches the fake

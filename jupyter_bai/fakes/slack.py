@@ -21,8 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-import trustme
-
 SLACK_HOST = "slack.com"
 
 
@@ -37,6 +35,8 @@ class FakeSlackWebhook:
         self.keys: list[str | None] = []  # each attempt's Idempotency-Key, failed ones too
         self.attempts = 0
         self.fail_first = fail_first
+        import trustme  # a test and demo dependency; the package does not need it
+
         self._ca = trustme.CA()
         self.ca_pem = self._ca.cert_pem.bytes()
         self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
