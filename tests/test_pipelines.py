@@ -193,6 +193,27 @@ def test_retries_back_off_then_rerun_reuses_successful_outputs(client: Any, tmp_
     assert tasks["flaky"]["attempts"] == 1
 
 
+def test_independent_tasks_queue_when_the_node_cannot_hold_both(client: Any, tmp_path: Path
+                                                                ) -> None:
+    cpu = str(client.resources()["capacity"]["cpu"])  # each task takes the whole node
+    spec = {"name": "queued", "tasks": [
+        {"name": n, "resources": {"cpu": cpu, "mem": "128m"},
+         "command": "date +%s.%N > /pipeline/outputs/t0; sleep 2; date +%s.%N > /pipeline/outputs/t1"}
+        for n in ("a", "b")]}
+    job = client.run_pipeline(write(tmp_path, spec))
+    deadline = time.monotonic() + 60
+    infos: set[str] = set()
+    while (job := client.get_pipeline_job(job["id"]))["status"] == "RUNNING":
+        infos |= {t["status_info"] or "" for t in job["tasks"]}
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "SUCCEEDED", job
+    assert any(i.endswith("queued: waiting for resources") for i in infos), infos
+    spans = sorted(tuple(float(read(client, job["folder"], f"tasks/{n}/outputs/{f}"))
+                         for f in ("t0", "t1")) for n in ("a", "b"))
+    assert spans[0][1] <= spans[1][0]  # one after the other, never both at once
+
+
 def test_timeout_fails_the_task(client: Any, tmp_path: Path) -> None:
     spec = {"tasks": [small(name="slow", command="sleep 60", timeout=1)]}
     job = client.run_pipeline(write(tmp_path, spec), wait=True, timeout=120)

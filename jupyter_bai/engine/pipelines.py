@@ -196,8 +196,14 @@ class PipelineManager:
         duration = None
         if started is not None:
             duration = round((finished or time.time()) - started, 3)
+        info = row["status_info"]
+        if row["status"] == T.RUNNING.value and row["session_id"]:
+            session = self.store.one("SELECT status FROM sessions WHERE id = ?",
+                                     (row["session_id"],))
+            if session is not None and session["status"] == SessionStatus.PENDING.value:
+                info = f"{info}; queued: waiting for resources"
         return {
-            "name": row["name"], "status": row["status"], "status_info": row["status_info"],
+            "name": row["name"], "status": row["status"], "status_info": info,
             "attempts": row["attempts"], "exit_code": row["exit_code"],
             "session_id": row["session_id"], "cached": bool(row["cached"]),
             "depends_on": spec.task(row["name"]).depends_on,
@@ -362,15 +368,17 @@ class PipelineManager:
                 cancelling: bool) -> None:
         """A RUNNING task: finish it when its session has ended; enforce its timeout."""
         name, sid = row["name"], row["session_id"]
-        session = self.store.one("SELECT status, result, exit_code, status_info FROM sessions "
-                                 "WHERE id = ?", (sid,)) if sid else None
+        session = self.store.one("SELECT status, result, exit_code, status_info, started_at "
+                                 "FROM sessions WHERE id = ?", (sid,)) if sid else None
         if session is None:  # the engine died between marking it and making its session
             self._start_attempt(self._job_row(job_id), spec, name, row["attempts"] - 1)
             return
         status = SessionStatus(session["status"])
         if not status.is_terminal:
+            # The clock runs from the session's start: time queued for resources is not counted.
             timeout = spec.task(name).timeout or spec.defaults.timeout
-            if (timeout and row["attempt_started_at"] and now - row["attempt_started_at"] > timeout
+            since = session["started_at"]
+            if (timeout and since and now - max(since, row["attempt_started_at"] or 0) > timeout
                     and sid not in self._stopping):
                 self.store.execute("UPDATE pipeline_tasks SET timed_out = 1 WHERE job_id = ? "
                                    "AND name = ?", (job_id, name))
