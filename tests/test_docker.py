@@ -672,3 +672,26 @@ def test_pipeline_task_on_a_docker_image_reads_and_writes_the_pipeline_folder(
             assert Path(seen).read_text() == Path(made).read_text() + "use\n"
     finally:
         client.close()
+
+
+def test_notebook_task_on_an_image_without_nbclient_says_what_it_needs(
+        deng: EngineProcess, images: dict[str, str], tmp_path: Path) -> None:
+    import nbformat
+    import yaml
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from jupyter_bai.client import Client
+
+    nbformat.write(new_notebook(cells=[new_code_cell("print(1)")]), tmp_path / "r.ipynb")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"tasks": [
+        {"name": "nb", "notebook": "r.ipynb", "image": images["image"],
+         "resources": {"cpu": "0.25", "mem": "128m"}}]}))
+    client = Client(deng.url, deng.token)
+    try:
+        job = client.run_pipeline(tmp_path / "p.yaml", wait=True, timeout=120)
+        [task] = job["tasks"]
+        assert (job["status"], task["exit_code"]) == ("FAILED", 2)
+        logs = client.pipeline_task_logs(job["id"], "nb")
+        assert "notebook tasks need nbclient and ipykernel in the image" in logs, logs
+    finally:
+        client.close()

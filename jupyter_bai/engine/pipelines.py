@@ -427,7 +427,7 @@ class PipelineManager:
             # The runner's source goes in the command: the session's Python has nbclient but
             # may not see this package (an editable install lives outside the sandbox).
             command = " ".join([
-                "exec python -c", shlex.quote(NOTEBOOK_RUNNER),
+                "exec python3 -c", shlex.quote(NOTEBOOK_RUNNER),
                 shlex.quote(f"{PIPELINE_ROOT}/outputs/{notebook_file(task.notebook)}"),
                 shlex.quote(json.dumps(task.parameters)),
             ])
