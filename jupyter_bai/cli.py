@@ -560,10 +560,11 @@ def _job_exit(job: Any) -> int:
 @json_option
 @pass_bai
 def pipeline_validate(bai: BaiContext, file: str) -> None:
-    """Check a pipeline file (YAML, ${VAR}s from this environment); exit 1 with the reason."""
-    from jupyter_bai.spec.pipeline import load_pipeline_file
+    """Check a pipeline file (YAML or Python, ${VAR}s from this environment); exit 1 with
+    the reason."""
+    from jupyter_bai.pipelines import load_file
 
-    spec = load_pipeline_file(file, os.environ)
+    spec = load_file(file, os.environ)
     order = spec.order()
     bai.emit({"valid": True, "name": spec.name, "order": order}, lambda d: render.message(
         f"{file}: pipeline {spec.name}, {len(order)} tasks, valid (order: {', '.join(order)})", d))
