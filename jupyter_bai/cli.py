@@ -560,10 +560,11 @@ def _job_exit(job: Any) -> int:
 @json_option
 @pass_bai
 def pipeline_validate(bai: BaiContext, file: str) -> None:
-    """Check a pipeline file (YAML, ${VAR}s from this environment); exit 1 with the reason."""
-    from jupyter_bai.spec.pipeline import load_pipeline_file
+    """Check a pipeline file (YAML or Python, ${VAR}s from this environment); exit 1 with
+    the reason."""
+    from jupyter_bai.pipelines import load_file
 
-    spec = load_pipeline_file(file, os.environ)
+    spec = load_file(file, os.environ)
     order = spec.order()
     bai.emit({"valid": True, "name": spec.name, "order": order}, lambda d: render.message(
         f"{file}: pipeline {spec.name}, {len(order)} tasks, valid (order: {', '.join(order)})", d))
@@ -589,9 +590,8 @@ def pipeline_run(bai: BaiContext, file: str, wait: bool, timeout: float | None) 
                 shown[t["name"]] = state
                 click.echo(f"{t['name']}: {t['status']} (attempt {t['attempts']})", err=True)
 
-    if bai.notebook and not bai.json and not wait:
-        job = bai.client.run_pipeline(file)
-        _watch_widget(bai, job["id"])
+    if bai.notebook and not bai.json:
+        _watch_widget(bai, bai.client.run_pipeline(file)["id"], wait, timeout)
         return
     job = bai.client.run_pipeline(file, wait=wait, timeout=timeout, progress=progress)
     if wait:
@@ -599,8 +599,10 @@ def pipeline_run(bai: BaiContext, file: str, wait: bool, timeout: float | None) 
     bai.emit(job, render.pipeline_job_detail)
 
 
-def _watch_widget(bai: BaiContext, job_id: str) -> None:
-    """In a notebook: the live view (DAG + task rows), updating after the cell returns."""
+def _watch_widget(bai: BaiContext, job_id: str, wait: bool = False,
+                  timeout: float | None = None) -> None:
+    """In a notebook: the live view (DAG + task rows), updating after the cell returns; with
+    ``wait`` the cell returns when the job ends (exit status as in a terminal)."""
     from IPython.display import display
 
     from jupyter_bai.client import Client
@@ -610,6 +612,9 @@ def _watch_widget(bai: BaiContext, job_id: str) -> None:
     watch = PipelineWatch(factory, job_id).start()
     bai.result = watch
     display(watch.widget)
+    if wait:
+        job = bai.client.wait_pipeline_job(job_id, timeout=timeout)
+        bai.exit_code = _job_exit(job)
 
 
 @pipeline.command("watch")
@@ -688,6 +693,9 @@ def pipeline_cancel(bai: BaiContext, job: str) -> None:
 def pipeline_rerun(bai: BaiContext, job: str, wait: bool) -> None:
     """Run a failed or cancelled job again from its failed tasks, reusing successful outputs."""
     info = bai.client.rerun_pipeline_job(job)
+    if bai.notebook and not bai.json:
+        _watch_widget(bai, job, wait)
+        return
     if wait:
         info = bai.client.wait_pipeline_job(job)
         bai.exit_code = _job_exit(info)

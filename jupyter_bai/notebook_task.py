@@ -25,9 +25,14 @@ def inject(nb: Any, parameters: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+    except ImportError as exc:  # an image without them: say what the task needs
+        print(f"notebook task: this image's {sys.executable} cannot import {exc.name}; "
+              "notebook tasks need nbclient and ipykernel in the image", file=sys.stderr)
+        return 2
 
     path, parameters = argv[0], json.loads(argv[1]) if len(argv) > 1 else {}
     nb = nbformat.read(path, as_version=4)

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -563,9 +564,10 @@ def test_real_gpus_become_device_requests_and_mps_gets_host_ipc(tmp_path: Path) 
     assert kw["environment"]["CUDA_VISIBLE_DEVICES"] == "0,1"  # numbered from 0 inside
     assert kw["environment"]["PATH"] == "/opt/conda/bin:/usr/bin"
     assert kw["ipc_mode"] == "host"
-    assert kw["volumes"]["/tmp/mps"] == {"bind": "/tmp/mps", "mode": "rw"}
-    assert kw["volumes"][str(tmp_path / "m")] == {"bind": "/models", "mode": "ro"}
-    assert kw["volumes"]["/usr"] == {"bind": "/usr", "mode": "ro"}
+    binds = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in kw["mounts"]}
+    assert binds["/tmp/mps"] == ("/tmp/mps", False)
+    assert binds["/models"] == (str(tmp_path / "m"), True)
+    assert binds["/usr"] == ("/usr", True)
     assert kw["nano_cpus"] == 2_000_000_000 and kw["mem_limit"] == 1 << 30
     assert kw["ports"] == {"8888/tcp": ("127.0.0.1", None), "6006/tcp": ("127.0.0.1", None)}
     assert kw["user"] == "1234:99" and kw["init"] is True and kw["working_dir"] == "/home/work"
@@ -636,3 +638,60 @@ def test_memory_limit_is_enforced_and_named(api: Api, dclient: Any, images: dict
     logs = api.get("/sessions/doom/logs").json()["logs"]
     assert "before" in logs and str(300 * 1024 * 1024) not in logs
     assert container_of(dclient, s["id"]) is None
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+def test_pipeline_task_on_a_docker_image_reads_and_writes_the_pipeline_folder(
+        deng: EngineProcess, dclient: Any, images: dict[str, str], tmp_path: Path) -> None:
+    """FastTrack's tasks name their image: one task in the sandbox, its dependent in a
+    container, outputs passed between them through the job's pipeline folder."""
+    import yaml
+
+    from jupyter_bai.client import Client
+
+    small = {"cpu": "0.25", "mem": "128m"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "mixed", "tasks": [
+        {"name": "make", "image": "local", "resources": small,
+         "command": "echo 0.$RANDOM > /pipeline/outputs/result.txt"},
+        {"name": "use", "image": images["image"], "resources": small, "depends_on": ["make"],
+         "command": "set -e; cat /pipeline/input1/result.txt > /pipeline/outputs/seen; "
+                    "echo $BACKENDAI_PIPELINE_TASK_ID >> /pipeline/outputs/seen; "
+                    "if touch /pipeline/inputs/make/x 2>/dev/null; then exit 9; fi"},
+    ]}))
+    client = Client(deng.url, deng.token)
+    try:
+        job = client.run_pipeline(tmp_path / "p.yaml", wait=True, timeout=180)
+        use = {t["name"]: t for t in job["tasks"]}["use"]
+        assert job["status"] == "SUCCEEDED", (job, client.pipeline_task_logs(job["id"], "use"))
+        assert client.get_session(use["session_id"])["runtime"] == "docker"
+        with tempfile.TemporaryDirectory() as dest:
+            [made] = client.download(job["folder"], "tasks/make/outputs/result.txt", dest)
+            [seen] = client.download(job["folder"], "tasks/use/outputs/seen", dest)
+            assert Path(seen).read_text() == Path(made).read_text() + "use\n"
+    finally:
+        client.close()
+
+
+def test_notebook_task_on_an_image_without_nbclient_says_what_it_needs(
+        deng: EngineProcess, images: dict[str, str], tmp_path: Path) -> None:
+    import nbformat
+    import yaml
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from jupyter_bai.client import Client
+
+    nbformat.write(new_notebook(cells=[new_code_cell("print(1)")]), tmp_path / "r.ipynb")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"tasks": [
+        {"name": "nb", "notebook": "r.ipynb", "image": images["image"],
+         "resources": {"cpu": "0.25", "mem": "128m"}}]}))
+    client = Client(deng.url, deng.token)
+    try:
+        job = client.run_pipeline(tmp_path / "p.yaml", wait=True, timeout=120)
+        [task] = job["tasks"]
+        assert (job["status"], task["exit_code"]) == ("FAILED", 2)
+        logs = client.pipeline_task_logs(job["id"], "nb")
+        assert "notebook tasks need nbclient and ipykernel in the image" in logs, logs
+    finally:
+        client.close()

@@ -57,8 +57,8 @@ def test_pipelines_notebook_runs_the_seed_example(engine_env: dict[str, str], tm
     assert "SUCCEEDED [('model-training-task', 'SUCCEEDED', 1), ('slack-alarm-task', " \
            "'SUCCEEDED', 1)]" in status
     assert "result.txt" in next(cell_text(c) for c in cells if "vfolder files" in c.source)
-    messages = next(cell_text(c) for c in cells if "for message in received" in c.source)
-    assert "finished with accuracy 0." in messages
+    messages = next(cell_text(c) for c in cells if "for message in slack.messages" in c.source)
+    assert "#notification Pipeline job(" in messages and ") finished with accuracy 0." in messages
     assert "slack-alarm-task: SUCCEEDED" in messages
 
 

@@ -30,6 +30,11 @@ def test_validate_exits_1_with_the_reason(tmp_path: Path) -> None:
     good.write_text("tasks: [{name: a, command: x}, {name: b, command: x, depends_on: [a]}]\n")
     out = bai({}, "pipeline", "validate", "--json", str(good))
     assert out.returncode == 0 and json.loads(out.stdout)["order"] == ["a", "b"]
+    code = tmp_path / "p.py"  # a Python definition is a pipeline file too
+    code.write_text("from jupyter_bai.pipelines import Pipeline\np = Pipeline('py')\n"
+                    "a = p.task('a', command='x')\np.task('b', command='x', depends_on=[a])\n")
+    out = bai({}, "pipeline", "validate", "--json", str(code))
+    assert out.returncode == 0 and json.loads(out.stdout)["order"] == ["a", "b"], out.stderr
 
 
 def test_run_wait_json_and_the_other_verbs(engine: EngineProcess, engine_env: dict[str, str],

@@ -123,3 +123,48 @@ def test_python_definition_is_validated_like_a_file() -> None:
     p.task("a", command="x", depends_on=["b"])
     with pytest.raises(InvalidRequest, match="depends on unknown task 'b'"):
         p.spec()
+
+
+PY_SEED = '''\
+import json
+from jupyter_bai.pipelines import Pipeline, task
+
+with Pipeline("slack-pipeline-0", env={"PROJECT": "demo"},
+              notify=[{"on": ["success", "failure"], "webhook": "${SLACK_WEBHOOK}"}],
+              defaults={"image": "local", "resources": {"cpu": 1, "mem": "1g"}}) as pipeline:
+    train = task("model-training-task",
+                 command='sleep 3\\necho "0.$RANDOM" > /pipeline/outputs/result.txt\\n',
+                 resources={"cpu": 1, "mem": "2g", "cuda.shares": 0.5})
+    task("slack-alarm-task", depends_on=[train], env={"SLACK_TOKEN": "xoxb-${TOKEN_PART}"},
+         command="python notify.py ${NOT_EXPANDED_HERE}")
+
+if __name__ == "__main__":
+    raise SystemExit("not run when the file is loaded as a pipeline")
+'''
+
+
+def test_a_python_pipeline_file_gives_the_same_spec_as_the_yaml(tmp_path: Path) -> None:
+    from jupyter_bai.pipelines import load_file
+
+    (tmp_path / "pipeline.py").write_text(PY_SEED)
+    (tmp_path / "pipeline.yaml").write_text(SEED)
+    assert load_file(tmp_path / "pipeline.py", ENV) == load_file(tmp_path / "pipeline.yaml", ENV)
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("x = (", "pipeline.py:1: Python syntax error"),
+    ("raise ValueError('no data')", "pipeline.py: ValueError: no data"),
+    ("x = 1", "pipeline.py: defines no Pipelines"),
+    ("from jupyter_bai.pipelines import Pipeline\na, b = Pipeline('a'), Pipeline('b')",
+     "defines 2 Pipelines; name the one to run `pipeline`"),
+    ("from jupyter_bai.pipelines import Pipeline\npipeline = Pipeline('a')\n"
+     "pipeline.task('t', command='x', depends_on=['nope'])", "depends on unknown task 'nope'"),
+])
+def test_a_bad_python_pipeline_file_is_one_line(tmp_path: Path, source: str, expected: str
+                                                ) -> None:
+    from jupyter_bai.pipelines import load_file
+
+    (tmp_path / "pipeline.py").write_text(source)
+    with pytest.raises(InvalidRequest) as err:
+        load_file(tmp_path / "pipeline.py", ENV)
+    assert expected in err.value.message and "\n" not in err.value.message

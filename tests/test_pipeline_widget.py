@@ -49,6 +49,14 @@ def test_magic_run_shows_a_view_that_follows_the_job_to_its_end(
     assert watch.job["status"] == "FAILED"
     table = watch.table.value
     assert "SUCCEEDED" in table and "FAILED" in table and f"pipeline logs {watch.job_id} two" in table
+    [href] = re.findall(r'href="([^"]+/tasks/two/logs)"', table)
+    assert href == f"/bai/api/v1/pipelines/jobs/{watch.job_id}/tasks/two/logs"
+    logs = Client(engine.url, engine.token).pipeline_task_logs(watch.job_id, "one")
+    import httpx  # the link serves the task's logs (the token stands in for a login)
+
+    served = httpx.get(engine.url.rstrip("/") + href.replace("two", "one"),
+                       headers={"Authorization": f"token {engine.token}"}).json()
+    assert served == {"logs": logs}
     assert 'data-from="one" data-to="two"' in watch.dag.value
     assert watch.updates >= 3  # it changed while running, not only at the end
     # Re-attached later: the ended job is shown at once.

@@ -11,44 +11,60 @@ import pytest
 import yaml
 
 from engine_proc import EngineProcess
-from webhook_receiver import FakeSlackWebhook
+from jupyter_bai.fakes.slack import FakeSlackWebhook, free_port
 
 # The seed's example ("FastTrack Guide: Receiving Notifications for Model Training Results"):
-# its training task verbatim; its alarm task posts the same message, to the fake webhook
-# (the only change: the address, as a Slack incoming webhook instead of a bot token).
-SEED_PIPELINE = """\
+# both task scripts verbatim. Only Slack's address differs: the alarm task reaches the fake
+# Slack through HTTPS_PROXY (which slack_sdk reads) and trusts its test CA (SSL_CERT_FILE).
+SEED_TRAINING = """\
+# Pause for 3 seconds to increase the execution time.
+sleep 3
+# Create a `result.txt` file in the pipeline-dedicated folder. Assume this is the accuracy of the trained model.
+echo "0.$RANDOM" > /pipeline/outputs/result.txt
+"""
+SEED_ALARM = """\
+pip install slack-sdk
+python -c '
+import os
+from pathlib import Path
+from slack_sdk import WebClient
+SLACK_BOT_TOKEN = os.environ.get("SLACK_TOKEN")
+JOB_ID = os.environ.get("BACKENDAI_PIPELINE_JOB_ID")
+def main():
+    result = Path("/pipeline/input1/result.txt").read_text()
+    client = WebClient(token=SLACK_BOT_TOKEN)
+    client.chat_postMessage(
+        channel="#notification",
+        text="Pipeline job({}) finished with accuracy {}".format(JOB_ID, result),
+    )
+if __name__ == "__main__":
+    main()
+'
+"""
+
+
+def seed_pipeline(ca_folder: str) -> str:
+    def block(script: str) -> str:
+        return "".join(f"      {line}\n" if line else "\n" for line in script.splitlines())
+
+    return f"""\
 name: slack-pipeline-0
-env: {PROJECT: demo}
-defaults: {image: local, resources: {cpu: 1, mem: 1g}}
-notify: [{on: [success, failure], webhook: "${SLACK_WEBHOOK}"}]
+env: {{PROJECT: demo}}
+defaults: {{image: local, resources: {{cpu: 1, mem: 1g}}}}
+notify: [{{on: [success, failure], webhook: "${{SLACK_WEBHOOK}}"}}]
 tasks:
   - name: model-training-task
     command: |
-      # Pause for 3 seconds to increase the execution time.
-      sleep 3
-      # Create a `result.txt` file in the pipeline-dedicated folder.
-      echo "0.$RANDOM" > /pipeline/outputs/result.txt
-    resources: {cpu: 1, mem: 2g, cuda.shares: 0.5}
+{block(SEED_TRAINING)}    resources: {{cpu: 1, mem: 2g, cuda.shares: 0.5}}
   - name: slack-alarm-task
     depends_on: [model-training-task]
-    env: {SLACK_TOKEN: "xoxb-fake", SLACK_WEBHOOK: "${SLACK_WEBHOOK}"}
+    env:
+      SLACK_TOKEN: xoxb-fake-token
+      HTTPS_PROXY: "${{SLACK_PROXY}}"
+      SSL_CERT_FILE: /home/work/slack-ca/ca.pem
+    mounts: ["{ca_folder}:/home/work/slack-ca:ro"]
     command: |
-      python -c '
-      import json, os, urllib.request
-      from pathlib import Path
-      SLACK_BOT_TOKEN = os.environ.get("SLACK_TOKEN")
-      JOB_ID = os.environ.get("BACKENDAI_PIPELINE_JOB_ID")
-      def main():
-          result = Path("/pipeline/input1/result.txt").read_text()
-          text = "Pipeline job({}) finished with accuracy {}".format(JOB_ID, result)
-          req = urllib.request.Request(os.environ["SLACK_WEBHOOK"], method="POST",
-              data=json.dumps({"channel": "#notification", "text": text}).encode(),
-              headers={"Content-Type": "application/json"})
-          urllib.request.urlopen(req).read()
-      if __name__ == "__main__":
-          main()
-      '
-"""
+{block(SEED_ALARM)}"""
 
 
 @pytest.fixture()
@@ -84,25 +100,37 @@ def small(**task: Any) -> dict[str, Any]:
 def test_seed_slack_example_runs_and_notifies(client: Any, webhook: FakeSlackWebhook,
                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                              ) -> None:
+    ca_folder = f"slack-ca-{tmp_path.name[-24:]}".replace("_", "-")
+    client.create_vfolder(ca_folder)
+    (tmp_path / "ca.pem").write_bytes(webhook.ca_pem)
+    client.upload(ca_folder, [tmp_path / "ca.pem"])
     monkeypatch.setenv("SLACK_WEBHOOK", webhook.url)
-    job = client.run_pipeline(write(tmp_path, SEED_PIPELINE), wait=True, timeout=120)
+    monkeypatch.setenv("SLACK_PROXY", webhook.proxy_url)
+    text = seed_pipeline(ca_folder)
+    assert SEED_ALARM in yaml.safe_load(text)["tasks"][1]["command"]
+    job = client.run_pipeline(write(tmp_path, text), wait=True, timeout=180)
     tasks = tasks_of(job)
-    assert job["status"] == "SUCCEEDED", job
+    alarm_logs = client.pipeline_task_logs(job["id"], "slack-alarm-task")
+    assert job["status"] == "SUCCEEDED", (job, alarm_logs)
     assert [tasks[n]["status"] for n in ("model-training-task", "slack-alarm-task")] == \
         ["SUCCEEDED", "SUCCEEDED"]
     assert all(t["attempts"] == 1 and t["exit_code"] == 0 for t in tasks.values())
+    assert "Requirement already satisfied: slack-sdk" in alarm_logs  # its pip line ran
     accuracy = read(client, job["folder"], "tasks/model-training-task/outputs/"
                                                           "result.txt").decode()
     assert re.fullmatch(r"0\.\d+\n", accuracy)
-    posts = webhook.wait_for(2)
-    by_task = [p for p in posts if "channel" in p]
-    by_engine = [p for p in posts if "channel" not in p]
-    assert by_task == [{"channel": "#notification",
-                        "text": f"Pipeline job({job['id']}) finished with accuracy {accuracy}"}]
-    assert len(by_engine) == 1
-    text = by_engine[0]["text"]
+    # The task's WebClient reached "slack.com" (over TLS, through the proxy) with its token.
+    assert webhook.messages == [{
+        "channel": "#notification", "token": "xoxb-fake-token", "host": "slack.com",
+        "text": f"Pipeline job({job['id']}) finished with accuracy {accuracy}"}]
+    [post] = webhook.wait_for(1)  # and the engine's own notification, at the webhook
+    text = post["text"]
     assert job["id"] in text and "SUCCEEDED" in text
     assert "model-training-task: SUCCEEDED" in text and "slack-alarm-task: SUCCEEDED" in text
+    [header] = webhook.headers
+    [note] = client.get_pipeline_job(job["id"])["notifications"]
+    assert header["Idempotency-Key"] == note["dedupe_key"] and note["status"] == "DELIVERED"
+    assert note["webhook"] == webhook.url.split("/services")[0]  # the secret path is not shown
 
 
 def test_failure_skips_dependents_while_other_branches_finish(client: Any, tmp_path: Path
@@ -163,6 +191,27 @@ def test_retries_back_off_then_rerun_reuses_successful_outputs(client: Any, tmp_
     assert read(client, job["folder"], "tasks/up/outputs/n") == n_before
     assert read(client, job["folder"], "tasks/flaky/outputs/n") == n_before
     assert tasks["flaky"]["attempts"] == 1
+
+
+def test_independent_tasks_queue_when_the_node_cannot_hold_both(client: Any, tmp_path: Path
+                                                                ) -> None:
+    cpu = str(client.resources()["capacity"]["cpu"])  # each task takes the whole node
+    spec = {"name": "queued", "tasks": [
+        {"name": n, "resources": {"cpu": cpu, "mem": "128m"},
+         "command": "date +%s.%N > /pipeline/outputs/t0; sleep 2; date +%s.%N > /pipeline/outputs/t1"}
+        for n in ("a", "b")]}
+    job = client.run_pipeline(write(tmp_path, spec))
+    deadline = time.monotonic() + 60
+    infos: set[str] = set()
+    while (job := client.get_pipeline_job(job["id"]))["status"] == "RUNNING":
+        infos |= {t["status_info"] or "" for t in job["tasks"]}
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert job["status"] == "SUCCEEDED", job
+    assert any(i.endswith("queued: waiting for resources") for i in infos), infos
+    spans = sorted(tuple(float(read(client, job["folder"], f"tasks/{n}/outputs/{f}"))
+                         for f in ("t0", "t1")) for n in ("a", "b"))
+    assert spans[0][1] <= spans[1][0]  # one after the other, never both at once
 
 
 def test_timeout_fails_the_task(client: Any, tmp_path: Path) -> None:
@@ -226,9 +275,70 @@ def test_undelivered_notification_is_retried_and_never_fails_the_job(
         assert job["status"] == "FAILED"
         posts = hook.wait_for(1)
         assert hook.attempts == 3 and len(posts) == 1
+        [note, nobody] = client.get_pipeline_job(job["id"])["notifications"]
+        assert hook.keys == [note["dedupe_key"]] * 3  # receivers can drop duplicates
+        assert (note["status"], note["attempts"]) == ("DELIVERED", 3)
+        assert nobody["status"] == "PENDING" and nobody["last_error"]
         assert f"({job['id']}) FAILED" in posts[0]["text"]
         assert "a: FAILED (attempts 1, exit code 1" in posts[0]["text"]
         assert client.get_pipeline_job(job["id"])["status"] == "FAILED"
+    finally:
+        hook.close()
+
+
+def wait_notification(client: Any, job_id: str, attempts: int) -> dict[str, Any]:
+    """The job's one notification, once it has been tried ``attempts`` times."""
+    deadline = time.monotonic() + 60
+    while True:
+        [note] = client.get_pipeline_job(job_id)["notifications"]
+        if note["attempts"] >= attempts or note["status"] != "PENDING":
+            return note
+        assert time.monotonic() < deadline, note
+        time.sleep(0.2)
+
+
+def test_notification_waits_for_a_receiver_that_is_down(client: Any, tmp_path: Path) -> None:
+    port = free_port()
+    spec = {"notify": [{"webhook": f"http://127.0.0.1:{port}/hook"}],
+            "tasks": [small(name="a", command="true")]}
+    job = client.run_pipeline(write(tmp_path, spec), wait=True, timeout=60)
+    note = wait_notification(client, job["id"], attempts=2)
+    assert note["status"] == "PENDING" and "Connect" in note["last_error"]
+    hook = FakeSlackWebhook(port=port)  # the receiver comes up
+    try:
+        [post] = hook.wait_for(1)
+        assert f"({job['id']}) SUCCEEDED" in post["text"]
+        note = wait_notification(client, job["id"], attempts=99)
+        assert note["status"] == "DELIVERED" and note["attempts"] >= 3
+        assert hook.keys == [note["dedupe_key"]]
+    finally:
+        hook.close()
+
+
+def test_notification_pending_when_the_engine_is_killed_is_sent_after_restart(
+        fresh_engine: EngineProcess, tmp_path: Path) -> None:
+    from engine_proc import free_port as engine_port
+    from jupyter_bai.client import Client
+
+    port = free_port()
+    client = Client(fresh_engine.url, fresh_engine.token)
+    spec = {"notify": [{"on": ["failure"], "webhook": f"http://127.0.0.1:{port}/hook"}],
+            "tasks": [small(name="a", command="exit 4")]}
+    job = client.run_pipeline(write(tmp_path, spec), wait=True, timeout=60)
+    assert wait_notification(client, job["id"], attempts=1)["status"] == "PENDING"
+    client.close()
+    fresh_engine.kill9()  # the job has ended; its notification is not delivered yet
+    hook = FakeSlackWebhook(port=port)
+    try:
+        fresh_engine.port = engine_port()
+        fresh_engine.start()
+        client = Client(fresh_engine.url, fresh_engine.token)
+        [post] = hook.wait_for(1)
+        assert f"({job['id']}) FAILED" in post["text"] and "a: FAILED" in post["text"]
+        note = wait_notification(client, job["id"], attempts=99)
+        assert note["status"] == "DELIVERED" and hook.keys == [note["dedupe_key"]]
+        assert client.get_pipeline_job(job["id"])["status"] == "FAILED"
+        client.close()
     finally:
         hook.close()
 

@@ -53,7 +53,8 @@ from jupyter_bai.client.wire import (
     _wait_timeout_error,
 )
 from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound
-from jupyter_bai.spec.pipeline import PipelineSpec, load_pipeline_file
+from jupyter_bai.pipelines import load_file
+from jupyter_bai.spec.pipeline import PipelineSpec
 from jupyter_bai.spec.models import (
     PipelineJobInfo,
     ServiceInfo,
@@ -383,7 +384,7 @@ class AsyncClient:
             return spec
         if isinstance(pipeline, Mapping):
             return PipelineSpec.from_json(dict(pipeline))
-        return load_pipeline_file(pipeline, {**os.environ, **(env or {})})
+        return load_file(pipeline, {**os.environ, **(env or {})})
 
     async def run_pipeline(
         self, pipeline: str | os.PathLike[str] | PipelineSpec | Mapping[str, Any],

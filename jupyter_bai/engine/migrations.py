@@ -193,6 +193,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             value TEXT NOT NULL
         )""",
     )),
+    Migration(5, "pipeline notifications: an outbox, delivered at least once", (
+        """CREATE TABLE pipeline_notifications (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL REFERENCES pipeline_jobs(id),
+            url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            last_error TEXT,
+            created_at REAL NOT NULL,
+            delivered_at REAL,
+            gave_up_at REAL
+        )""",
+        "CREATE INDEX pipeline_notifications_due ON pipeline_notifications(delivered_at, "
+        "gave_up_at, next_at)",
+    )),
 )
 
 

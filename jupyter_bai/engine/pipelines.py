@@ -8,6 +8,10 @@ manager re-adopts, or ends as lost, which counts as a failed attempt).
 Files: each job gets a vfolder ``pipeline-<job id>``; task ``T`` writes to its
 ``tasks/T/outputs`` directory, mounted rw at ``/pipeline/outputs``; a dependent sees it
 read-only at ``/pipeline/inputN`` (N in ``depends_on`` order) and ``/pipeline/inputs/T``.
+
+Notifications: the transaction that ends a job also writes one ``pipeline_notifications``
+row per webhook (an outbox); rows are posted until a receiver answers 2xx, with backoff and
+an ``Idempotency-Key`` header, so each is delivered at least once, across engine restarts.
 """
 from __future__ import annotations
 
@@ -39,9 +43,11 @@ log = logging.getLogger(__name__)
 
 T = TaskStatus
 J = JobStatus
-NOTIFY_ATTEMPTS = 4
 NOTEBOOK_RUNNER = (Path(__file__).resolve().parent.parent / "notebook_task.py").read_text()
-NOTIFY_BACKOFF = 0.5
+NOTIFY_BACKOFF = 0.5  # seconds before a failed delivery's first retry; doubles each time
+NOTIFY_MAX_BACKOFF = 60.0
+NOTIFY_GIVE_UP = 24 * 3600.0  # a receiver down for a day: the delivery is logged and dropped
+DEDUPE_HEADER = "Idempotency-Key"
 TICK = 0.5  # retries and timeouts are due by the clock, not by an event
 
 
@@ -62,9 +68,13 @@ class PipelineManager:
         self._main: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping: set[str] = set()  # session ids being destroyed by this runner
+        self._hashing: set[tuple[str, str]] = set()  # (job, task) cache keys being computed
+        self._delivering: set[int] = set()  # notification rows being posted
+        self._http: httpx.AsyncClient | None = None
 
     # -- engine hooks ------------------------------------------------------
     async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=10)
         self._main = [asyncio.create_task(c) for c in (self._loop(), self._listen(), self._tick())]
         self._wake.set()
 
@@ -72,6 +82,8 @@ class PipelineManager:
         for task in [*self._main, *self._tasks]:
             task.cancel()
         await asyncio.gather(*self._main, *self._tasks, return_exceptions=True)
+        if self._http is not None:
+            await self._http.aclose()
 
     # -- public API --------------------------------------------------------
     def submit(self, spec: PipelineSpec) -> dict[str, Any]:
@@ -155,10 +167,7 @@ class PipelineManager:
                     self._clear_outputs(job["folder"], row["name"])
                     self._task_status(job_id, row["name"], T.WAITING, "rerun", attempts=0,
                                       exit_code=None, session_id=None, timed_out=0, cached=0,
-                                      next_attempt_at=None, finished_at=None)
-            self.store.execute(
-                "UPDATE pipeline_jobs SET finished_at = NULL, notified_at = NULL WHERE id = ?",
-                (job_id,))
+                                      cache_key=None, next_attempt_at=None, finished_at=None)
             self._job_status(job_id, J.RUNNING, "rerun from the failed tasks")
         self._wake.set()
         return self.get(job_id)
@@ -187,8 +196,14 @@ class PipelineManager:
         duration = None
         if started is not None:
             duration = round((finished or time.time()) - started, 3)
+        info = row["status_info"]
+        if row["status"] == T.RUNNING.value and row["session_id"]:
+            session = self.store.one("SELECT status FROM sessions WHERE id = ?",
+                                     (row["session_id"],))
+            if session is not None and session["status"] == SessionStatus.PENDING.value:
+                info = f"{info}; queued: waiting for resources"
         return {
-            "name": row["name"], "status": row["status"], "status_info": row["status_info"],
+            "name": row["name"], "status": row["status"], "status_info": info,
             "attempts": row["attempts"], "exit_code": row["exit_code"],
             "session_id": row["session_id"], "cached": bool(row["cached"]),
             "depends_on": spec.task(row["name"]).depends_on,
@@ -210,7 +225,18 @@ class PipelineManager:
                     "SELECT * FROM pipeline_status_history WHERE job_id = ? ORDER BY at, rowid",
                     (row["id"],))
             ]
+            data["notifications"] = [self._notification_json(n) for n in self.store.query(
+                "SELECT * FROM pipeline_notifications WHERE job_id = ? ORDER BY id", (row["id"],))]
         return data
+
+    @staticmethod
+    def _notification_json(row: Any) -> dict[str, Any]:
+        url = httpx.URL(row["url"])
+        status = ("DELIVERED" if row["delivered_at"] is not None
+                  else "GAVE_UP" if row["gave_up_at"] is not None else "PENDING")
+        return {"webhook": f"{url.scheme}://{url.netloc.decode()}", "status": status,
+                "attempts": row["attempts"], "last_error": row["last_error"],
+                "dedupe_key": row["dedupe_key"], "delivered_at": _iso(row["delivered_at"])}
 
     # -- status changes (each with its history row and event, in one transaction) --------
     def _history(self, job_id: str, task: str | None, status: str, info: str | None,
@@ -274,11 +300,13 @@ class PipelineManager:
                     (J.RUNNING.value, J.CANCELLING.value),
                 ):
                     self._advance(job["id"])
-                for job in self.store.query(
-                    "SELECT id FROM pipeline_jobs WHERE finished_at IS NOT NULL "
-                    "AND notified_at IS NULL"
+                for note in self.store.query(
+                    "SELECT id FROM pipeline_notifications WHERE delivered_at IS NULL "
+                    "AND gave_up_at IS NULL AND next_at <= ?", (time.time(),)
                 ):
-                    self._spawn(self._notify(job["id"]))
+                    if note["id"] not in self._delivering:
+                        self._delivering.add(note["id"])
+                        self._spawn(self._deliver(note["id"]))
             except Exception:  # one bad job must not stop the others
                 log.exception("pipeline runner pass failed")
 
@@ -309,7 +337,14 @@ class PipelineManager:
                     self._task_status(job_id, name, T.SKIPPED, f"dependency '{bad[0]}' did not "
                                       "succeed")
                 elif all(s == T.SUCCEEDED for s in deps):
-                    if not self._from_cache(job, spec, name):
+                    if not task.cache:
+                        self._start_attempt(job, spec, name, row["attempts"])
+                    elif (job_id, name) in self._hashing:
+                        pass  # its cache key is being computed (off the event loop)
+                    elif row["cache_key"] is None:
+                        self._hashing.add((job_id, name))
+                        self._spawn(self._look_up_cache(job, spec, name))
+                    else:  # looked up: a miss
                         self._start_attempt(job, spec, name, row["attempts"])
             elif status == T.RETRYING and (row["next_attempt_at"] or 0) <= now:
                 self._clear_outputs(job["folder"], name)
@@ -324,22 +359,26 @@ class PipelineManager:
             else:
                 failed = [n for n, r in rows.items() if r["status"] == T.FAILED.value]
                 final, info = J.FAILED, f"failed: {', '.join(failed)}"
-            self._job_status(job_id, final, info)
+            with self.store.tx():  # the end and its notifications, or neither
+                self._job_status(job_id, final, info)
+                self._queue_notifications(job_id, spec, final)
             self._wake.set()  # the notifier
 
     def _follow(self, job_id: str, spec: PipelineSpec, row: Any, now: float,
                 cancelling: bool) -> None:
         """A RUNNING task: finish it when its session has ended; enforce its timeout."""
         name, sid = row["name"], row["session_id"]
-        session = self.store.one("SELECT status, result, exit_code, status_info FROM sessions "
-                                 "WHERE id = ?", (sid,)) if sid else None
+        session = self.store.one("SELECT status, result, exit_code, status_info, started_at "
+                                 "FROM sessions WHERE id = ?", (sid,)) if sid else None
         if session is None:  # the engine died between marking it and making its session
             self._start_attempt(self._job_row(job_id), spec, name, row["attempts"] - 1)
             return
         status = SessionStatus(session["status"])
         if not status.is_terminal:
+            # The clock runs from the session's start: time queued for resources is not counted.
             timeout = spec.task(name).timeout or spec.defaults.timeout
-            if (timeout and row["attempt_started_at"] and now - row["attempt_started_at"] > timeout
+            since = session["started_at"]
+            if (timeout and since and now - max(since, row["attempt_started_at"] or 0) > timeout
                     and sid not in self._stopping):
                 self.store.execute("UPDATE pipeline_tasks SET timed_out = 1 WHERE job_id = ? "
                                    "AND name = ?", (job_id, name))
@@ -354,7 +393,7 @@ class PipelineManager:
         if session["result"] == "success":
             with self.store.tx():
                 self._task_status(job_id, name, T.SUCCEEDED, None, exit_code=code)
-                if row["cache_key"]:
+                if row["cache_key"]:  # "" when the look-up failed
                     self.store.execute(
                         "INSERT OR REPLACE INTO pipeline_cache(key, job_id, task, created_at) "
                         "VALUES (?,?,?,?)", (row["cache_key"], job_id, name, time.time()))
@@ -388,7 +427,7 @@ class PipelineManager:
             # The runner's source goes in the command: the session's Python has nbclient but
             # may not see this package (an editable install lives outside the sandbox).
             command = " ".join([
-                "exec python -c", shlex.quote(NOTEBOOK_RUNNER),
+                "exec python3 -c", shlex.quote(NOTEBOOK_RUNNER),
                 shlex.quote(f"{PIPELINE_ROOT}/outputs/{notebook_file(task.notebook)}"),
                 shlex.quote(json.dumps(task.parameters)),
             ])
@@ -436,8 +475,9 @@ class PipelineManager:
                               attempts=attempts + 1)
 
     # -- opt-in cache ------------------------------------------------------
-    def _cache_key(self, job: Any, spec: PipelineSpec, name: str) -> str:
-        """Image, command (or notebook and parameters), env and the hashes of every input."""
+    def _cache_key(self, root: Path, spec: PipelineSpec, name: str) -> str:
+        """Image, command (or notebook and parameters), env and the hashes of every input.
+        Reads every input file: runs in a worker thread, never on the event loop."""
         task = spec.task(name)
         digest = hashlib.sha256(json.dumps({
             "image": task.image or spec.defaults.image, "command": task.command,
@@ -445,45 +485,66 @@ class PipelineManager:
             "env": {**spec.env, **task.env},
             "mounts": [str(m) for m in [*spec.mounts, *task.mounts]],
         }, sort_keys=True, default=str).encode())
-        root = self.vfolders.host_path(job["folder"])
         for dep in task.depends_on:
             digest.update(f"\0input {dep}\0".encode())
             base = root / "tasks" / dep / "outputs"
             for path in sorted(p for p in base.rglob("*") if not p.is_symlink()):
                 digest.update(str(path.relative_to(base)).encode() + b"\0")
                 if path.is_file():
-                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+                    file_digest = hashlib.sha256()
+                    with path.open("rb") as f:
+                        for chunk in iter(lambda: f.read(1 << 20), b""):
+                            file_digest.update(chunk)
+                    digest.update(file_digest.digest())
         return digest.hexdigest()
 
-    def _from_cache(self, job: Any, spec: PipelineSpec, name: str) -> bool:
-        """For a ``cache: true`` task: reuse the outputs of an earlier identical run."""
-        if not spec.task(name).cache:
-            return False
-        key = self._cache_key(job, spec, name)
-        self.store.execute("UPDATE pipeline_tasks SET cache_key = ? WHERE job_id = ? AND name = ?",
-                           (key, job["id"], name))
-        hit = self.store.one(
-            "SELECT c.job_id, c.task, j.folder FROM pipeline_cache c JOIN pipeline_jobs j "
-            "ON j.id = c.job_id WHERE c.key = ?", (key,))
-        if hit is None:
-            return False
+    def _copy_outputs(self, src: Path, dst: Path) -> None:
+        """A cache hit's outputs into this task's (a worker thread: it may be large)."""
+        shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+        if self.vfolders.owner is not None:
+            for path in [dst, *dst.rglob("*")]:
+                os.chown(path, *self.vfolders.owner, follow_symlinks=False)
+
+    async def _look_up_cache(self, job: Any, spec: PipelineSpec, name: str) -> None:
+        """For a ``cache: true`` task whose inputs are ready: compute its key and reuse the
+        outputs of an earlier identical run, or leave the key for the runner to start it."""
+        job_id = job["id"]
+        loop = asyncio.get_running_loop()
         try:
-            src = self.vfolders.host_path(hit["folder"]) / "tasks" / hit["task"] / "outputs"
-            dst = self.vfolders.host_path(job["folder"]) / "tasks" / name / "outputs"
-            if not src.is_dir():
-                return False
-            shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
-            if self.vfolders.owner is not None:
-                for path in [dst, *dst.rglob("*")]:
-                    os.chown(path, *self.vfolders.owner, follow_symlinks=False)
-        except (NotFound, OSError) as exc:
-            log.info("pipeline cache entry %s not usable: %s", key[:12], exc)
-            return False
-        now = time.time()
-        self._task_status(job["id"], name, T.SUCCEEDED,
-                          f"cached: outputs of job {hit['job_id']} task {hit['task']}",
-                          cached=1, exit_code=0, started_at=now)
-        return True
+            root = self.vfolders.host_path(job["folder"])
+            key = await loop.run_in_executor(None, self._cache_key, root, spec, name)
+            if T(self._task_row(job_id, name)["status"]) != T.WAITING:
+                return  # cancelled meanwhile
+            hit = self.store.one(
+                "SELECT c.job_id, c.task, j.folder FROM pipeline_cache c JOIN pipeline_jobs j "
+                "ON j.id = c.job_id WHERE c.key = ?", (key,))
+            if hit is not None:
+                try:
+                    src = self.vfolders.host_path(hit["folder"]) / "tasks" / hit["task"] / "outputs"
+                    if not src.is_dir():
+                        raise NotFound(f"{src} is gone")
+                    await loop.run_in_executor(
+                        None, self._copy_outputs, src, root / "tasks" / name / "outputs")
+                except (NotFound, OSError) as exc:
+                    log.info("pipeline cache entry %s not usable: %s", key[:12], exc)
+                    hit = None
+            with self.store.tx():
+                if T(self._task_row(job_id, name)["status"]) != T.WAITING:
+                    return
+                self.store.execute("UPDATE pipeline_tasks SET cache_key = ? "
+                                   "WHERE job_id = ? AND name = ?", (key, job_id, name))
+                if hit is not None:
+                    self._task_status(
+                        job_id, name, T.SUCCEEDED,
+                        f"cached: outputs of job {hit['job_id']} task {hit['task']}",
+                        cached=1, exit_code=0, started_at=time.time())
+        except Exception as exc:  # unreadable inputs: the task runs, uncached
+            log.warning("pipeline %s task %s: cache look-up failed: %s", job_id, name, exc)
+            self.store.execute("UPDATE pipeline_tasks SET cache_key = ? WHERE job_id = ? "
+                               "AND name = ? AND status = ?", ("", job_id, name, T.WAITING.value))
+        finally:
+            self._hashing.discard((job_id, name))
+            self._wake.set()
 
     def _clear_outputs(self, folder: str, name: str) -> None:
         path = f"tasks/{name}/outputs"
@@ -518,30 +579,51 @@ class PipelineManager:
             lines.append(f"• {t['name']}: {t['status']} ({', '.join(extra)})")
         return "\n".join(lines)
 
-    async def _notify(self, job_id: str) -> None:
-        """POST the summary to each webhook that asked for this outcome; a receiver that is
-        down is retried a few times and logged, never failing the job."""
-        with self.store.tx():
-            row = self._job_row(job_id)
-            if row["notified_at"] is not None:
+    def _queue_notifications(self, job_id: str, spec: PipelineSpec, status: JobStatus) -> None:
+        """An outbox row per webhook that asked for this outcome, in the transaction that
+        ends the job: a delivery survives the engine being killed before it is sent."""
+        outcome = {J.SUCCEEDED: "success", J.FAILED: "failure"}.get(status, "cancelled")
+        body = json.dumps({"text": self.summary_text(job_id)})
+        now = time.time()
+        for n in spec.notify:
+            if outcome in n.on:
+                self.store.execute(
+                    "INSERT INTO pipeline_notifications(job_id, url, body, dedupe_key, next_at, "
+                    "created_at) VALUES (?,?,?,?,?,?)",
+                    (job_id, n.webhook, body, f"{job_id}-{secrets.token_hex(8)}", now, now))
+
+    async def _deliver(self, note_id: int) -> None:
+        """POST one notification; a receiver that is down or answers non-2xx is retried with
+        backoff (the same ``Idempotency-Key`` each time, so it can drop duplicates)."""
+        try:
+            row = self.store.one("SELECT * FROM pipeline_notifications WHERE id = ?", (note_id,))
+            if row is None or row["delivered_at"] is not None or self._http is None:
                 return
-            self.store.execute("UPDATE pipeline_jobs SET notified_at = ? WHERE id = ?",
-                               (time.time(), job_id))
-        spec = PipelineSpec.model_validate_json(row["spec"])
-        outcome = {"SUCCEEDED": "success", "FAILED": "failure"}.get(row["status"], "cancelled")
-        text = self.summary_text(job_id)
-        targets = [n.webhook for n in spec.notify if outcome in n.on]
-        async with httpx.AsyncClient(timeout=10) as client:
-            for url in targets:
-                for attempt in range(NOTIFY_ATTEMPTS):
-                    try:
-                        resp = await client.post(url, json={"text": text})
-                        resp.raise_for_status()
-                        break
-                    except httpx.HTTPError as exc:
-                        log.warning("pipeline %s: notification attempt %d failed: %s",
-                                    job_id, attempt + 1, exc)
-                        await asyncio.sleep(self.notify_backoff * 2 ** attempt)
-                else:
-                    log.error("pipeline %s: notification not delivered after %d attempts",
-                              job_id, NOTIFY_ATTEMPTS)
+            try:
+                resp = await self._http.post(row["url"], content=row["body"], headers={
+                    "Content-Type": "application/json", DEDUPE_HEADER: row["dedupe_key"]})
+                error = None if resp.is_success else f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            now, attempts = time.time(), row["attempts"] + 1
+            if error is None:
+                self.store.execute("UPDATE pipeline_notifications SET attempts = ?, "
+                                   "delivered_at = ?, last_error = NULL WHERE id = ?",
+                                   (attempts, now, note_id))
+            elif now - row["created_at"] >= NOTIFY_GIVE_UP:
+                log.error("pipeline %s: notification not delivered after %d attempts (%s); "
+                          "giving up", row["job_id"], attempts, error)
+                self.store.execute("UPDATE pipeline_notifications SET attempts = ?, "
+                                   "gave_up_at = ?, last_error = ? WHERE id = ?",
+                                   (attempts, now, error, note_id))
+            else:
+                delay = min(self.notify_backoff * 2 ** (attempts - 1), NOTIFY_MAX_BACKOFF)
+                log.warning("pipeline %s: notification attempt %d failed (%s); retry in %gs",
+                            row["job_id"], attempts, error, delay)
+                self.store.execute("UPDATE pipeline_notifications SET attempts = ?, "
+                                   "next_at = ?, last_error = ? WHERE id = ?",
+                                   (attempts, now + delay, error, note_id))
+        except Exception:
+            log.exception("pipeline notification %s failed", note_id)
+        finally:
+            self._delivering.discard(note_id)

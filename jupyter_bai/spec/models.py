@@ -369,6 +369,17 @@ class PipelineStatusChange(ApiModel):
     info: str | None = None
 
 
+class PipelineNotification(ApiModel):
+    """One webhook delivery of a job's end (an outbox row: retried until a 2xx)."""
+
+    webhook: str = Field(description="The receiver's scheme and host (its path may be a secret).")
+    status: Literal["PENDING", "DELIVERED", "GAVE_UP"]
+    attempts: int
+    last_error: str | None = None
+    dedupe_key: str = Field(description="Sent as the `Idempotency-Key` header on every attempt.")
+    delivered_at: str | None = None
+
+
 class PipelineJobInfo(_Loose):
     """A pipeline job: one run of a pipeline file, its tasks as they stand."""
 
@@ -381,6 +392,8 @@ class PipelineJobInfo(_Loose):
     finished_at: str | None = None
     tasks: list[PipelineTaskInfo]
     status_history: list[PipelineStatusChange] | None = None
+    notifications: list[PipelineNotification] | None = Field(
+        default=None, description="Deliveries of the job's end to its `notify` webhooks.")
 
 
 class PipelineJobList(ApiModel):

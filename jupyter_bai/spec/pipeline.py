@@ -25,7 +25,7 @@ from .session import ENV_NAME_RE, spec_error
 
 __all__ = [
     "TaskStatus", "JobStatus", "TaskSpec", "TaskDefaults", "NotifySpec", "PipelineSpec",
-    "expand_vars", "load_pipeline", "load_pipeline_file", "PIPELINE_ROOT",
+    "expand_vars", "load_pipeline", "load_pipeline_file", "pipeline_from_data", "PIPELINE_ROOT",
 ]
 
 PIPELINE_ROOT = "/pipeline"
@@ -281,6 +281,15 @@ def load_pipeline(
     for entry in data.get("notify") or []:
         if isinstance(entry, dict) and True in entry:  # YAML 1.1 reads a bare `on:` key as true
             entry["on"] = entry.pop(True)
+    return pipeline_from_data(data, environ, source, base_dir)
+
+
+def pipeline_from_data(
+    data: dict[str, Any], environ: Mapping[str, str], source: str = "<pipeline>",
+    base_dir: Path | None = None,
+) -> PipelineSpec:
+    """A parsed pipeline (from YAML or a Python definition): ``${VAR}`` expanded, notebooks
+    read from ``base_dir``, validated; one clear line on any problem."""
     data = expand_vars(data, environ)
     for task in data.get("tasks") or []:
         if isinstance(task, dict) and task.get("notebook") and base_dir is not None:

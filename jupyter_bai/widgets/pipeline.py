@@ -8,7 +8,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..render import STATUS_COLOURS, html_table, status_badge
+from urllib.parse import quote, urlsplit
+
+from ..render import STATUS_COLOURS, Html, html_table, status_badge
 
 log = logging.getLogger(__name__)
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -68,11 +70,26 @@ def dag_svg(job: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def task_rows_html(job: Mapping[str, Any]) -> str:
+def logs_base(client: Any) -> str | None:
+    """The API's path on the notebook's own server (so a link opens with its login), or None
+    for an engine that is not reached over HTTP."""
+    connection = getattr(client, "connection", None)
+    api_url = getattr(connection, "api_url", None)
+    return urlsplit(str(api_url)).path.rstrip("/") if api_url else None
+
+
+def task_rows_html(job: Mapping[str, Any], api_path: str | None = None) -> str:
+    """One row per task; its logs as a link (``api_path``: the API's path) and as the magic."""
     rows = []
     for t in job.get("tasks") or []:
         duration = "-" if t.get("duration") is None else f"{float(t['duration']):.1f}s"
-        logs = f"%bai pipeline logs {job.get('id')} {t['name']}"
+        magic = f"%bai pipeline logs {job.get('id')} {t['name']}"
+        logs: Any = magic
+        if api_path is not None:
+            href = (f"{api_path}/pipelines/jobs/{quote(str(job.get('id')))}/tasks/"
+                    f"{quote(t['name'])}/logs")
+            logs = Html(f'<a href="{html.escape(href)}" target="_blank">logs</a> '
+                        f"<code>{html.escape(magic)}</code>", magic)
         rows.append([t["name"], status_badge(t.get("status")), duration, t.get("attempts"),
                      "-" if t.get("exit_code") is None else t.get("exit_code"),
                      t.get("status_info") or "", logs])
@@ -97,6 +114,7 @@ class PipelineWatch:
         self.table = widgets.HTML()
         self.widget = widgets.VBox([self.dag, self.table])
         self.job: Any = None
+        self.api_path: str | None = None
         self.updates = 0
         self._thread = threading.Thread(target=self._follow, daemon=True,
                                         name=f"bai-pipeline-watch-{job_id}")
@@ -111,12 +129,13 @@ class PipelineWatch:
     def show(self, job: Mapping[str, Any]) -> None:
         self.job = job
         self.dag.value = dag_svg(job)
-        self.table.value = task_rows_html(job)
+        self.table.value = task_rows_html(job, self.api_path)
         self.updates += 1
 
     def _follow(self) -> None:
         client = self._client_factory()
         try:
+            self.api_path = logs_base(client)
             self.show(client.get_pipeline_job(self.job_id))
             if self.job["status"] in FINAL:
                 return

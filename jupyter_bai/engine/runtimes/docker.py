@@ -349,7 +349,7 @@ class DockerRuntime(Runtime):
         self, ctx: LaunchContext, image_config: dict[str, Any], image_labels: dict[str, str]
     ) -> dict[str, Any]:
         """Everything ``containers.create`` gets for one session (pure: unit-tested)."""
-        from docker.types import DeviceRequest
+        from docker.types import DeviceRequest, Mount
 
         user = self._resolve_user(image_config.get("User") or "")
         env = dict(ctx.env)
@@ -359,10 +359,12 @@ class DockerRuntime(Runtime):
         if env.get("PATH") in (None, engine_path):
             image_env = dict(e.split("=", 1) for e in image_config.get("Env") or [] if "=" in e)
             env["PATH"] = image_env.get("PATH", DEFAULT_PATH)
-        volumes: dict[str, dict[str, str]] = {}
+        # Mounts, not ``volumes``: that is keyed by host path, and one host directory may be
+        # bound at two targets (a pipeline task's /pipeline/input1 and /pipeline/inputs/T).
+        mounts: list[Mount] = []
 
         def bind(host: str | Path, target: str, mode: str) -> None:
-            volumes[str(host)] = {"bind": target, "mode": mode}
+            mounts.append(Mount(target, str(host), type="bind", read_only=mode == "ro"))
 
         for host, target, mode in self.binds:
             bind(host, target, mode)
@@ -425,7 +427,7 @@ class DockerRuntime(Runtime):
             "environment": env,
             "working_dir": WORK_TARGET,
             "user": user,
-            "volumes": volumes,
+            "mounts": mounts,
             "labels": labels,
             "init": True,
             "cap_drop": ["ALL"],

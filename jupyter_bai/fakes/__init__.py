@@ -1,0 +1,2 @@
+"""Stand-ins for services outside this machine (Slack), for the demo notebooks and tests.
+Nothing in the engine uses them."""
