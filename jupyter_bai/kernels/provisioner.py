@@ -37,6 +37,8 @@ ENDED_BY_KERNEL = "process exited"  # status_info when the kernel (the startup c
 LOG_LINES = 8
 PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 TICK = 0.025  # seconds between heartbeat pings while a kernel starts
+QUEUED = ("PENDING", "SCHEDULED")
+QUEUED_POLL = 0.1  # a launch (sandbox, container, agent) takes longer than this anyway
 
 
 def _slots(items: list[str]) -> dict[str, str]:
@@ -209,13 +211,19 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
             await asyncio.gather(ending, up, return_exceptions=True)
 
     async def _heartbeat_up(self, connection: dict[str, Any], local: bool) -> None:
+        """Ping from the start of the session's launch (queued: no kernel can answer yet;
+        Docker: once the ports it published are known) until the kernel echoes."""
         assert self.session_name is not None
-        while not local:  # Docker's published ports are known once the container started
+        while True:
             session = await self.access.get(self.session_name)
-            if session.get("ports"):
-                connection = self._published(session, connection)
+            if session["status"] in QUEUED:
+                await asyncio.sleep(QUEUED_POLL)
+            elif local or session.get("ports"):
                 break
-            await asyncio.sleep(TICK)
+            else:
+                await asyncio.sleep(TICK)
+        if not local:
+            connection = self._published(session, connection)
         heart = _Heartbeat(connection["ip"], connection["hb_port"])
         try:
             while not await heart.beat(timeout=TICK):
