@@ -4,8 +4,9 @@ ipykernel (``python3``), all through the same real ``jupyter server`` in the sam
 
 Each run: ``POST /api/kernels`` (what JupyterLab's launcher does), then a kernel client on
 the server's connection file waits for ``kernel_info`` (as JupyterLab does), executes ``1``
-and waits for the reply; then the kernel is shut down. Prints medians, p90 and the ratio against the baseline (target: at most
-1.5x + 200 ms at the median). Usage:
+and waits for the reply; then the kernel is shut down. Prints medians, p90 and the ratio
+against the baseline (target: at most 1.5x + 200 ms at the median), then where the session
+kernels' time went (their sessions' status history). Usage:
     .venv/bin/python bench/kernel_start.py [--runs 7] [--no-docker]
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,8 +35,31 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
 
-def first_reply(srv: JupyterServer, kernel: str) -> float:
-    t0 = time.perf_counter()
+PHASES = ("to the session's creation", "queued (PENDING, SCHEDULED)",
+          "sandbox or container start, agent up (PREPARING)", "RUNNING to the first reply")
+
+
+def _at(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def phases(srv: JupyterServer, kid: str, t0_wall: float, took: float) -> list[float] | None:
+    """Where a session kernel's start went, from its session's status history (ms-precise)."""
+    sessions = srv.http("GET", "/bai/api/v1/sessions").json()["sessions"]
+    mine = [s for s in sessions if s["labels"].get("kernel-id") == kid]
+    if not mine:
+        return None
+    detail = srv.http("GET", f"/bai/api/v1/sessions/{mine[-1]['name']}").json()
+    at = {h["status"]: _at(h["at"]) for h in detail["status_history"]}
+    if not {"PENDING", "PREPARING", "RUNNING"} <= set(at):
+        return None
+    return [at["PENDING"] - t0_wall, at["PREPARING"] - at["PENDING"],
+            at["RUNNING"] - at["PREPARING"], t0_wall + took - at["RUNNING"]]
+
+
+def first_reply(srv: JupyterServer, kernel: str,
+                split: dict[str, list[list[float]]] | None = None) -> float:
+    t0, t0_wall = time.perf_counter(), time.time()
     r = srv.http("POST", "/api/kernels", json={"name": kernel})
     r.raise_for_status()
     kid = r.json()["id"]
@@ -49,6 +74,10 @@ def first_reply(srv: JupyterServer, kernel: str) -> float:
             raise SystemExit(f"kernel {kernel} ({kid}) did not answer; see {srv.base}/server.log")
         took = time.perf_counter() - t0
         assert reply["content"]["status"] == "ok", reply["content"]
+        if split is not None and kernel != "python3":
+            parts = phases(srv, kid, t0_wall, took)
+            if parts:
+                split.setdefault(kernel, []).append(parts)
     finally:
         kc.stop_channels()
         srv.http("DELETE", f"/api/kernels/{kid}")
@@ -93,9 +122,10 @@ def main() -> None:
             for kernel in kinds.values():  # warm caches (imports, image) once, untimed
                 first_reply(srv, kernel)
             times: dict[str, list[float]] = {k: [] for k in kinds}
+            split: dict[str, list[list[float]]] = {}
             for _ in range(args.runs):  # interleaved, so load on the machine hits all alike
                 for label, kernel in kinds.items():
-                    times[label].append(first_reply(srv, kernel))
+                    times[label].append(first_reply(srv, kernel, split))
         finally:
             srv.sigterm()
     base = statistics.median(times["python3 (local ipykernel)"])
@@ -111,6 +141,12 @@ def main() -> None:
         print(line)
     if not use_docker:
         print("  (docker runtime not measured: no Docker daemon answers)")
+    print("where a session kernel's start goes (medians, ms; from its session's status history):")
+    for label, kernel in kinds.items():
+        if split.get(kernel):
+            cols = [statistics.median(run[i] for run in split[kernel]) * 1000
+                    for i in range(len(PHASES))]
+            print(f"  {label}: " + "; ".join(f"{name} {v:.0f}" for name, v in zip(PHASES, cols)))
 
 
 if __name__ == "__main__":

@@ -104,7 +104,7 @@ class JupyterServer:
         return kc
 
     def sigterm(self, bound: float = 30) -> float:
-        """SIGTERM; seconds until the process exited (``bound`` only guards against a hang)."""
+        """SIGTERM; seconds until the process exited (still up after ``bound`` s: a hang)."""
         assert self.proc is not None
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)

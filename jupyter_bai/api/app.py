@@ -250,11 +250,14 @@ class BaiApp(ExtensionApp):
         self.log.info("jupyter-bai engine at %s (state in %s)", url, engine.config.state_dir)
 
     async def stop_extension(self) -> None:
+        from ..kernels.server import shutdown_kernels
+
+        # Kernels first, while the engine runs: their sessions end; failed starts are
+        # forgotten even without an engine, or the server's own cleanup hangs on them.
+        await shutdown_kernels(self.serverapp)
         if self.engine is not None:
             from ..client.connection import remove_connection_file
-            from ..kernels.server import shutdown_kernels
 
-            await shutdown_kernels(self.serverapp)  # their sessions end while the engine runs
             remove_connection_file(Path(self.connection_file))
             await self.engine.close()
             self.engine = None

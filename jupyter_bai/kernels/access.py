@@ -7,6 +7,7 @@ else (a kernel manager in another process) the REST client is used.
 """
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,8 +15,12 @@ from ..client import AsyncClient
 from ..spec.session import SessionSpec
 
 
+ENDING = ("TERMINATING", "TERMINATED", "ERROR", "CANCELLED")
+REMOTE_POLL = 0.25  # seconds between status reads over REST (no event stream there)
+
+
 class SessionAccess(Protocol):
-    """The four session calls a kernel needs."""
+    """The session calls a kernel needs."""
 
     state_dir: Path | None  # where reattach records live (in-process only)
 
@@ -27,6 +32,10 @@ class SessionAccess(Protocol):
 
     async def logs(self, name: str, tail: int) -> str: ...
 
+    async def ending(self, name: str) -> dict[str, Any]:
+        """Return the session once it is ending or ended (a start that failed, a destroy)."""
+        ...
+
 
 class InProcess:
     """The engine of the Jupyter server this kernel manager lives in."""
@@ -36,7 +45,8 @@ class InProcess:
         self.state_dir: Path | None = Path(engine.config.state_dir)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.engine.sessions.create(SessionSpec.from_json(body)))
+        # the image check (a Docker API call) runs off the event loop
+        return dict(await self.engine.sessions.create_async(SessionSpec.from_json(body)))
 
     async def get(self, name: str) -> dict[str, Any]:
         return dict(self.engine.sessions.get(name))
@@ -46,6 +56,25 @@ class InProcess:
 
     async def logs(self, name: str, tail: int) -> str:
         return str(self.engine.sessions.logs(name, tail=tail))
+
+    async def ending(self, name: str) -> dict[str, Any]:
+        """Woken by the engine's status events, not by polling."""
+        events = self.engine.events
+        stream = events.subscribe(since=events.last_seq())  # nothing after this read is missed
+        try:
+            session = await self.get(name)
+            if session["status"] in ENDING:
+                return session
+            async for event in stream:
+                if event["kind"] == "resync" or (
+                        event["kind"] == "session" and event["name"] == name
+                        and event.get("status") in ENDING):
+                    session = await self.get(name)
+                    if session["status"] in ENDING:
+                        return session
+        finally:
+            await stream.aclose()
+        raise AssertionError("the event stream ended")  # pragma: no cover - it never does
 
 
 class Remote:
@@ -69,6 +98,13 @@ class Remote:
     async def logs(self, name: str, tail: int) -> str:
         async with AsyncClient() as client:
             return str(await client.session_logs(name, tail=tail))
+
+    async def ending(self, name: str) -> dict[str, Any]:
+        while True:
+            session = await self.get(name)
+            if session["status"] in ENDING:
+                return session
+            await asyncio.sleep(REMOTE_POLL)
 
 
 def server_app(config_parent: Any) -> Any:

@@ -36,6 +36,9 @@ CONNECTION_IN_SESSION = "\0connection"  # replaced by "$HOME/.bai-kernel.json" i
 ENDED_BY_KERNEL = "process exited"  # status_info when the kernel (the startup command) ended
 LOG_LINES = 8
 PORT_KEYS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+TICK = 0.025  # seconds between heartbeat pings while a kernel starts
+QUEUED = ("PENDING", "SCHEDULED")
+QUEUED_POLL = 0.1  # a launch (sandbox, container, agent) takes longer than this anyway
 
 
 def _slots(items: list[str]) -> dict[str, str]:
@@ -179,36 +182,54 @@ class BaiSessionProvisioner(LocalProvisioner):  # type: ignore[misc]
         return self.connection_info
 
     async def _wait_started(self, connection: dict[str, Any], local: bool) -> None:
-        """RUNNING, then the kernel answers a heartbeat; any end on the way is an error."""
+        """Return once the kernel echoes a heartbeat; fail as soon as its session ends.
+
+        Two waits race: the heartbeat (pinged every :data:`TICK` from the moment the ports
+        are known, so a kernel is seen within a tick of listening, whatever the session's
+        status says) and the engine's status events (a session that ends wakes this at once).
+        """
         assert self.session_name is not None
-        deadline = time.monotonic() + self.start_timeout
-        delay = 0.02
-        heart: _Heartbeat | None = None
+        ending = asyncio.ensure_future(self.access.ending(self.session_name))
+        up = asyncio.ensure_future(self._heartbeat_up(connection, local))
         try:
-            while True:
-                session = await self.access.get(self.session_name)
-                status = session["status"]
-                if status in TERMINAL or status == "TERMINATING":
-                    raise RuntimeError(await self._ended_message(session))
-                if status == "RUNNING":
-                    if heart is None:
-                        if not local:
-                            connection = self._published(session, connection)
-                        heart = _Heartbeat(connection["ip"], connection["hb_port"])
-                    if await heart.beat(timeout=0.1):
-                        return
-                else:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 1.5, 0.05)
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"kernel session {self.session_name} is still {status} after "
-                        f"{self.start_timeout:g} s ({session.get('status_info') or 'waiting for resources'});"
-                        " it was destroyed"
-                    )
+            done, _ = await asyncio.wait({ending, up}, timeout=self.start_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if ending in done:
+                raise RuntimeError(await self._ended_message(ending.result()))
+            if up in done:
+                up.result()
+                return
+            session = await self.access.get(self.session_name)
+            raise RuntimeError(
+                f"kernel session {self.session_name} is still {session['status']} after "
+                f"{self.start_timeout:g} s ({session.get('status_info') or 'waiting for resources'});"
+                " it was destroyed"
+            )
         finally:
-            if heart is not None:
-                heart.close()
+            for task in (ending, up):
+                task.cancel()
+            await asyncio.gather(ending, up, return_exceptions=True)
+
+    async def _heartbeat_up(self, connection: dict[str, Any], local: bool) -> None:
+        """Ping from the start of the session's launch (queued: no kernel can answer yet;
+        Docker: once the ports it published are known) until the kernel echoes."""
+        assert self.session_name is not None
+        while True:
+            session = await self.access.get(self.session_name)
+            if session["status"] in QUEUED:
+                await asyncio.sleep(QUEUED_POLL)
+            elif local or session.get("ports"):
+                break
+            else:
+                await asyncio.sleep(TICK)
+        if not local:
+            connection = self._published(session, connection)
+        heart = _Heartbeat(connection["ip"], connection["hb_port"])
+        try:
+            while not await heart.beat(timeout=TICK):
+                pass
+        finally:
+            heart.close()
 
     def _published(self, session: dict[str, Any], connection: dict[str, Any]) -> dict[str, Any]:
         """Container ports -> the host ports Docker published them on (127.0.0.1)."""
@@ -363,7 +384,7 @@ class _Heartbeat:
 
         self.sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
         self.sock.linger = 0
-        self.sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        self.sock.setsockopt(zmq.RECONNECT_IVL, int(TICK * 1000))
         self.sock.connect(f"tcp://{ip}:{int(port)}")
 
     async def beat(self, timeout: float) -> bool:

@@ -100,22 +100,34 @@ def _register(mkm: Any, record: dict[str, Any]) -> None:
 
 
 async def shutdown_kernels(serverapp: Any) -> None:
-    """Shut every kernel down now, before the engine closes; never raise."""
+    """Shut every kernel down now, before the engine closes; never raise.
+
+    Afterwards the kernel manager lists nothing the server's own cleanup could trip on:
+    jupyter_server shuts down every kernel id it still holds, pending ones included, and
+    stops its IO loop only when none of those calls raises (one "404 Kernel does not exist"
+    for a failed start kept the process up until kill -9).
+    """
     mkm = getattr(serverapp, "kernel_manager", None)
     if mkm is None:
         return
-    pending = getattr(mkm, "_pending_kernels", {})
-    for kid, task in list(pending.items()):  # failed starts: nothing to shut down
-        if getattr(task, "done", lambda: False)() and kid not in mkm._kernels:
-            pending.pop(kid, None)
+    pending: dict[str, Any] = getattr(mkm, "_pending_kernels", {})
+    starting = [task for kid, task in pending.items()
+                if kid not in mkm._kernels and not task.done()]
+    for task in starting:  # a launch still waiting: its provisioner ends the session it made
+        task.cancel()
+    if starting:
+        serverapp.log.info("cancelling %d kernel start(s) before the engine stops", len(starting))
+        await asyncio.gather(*starting, return_exceptions=True)
     kids = list(mkm.list_kernel_ids())
-    if not kids:
-        return
-    serverapp.log.info("shutting down %d kernel(s) before the engine stops", len(kids))
-    results = await asyncio.gather(
-        *(ensure_async(mkm.shutdown_kernel(kid, now=False)) for kid in kids),
-        return_exceptions=True,
-    )
-    for kid, result in zip(kids, results):
-        if isinstance(result, BaseException):
-            serverapp.log.warning("kernel %s did not shut down cleanly: %s", kid, result)
+    if kids:
+        serverapp.log.info("shutting down %d kernel(s) before the engine stops", len(kids))
+        results = await asyncio.gather(
+            *(ensure_async(mkm.shutdown_kernel(kid, now=False)) for kid in kids),
+            return_exceptions=True,
+        )
+        for kid, result in zip(kids, results):
+            if isinstance(result, BaseException):
+                serverapp.log.warning("kernel %s did not shut down cleanly: %s", kid, result)
+                mkm.remove_kernel(kid)  # the engine is about to close: a retry cannot succeed
+    for kid in [k for k in pending if k not in mkm._kernels]:
+        pending.pop(kid, None)
