@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -96,6 +96,7 @@ class ServiceManager:
         self.endpoint_base = ""
         self._request_counts: dict[str, tuple[float, int]] = {}
         self._rps: dict[str, float] = {}
+        self.on_removed: Callable[[str], None] | None = None  # the deploy's folders go too
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -103,6 +104,10 @@ class ServiceManager:
         if row is None:
             raise NotFound(f"service '{name}' not found")
         return row
+
+    def row(self, name: str) -> Any:
+        """The service's store row (name or id)."""
+        return self._service_row(name)
 
     def _routes(self, service_id: str) -> list[Any]:
         return self.store.query(
@@ -114,7 +119,8 @@ class ServiceManager:
         spec = json.loads(row["spec"])
         routes = [
             {"id": r["id"], "status": r["status"], "session_id": r["session_id"],
-             "session_name": r["session_name"], "port": r["port"], "status_info": r["status_info"]}
+             "session_name": r["session_name"], "port": r["port"], "status_info": r["status_info"],
+             "version": r["version"]}
             for r in self._routes(row["id"])
         ]
         return {
@@ -124,7 +130,7 @@ class ServiceManager:
             "public": bool(row["public"]), "replicas": row["replicas"],
             "image": spec["image"], "model_folder": spec["model_folder"],
             "runtime_variant": spec["runtime_variant"], "routes": routes,
-            "created_at": row["created_at"],
+            "created_at": row["created_at"], "version": row["version"],
             "autoscaling_rules": [
                 {"id": r["id"], **json.loads(r["rule"]), "last_fired_at": r["last_fired_at"]}
                 for r in self.store.query(
@@ -170,9 +176,38 @@ class ServiceManager:
                 f"model services run on the local runtime in this version; image '{spec.image}' "
                 "is a Docker image (use `local`)"
             )
-        definition = self._definition(spec) if spec.runtime_variant == "custom" else None
+        definition = (self._definition(spec) if spec.runtime_variant in ("custom", "notebook")
+                      else None)
         return plan_route(spec.runtime_variant, port=port, env=spec.env, definition=definition,
                           docker=False, replicas=spec.replicas)
+
+    def check_runnable(self, spec: ServiceCreate) -> None:
+        """What :meth:`create` checks of the image and variant, before any folder exists."""
+        runtime = self.sessions.runtime_for(spec.image)
+        if runtime.name != "local":
+            raise InvalidRequest(
+                f"model services run on the local runtime in this version; image '{spec.image}' "
+                "is a Docker image (use `local`)")
+        port = free_port(self._used_ports())
+        plan = plan_route(spec.runtime_variant, port=port, env=spec.env, definition=None,
+                          docker=False, replicas=spec.replicas)
+        self._session_spec(spec.name, spec, plan, "check00")
+
+    def set_version(self, name: str, spec: ServiceCreate, version: int) -> str:
+        """Point the service at a deployed version; routes roll over to it (reconcile)."""
+        row = self._service_row(name)
+        with self.store.tx():
+            self.store.execute(
+                "UPDATE services SET spec = ?, replicas = ?, public = ?, version = ? WHERE id = ?",
+                (json.dumps(spec.model_dump(mode="json")), spec.replicas, int(spec.public),
+                 version, row["id"]))
+            # a version that failed to start is not retried: the new one gets a clean slate
+            self.store.execute("DELETE FROM service_routes WHERE service_id = ? AND status = ?",
+                               (row["id"], R.FAILED_TO_START.value))
+            self.events.publish("service", row["name"], action="version", version=version)
+            self._update_status(self._service_row(row["id"]))
+        self._wakeup.set()
+        return str(row["id"])
 
     def _used_ports(self) -> set[int]:
         return {int(r["port"]) for r in self.store.query("SELECT port FROM service_routes")}
@@ -382,8 +417,9 @@ class ServiceManager:
             with self.store.tx():
                 self.store.execute(
                     "INSERT INTO service_routes(id, service_id, port, status, status_info, "
-                    "created_at) VALUES (?,?,?,?,?,?)",
-                    (rid, row["id"], 0, R.FAILED_TO_START.value, str(exc), time.time()))
+                    "created_at, version) VALUES (?,?,?,?,?,?,?)",
+                    (rid, row["id"], 0, R.FAILED_TO_START.value, str(exc), time.time(),
+                     row["version"]))
                 self.events.publish("route", rid, service=row["name"],
                                     route_status=R.FAILED_TO_START.value, info=str(exc))
             return
@@ -391,9 +427,9 @@ class ServiceManager:
             info = self.sessions.create(session_spec)
             self.store.execute(
                 "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
-                "health) VALUES (?,?,?,?,?,?,?)",
+                "health, version) VALUES (?,?,?,?,?,?,?,?)",
                 (rid, row["id"], info["id"], plan.port, R.PROVISIONING.value, time.time(),
-                 json.dumps(plan.health.model_dump() if plan.health else None)))
+                 json.dumps(plan.health.model_dump() if plan.health else None), row["version"]))
             self.events.publish("route", rid, service=row["name"],
                                 route_status=R.PROVISIONING.value, session=info["name"])
             self._update_status(self._service_row(row["id"]))
@@ -499,8 +535,40 @@ class ServiceManager:
                     self.store.execute(f"DELETE FROM {table} WHERE service_id = ?", (row["id"],))
                 self.store.execute("DELETE FROM services WHERE id = ?", (row["id"],))
                 self.events.publish("service", row["name"], action="deleted")
+            if self.on_removed is not None:
+                self.on_removed(row["id"])
+
+    def _roll_over(self, row: Any, spec: ServiceCreate, routes: list[Any]) -> bool:
+        """Move routes to the current version one at a time: a new route first, an old one
+        leaves once a new one is HEALTHY. A new route that fails or never gets ready stops
+        the roll-over and the old ones keep serving. False: nothing left to roll."""
+        current = [r for r in routes if r["version"] == row["version"]]
+        old = [r for r in routes if r["version"] != row["version"]]
+        for route in old:  # an older version's routes that do not serve go now
+            if route["status"] == R.FAILED_TO_START.value:
+                with self.store.tx():
+                    self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
+                    self.events.publish("route", route["id"], service=row["name"],
+                                        action="removed")
+            elif route["status"] in (R.PROVISIONING.value, R.UNHEALTHY.value):
+                self._retire(route, row["name"], f"version {row['version']} replaces it")
+        serving = sorted((r for r in old if r["status"] == R.HEALTHY.value),
+                         key=lambda r: r["created_at"])
+        if not serving:
+            return False
+        live = [r for r in current if r["status"] in LIVE]
+        healthy = sum(r["status"] == R.HEALTHY.value for r in live)
+        stuck = any(r["status"] != R.HEALTHY.value for r in current if r["status"] != R.TERMINATING.value)
+        if not stuck and len(live) < row["replicas"]:
+            self._add_route(row, spec)
+        for route in serving[: max(0, healthy + len(serving) - row["replicas"])]:
+            self._retire(route, row["name"], f"version {row['version']} is serving")
+        return True
 
     def _fit_replicas(self, row: Any, spec: ServiceCreate) -> None:
+        routes = self._routes(row["id"])
+        if self._roll_over(row, spec, routes):
+            return
         routes = self._routes(row["id"])
         live = [r for r in routes if r["status"] in LIVE]
         failed = any(r["status"] == R.FAILED_TO_START.value for r in routes)
