@@ -305,8 +305,10 @@ class AsyncClient:
                 still = sum(r.status == "HEALTHY" for r in others)
                 kept = (f"; the previous version keeps serving ({still} route"
                         f"{'s' if still != 1 else ''})" if still else "")
+                why = ([ln for ln in (bad.status_info or "").splitlines() if ln.strip()]
+                       or ["no detail"])[-1].strip()
                 raise BaiError(f"version {version} of service '{name}' did not become ready "
-                               f"({bad.status}): {(bad.status_info or '').strip()}{kept}")
+                               f"({bad.status}): {why}{kept}")
             if not others and len(mine) >= info.replicas and all(
                     r.status == "HEALTHY" for r in mine):
                 return info
