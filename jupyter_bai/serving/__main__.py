@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -45,6 +46,10 @@ async def _serve(args: argparse.Namespace) -> int:
     app = build_app(nb.stem, state)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
                                            log_level="warning", lifespan="off"))
+    # uvicorn re-raises the signal that stopped it once it is done; these handlers take it,
+    # so the @on_stop hooks still run and the process ends with 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     serving = asyncio.create_task(server.serve())
     state.detail = "running the notebook's cells"
     try:
