@@ -56,13 +56,17 @@ def deploy(bai: BaiContext, notebook: str, more_files: tuple[str, ...], name: st
         raise click.UsageError("missing option '-t' / '--name'")
     if checked["problems"]:
         raise InvalidRequest(f"cannot deploy {notebook}: " + "; ".join(checked["problems"]))
+    listed = (*files, *more_files)
+    missing = next((f for f in listed if not os.path.exists(f)), None)
+    if missing is not None:
+        raise InvalidRequest(f"listed file '{missing}' does not exist")
     if not bai.json:
         for warning in checked.get("warnings") or []:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"deploying {notebook} ({checked['hash']})", file=sys.stderr)
     info = bai.client.deploy(
         path, name=name, replicas=replicas, public=public, resources=list(resources),
-        files=[os.path.abspath(f) for f in (*files, *more_files)])
+        files=[os.path.abspath(f) for f in listed])
     if not bai.json:
         bai.emit(info, render.deploy_result)
     if wait:
