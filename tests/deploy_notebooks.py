@@ -33,7 +33,7 @@ def warm_up():
 @endpoint("/predict")
 def predict(text: str, top_k: int = 3) -> dict:
     \"\"\"The top labels for a text.\"\"\"
-    ranked = sorted(model["labels"], key=lambda l: -text.count(l[0]))
+    ranked = sorted(model["labels"], key=lambda label: -text.count(label))
     return {{"labels": ranked[:top_k], "version": VERSION, "warm": bool(started)}}
 
 @endpoint("/version", method="GET")

@@ -70,7 +70,9 @@ def _deploy_folders(api: Api) -> list[str]:
 
 
 def _versions_of_routes(api: Api, name: str) -> list[tuple[int, str]]:
-    return sorted((r["version"], r["status"]) for r in api.get(f"/services/{name}").json()["routes"])
+    """The routes in the rotation (draining ones have left it)."""
+    return sorted((r["version"], r["status"]) for r in api.get(f"/services/{name}").json()["routes"]
+                  if r["status"] != "TERMINATING")
 
 
 def test_the_example_deploys_and_rolls_over_without_a_failed_request(

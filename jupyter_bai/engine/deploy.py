@@ -54,11 +54,16 @@ class DeployManager:
         return (self.config.bind_root or Path.cwd()).resolve()
 
     def _resolve(self, path: str, what: str) -> Path:
-        p = Path(path).expanduser()
-        full = (p if p.is_absolute() else self.root / p).resolve()
-        if full != self.root and self.root not in full.parents:
+        try:
+            p = Path(path)
+            full = (p if p.is_absolute() else self.root / p).resolve()
+            inside = full == self.root or self.root in full.parents
+            exists = inside and full.exists()
+        except (OSError, ValueError) as exc:  # NUL bytes, names too long, loops
+            raise InvalidRequest(f"invalid {what} path {path[:200]!r}: {exc}") from None
+        if not inside:
             raise InvalidRequest(f"{what} '{path}' is outside the Jupyter root {self.root}")
-        if not full.exists():
+        if not exists:
             raise NotFound(f"{what} '{path}' does not exist (under {self.root})")
         return full
 
@@ -66,7 +71,10 @@ class DeployManager:
         nb = self._resolve(path, "notebook")
         if not nb.is_file() or nb.suffix != ".ipynb":
             raise InvalidRequest(f"notebook '{path}' is not an .ipynb file")
-        return nb, nb.read_text(encoding="utf-8", errors="replace")
+        try:
+            return nb, nb.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read notebook '{path}': {exc.strerror or exc}") from None
 
     def check(self, notebook: str) -> dict[str, Any]:
         """What the notebook would serve and its problems (the deploy button's preview)."""
