@@ -79,6 +79,7 @@ def deploy(bai: BaiContext, notebook: str, more_files: tuple[str, ...], name: st
 @click.argument("notebook")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (default: a free one).")
 @click.option("--stop", is_flag=True, help="Stop the one this kernel serves for NOTEBOOK.")
+@json_option
 @pass_bai
 def serve_local(bai: BaiContext, notebook: str, port: int, stop: bool) -> None:
     """Try NOTEBOOK's service in this process on 127.0.0.1 before deploying it.
