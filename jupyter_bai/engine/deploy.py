@@ -151,7 +151,11 @@ class DeployManager:
             "env": {"BAI_NOTEBOOK": nb.name},
         })
         self.services.check_runnable(spec)  # the image and variant, before anything is made
-        self.vfolders.create(VFolderCreate(name=folder, usage_mode="model", permission="ro"))
+        try:
+            self.vfolders.create(VFolderCreate(name=folder, usage_mode="model", permission="ro"))
+        except Conflict:
+            raise Conflict(f"vfolder '{folder}' already exists (left by an interrupted deploy?): "
+                           f"remove it with `vfolder rm {folder}` and deploy again") from None
         try:
             self._pack(folder, nb, text, files, definition.model_dump(mode="json",
                                                                       exclude_none=True))
