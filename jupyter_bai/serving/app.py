@@ -5,13 +5,16 @@ a 400 naming the field and the reason; an exception inside an endpoint is a 500 
 message; a return value that is not JSON-serialisable is a 500 naming its type. Until start-up
 has succeeded every route but ``/live`` and ``/health`` answers 503.
 """
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at run
+# time, and they name models made inside the function that builds each route.
 
 import inspect
 import json
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -40,7 +43,6 @@ def _params(func: Callable[..., Any]) -> list[inspect.Parameter]:
 
 def _hints(func: Callable[..., Any]) -> dict[str, Any]:
     try:
-        import typing
         return typing.get_type_hints(func)
     except Exception:  # an unresolvable hint: take it as Any rather than refuse to serve
         return {}
@@ -91,8 +93,6 @@ def _route(ep: Endpoint) -> tuple[Callable[..., Any], Any]:
     single = _single_model(ep)
     model = _arguments_model(ep)
     if ep.method == "GET":
-        from fastapi import Depends
-
         async def get_handler(args: model = Depends()) -> Response:  # type: ignore[valid-type]
             return await call({k: getattr(args, k) for k in model.model_fields})
         return get_handler, model

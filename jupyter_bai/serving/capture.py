@@ -61,7 +61,8 @@ def _strip_magics(source: str, number: int, warnings: list[str]) -> str:
     kept = []
     for line in lines:
         text = line.lstrip()
-        if text.startswith(("%", "!")) or ("= !" in line or "= %" in line) and _is_magic_assign(line):
+        magic_assign = ("= !" in line or "= %" in line) and _is_magic_assign(line)
+        if text.startswith(("%", "!")) or magic_assign:
             warnings.append(f"cell {number}: skipped {text.split()[0]!r} (magics and shell "
                             "escapes only work in Jupyter)")
             kept.append("")  # keep line numbers as the user sees them

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import uvicorn
 
@@ -21,7 +22,7 @@ __all__ = ["LocalServer", "serve_local"]
 
 class LocalServer:
     def __init__(self, server: uvicorn.Server, thread: threading.Thread, port: int,
-                 captured: Captured, stop_hooks: list):
+                 captured: Captured, stop_hooks: list[Callable[[], Any]]):
         self._server, self._thread, self.port = server, thread, port
         self.captured = captured
         self._stop_hooks = stop_hooks

@@ -11,6 +11,7 @@ import sys
 import traceback
 import types
 from pathlib import Path
+from typing import Any, Callable
 
 from .capture import Captured
 from .decorators import DuplicateEndpoint, Registry, registry
@@ -61,7 +62,7 @@ def run_cells(captured: Captured, notebook: Path, chdir: bool = True) -> Registr
     return registry
 
 
-def run_hooks(hooks: list, what: str) -> None:
+def run_hooks(hooks: list[Callable[[], Any]], what: str) -> None:
     for hook in hooks:
         name = getattr(hook, "__name__", "hook")
         try:
