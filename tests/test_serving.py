@@ -26,6 +26,7 @@ from jupyter_bai.serving.local import serve_local
 from jupyter_bai.serving.runner import StartupFailed, run_cells, run_hooks
 
 EXTRA = """\
+import math
 from pydantic import BaseModel
 
 class Point(BaseModel):
