@@ -101,7 +101,7 @@ def test_the_example_deploys_and_rolls_over_without_a_failed_request(
         bad = httpx.post(url + "predict", json={"top_k": 2}, headers=auth)
         assert bad.status_code == 400 and bad.json()["message"] == "text: Field required"
         r = httpx.get(url + "bad", headers=auth)
-        assert r.status_code == 500 and "returned a object" in r.json()["message"]
+        assert r.status_code == 500 and "returned a value of type 'object'" in r.json()["message"]
         doc = httpx.get(url + "openapi.json", headers=auth).json()
         assert set(doc["paths"]) == {"/predict", "/version", "/bad"}
 

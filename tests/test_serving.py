@@ -177,9 +177,9 @@ def test_errors_inside_endpoints_are_500_with_the_message(app: TestClient) -> No
                         "message": "endpoint 'fail' raised ValueError: n=3 is not allowed"}
     r = app.get("/bad")
     assert r.status_code == 500 and r.json()["error"] == "not-serialisable"
-    assert "returned a object" in r.json()["message"] and "<class 'object'>" in r.json()["message"]
+    assert "returned a value of type 'object'" in r.json()["message"] and "<class 'object'>" in r.json()["message"]
     r = app.get("/nan")
-    assert r.status_code == 500 and "returned a float" in r.json()["message"]
+    assert r.status_code == 500 and "returned a value of type 'float'" in r.json()["message"]
 
 
 def test_openapi_describes_every_endpoint_from_the_type_hints(app: TestClient) -> None:

@@ -73,8 +73,8 @@ def _serialise(ep: Endpoint, value: Any) -> Response:
         body = json.dumps(to_jsonable_python(value), allow_nan=False)
     except (PydanticSerializationError, TypeError, ValueError) as exc:
         return _error(500, "not-serialisable",
-                      f"endpoint '{ep.name}' returned a {type(value).__name__}, which is not "
-                      f"JSON-serialisable: {exc}")
+                      f"endpoint '{ep.name}' returned a value of type "
+                      f"'{type(value).__name__}', which is not JSON-serialisable: {exc}")
     return Response(body, media_type="application/json")
 
 
