@@ -41,8 +41,8 @@ def deploy(bai: BaiContext, notebook: str, more_files: tuple[str, ...], name: st
     """Deploy NOTEBOOK's @endpoint functions as a replicated model service.
 
     The saved notebook's code cells run once per route (cells tagged bai-skip, magics and
-    shell escapes left out), then its endpoints answer at the printed URL. Deploying an
-    existing NAME makes a new version and rolls routes over one at a time.
+    shell escapes left out), then its endpoints answer at the printed URL. Deploying to a
+    NAME in use makes a new version and rolls routes over one at a time.
     """
     if more_files and not files:
         raise click.UsageError(f"unexpected argument '{more_files[0]}' (list files after --files)")
