@@ -1003,5 +1003,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+from jupyter_bai import cli_deploy as _cli_deploy  # noqa: E402,F401  (registers deploy verbs)
+
 if __name__ == "__main__":
-    main()
+    from jupyter_bai.cli import main as _main  # the importable module, where every verb is
+
+    _main()

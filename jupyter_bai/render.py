@@ -553,13 +553,16 @@ def service_detail(s: Mapping[str, Any]) -> Rendered:
         ("model folder", s.get("model_folder")),
         ("runtime variant", s.get("runtime_variant")),
     ]
+    if s.get("version"):
+        fields.append(("version", s.get("version")))
     text = _kv_text(fields)
     markup = _kv_html(fields, caption=f"service {s.get('name')}")
     routes = s.get("routes") or []
     if routes:
         rrows = [[_short_id(r.get("id")), status_badge(r.get("status")), r.get("session_name") or "-",
-                  r.get("port") or "-", _last_line(r.get("status_info"))] for r in routes]
-        headers = ["route", "status", "session", "port", "info"]
+                  r.get("port") or "-", r.get("version") or "-", _last_line(r.get("status_info"))]
+                 for r in routes]
+        headers = ["route", "status", "session", "port", "version", "info"]
         text += "\n\n" + text_table(headers, rrows)
         markup += html_table(headers, rrows, "routes")
     rules = s.get("autoscaling_rules") or []
@@ -578,6 +581,50 @@ def service_detail(s: Mapping[str, Any]) -> Rendered:
         text += "\n\n" + text_table(headers, drows)
         markup += html_table(headers, drows, "autoscaling decisions")
     return Rendered(text, markup, s)
+
+
+def deploy_check(c: Mapping[str, Any]) -> Rendered:
+    """``deploy --check``: the hash, the endpoints, warnings and problems."""
+    lines = [f"{c.get('notebook')}  {c.get('hash')}"]
+    lines += [f"  {e.get('method')} {e.get('path')}  ({e.get('name')})" for e in c.get("endpoints") or []]
+    lines += [f"warning: {w}" for w in c.get("warnings") or []]
+    lines += [f"problem: {p}" for p in c.get("problems") or []]
+    if not c.get("problems"):
+        lines.append("ready to deploy")
+    text = "\n".join(lines)
+    return Rendered(text, f"<pre>{html.escape(text)}</pre>", c)
+
+
+def deploy_result(d: Mapping[str, Any]) -> Rendered:
+    """``deploy``/``service rollback``: the version, endpoint, token and how to call it."""
+    endpoint = str(d.get("endpoint") or "")
+    token = d.get("token")
+    eps = d.get("endpoints") or []
+    first = next((e for e in eps if e.get("method") == "POST"), eps[0] if eps else None)
+    path = (first or {}).get("path", "/").lstrip("/")
+    auth = f" -H 'Authorization: Bearer {token}'" if token else ""
+    if first and first.get("method") == "GET":
+        curl = f"curl{auth} '{endpoint}{path}'"
+        py = f"requests.get('{endpoint}{path}'" + (f", headers={{'Authorization': 'Bearer {token}'}})" if token else ")")
+    else:
+        curl = f"curl{auth} -H 'Content-Type: application/json' -d '{{...}}' {endpoint}{path}"
+        py = (f"requests.post('{endpoint}{path}', json={{...}}"
+              + (f", headers={{'Authorization': 'Bearer {token}'}})" if token else ")"))
+    fields: list[tuple[str, Any]] = [
+        ("service", d.get("service")), ("version", d.get("version")), ("hash", d.get("hash")),
+        ("endpoint", endpoint), ("token", token or "- (public)"),
+        ("endpoints", ", ".join(f"{e.get('method')} /{str(e.get('path')).lstrip('/')}" for e in eps)),
+        ("curl", curl), ("python", py),
+    ]
+    return Rendered(_kv_text(fields), _kv_html(fields, caption=f"deployed {d.get('service')}"), d)
+
+
+def versions_table(versions: Sequence[Mapping[str, Any]]) -> Rendered:
+    """``service versions``: one row per deployed version."""
+    rows = [[f"{v.get('version')}{' *' if v.get('current') else ''}", v.get("hash"),
+             v.get("notebook"), _when(v.get("created_at"))] for v in versions]
+    return _table(["version", "hash", "notebook", "created"], rows, versions,
+                  empty="no versions")
 
 
 def _last_line(text: str | None) -> str:

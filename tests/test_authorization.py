@@ -51,7 +51,7 @@ def operations() -> list[tuple[str, str, str]]:
 def expected_action(method: str, path: str) -> str:
     if path.endswith(("/exec", "/run", "/interrupt")):
         return "execute"
-    if method == "GET" or path.endswith("/assistant/ask"):
+    if method == "GET" or path.endswith(("/assistant/ask", "/deploy/check")):
         return "read"
     return "write"
 

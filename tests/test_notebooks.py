@@ -4,7 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from engine_proc import start_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +79,35 @@ def test_services_notebook_runs_the_seed_flow(engine_env: dict[str, str], tmp_pa
     assert len(used) == 2  # round robin over both routes
     assert "HEALTHY" in next(cell_text(c) for c in cells if "service create" in c.source)
     assert "being removed" in next(cell_text(c) for c in cells if "service rm" in c.source)
+
+
+def test_deploy_notebook_runs_the_whole_flow(tmp_path: Path, bwrap: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # its own engine: notebooks are deployed from under the server's root_dir
+    eng = start_engine(tmp_path / "eng", extra_argv=[f"--ServerApp.root_dir={tmp_path}"])
+    try:
+        for key, value in eng.env.items():
+            monkeypatch.setenv(key, value)
+        cells = execute("deploy.ipynb", tmp_path)
+    finally:
+        eng.stop()
+    for cell in cells:
+        text = cell_text(cell)
+        assert "ERROR" not in text and "error:" not in text and "Traceback" not in text, (
+            cell.source, text)
+
+    def out(marker: str) -> str:
+        return next(cell_text(c) for c in cells if marker in c.source)
+
+    assert "'STILL CALLABLE'" in out('shout("still callable")')
+    assert "POST /predict" in out("--check") and "sha256:" in out("--check")
+    local = out("serve-local classifier.ipynb --json")
+    assert "{'labels': ['dog', 'cat'], 'version': 'v1'}" in local
+    assert "top_k: Input should be a valid integer" in local and "text: Field required" in local
+    assert "curl -H 'Authorization: Bearer" in out("--replicas 2 -r cpu=0.5")
+    assert "version 2 sha256:" in out("client.deploy(")
+    calls = out("without a token")
+    assert "200 {'labels': ['bird', 'dog'], 'version': 'v2'}" in calls
+    assert "without a token: 401" in calls and "documented: ['/predict']" in calls
+    assert "'version': 'v1'" in out("service rollback")
+    assert "being removed" in out("service rm")

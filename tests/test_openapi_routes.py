@@ -66,7 +66,7 @@ def test_every_operation_has_an_id_summary_action_and_error_responses() -> None:
                 content = SPEC["components"]["responses"][ref]["content"]["application/json"]
                 assert content["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
         executes = path.endswith(("/exec", "/run", "/interrupt"))
-        reads = method == "get" or op["operationId"] == "askAssistant"
+        reads = method == "get" or op["operationId"] in ("askAssistant", "checkDeploy")
         expected = "execute" if executes else "read" if reads else "write"
         assert op["x-bai-action"] == expected, (method, path)
         ids.append(op["operationId"])

@@ -8,7 +8,7 @@ import pytest
 from jupyter_bai.spec.errors import InvalidRequest
 from jupyter_bai.spec.model_definition import parse_model_definition
 from jupyter_bai.spec.service import (
-    RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+    RouteStatus, ServiceCreate, ServiceStatus, notebook_definition, plan_route, service_status,
 )
 
 KOALPACA = """\
@@ -150,11 +150,17 @@ def test_nim_variant_needs_docker_and_key() -> None:
     assert "NGC_API_KEY" not in (plan.command or "") and "k" not in plan.env.values()
 
 
-def test_notebook_variant_placeholder_command() -> None:
+def test_notebook_variant_runs_the_runner_on_the_assigned_port() -> None:
     plan = plan_route("notebook", port=41004, env={"BAI_NOTEBOOK": "app.ipynb"},
-                      definition=None, docker=False)
-    assert plan.command == "python -m jupyter_bai.serving app.ipynb --port 41004"
+                      definition=None, docker=False, replicas=2)
+    assert plan.command == ("set -e\nexec env PYTHONPATH=/models/.bai/lib python3 -m "
+                            "jupyter_bai.serving /models/app.ipynb --port 41004")
     assert plan.health.path == "/health" and plan.port == 41004
+    # the notebook's metadata.bai.health_check overrides the defaults, never the path
+    definition = notebook_definition("app.ipynb", {"initial_delay": 5, "path": "/x"})
+    plan = plan_route("notebook", port=7, env={}, definition=definition, docker=False)
+    assert plan.health.initial_delay == 5 and plan.health.path == "/health"
+    assert "/models/app.ipynb --port 7" in (plan.command or "")
 
 
 def test_service_request_rejects_bad_input() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import API, BaiHandler
+from .deploy import DeployCheckHandler, ServiceDeployHandler, ServiceRollbackHandler, ServiceVersionsHandler
 from .events import EventsHandler
 from .metrics import MetricsHandler
 from .pipelines import (
@@ -75,6 +76,10 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/services/{NAME}/token", ServiceTokenHandler),
         (rf"{API}/services/{NAME}/logs", ServiceLogsHandler),
         (rf"{API}/services/{NAME}/autoscale", ServiceAutoscaleHandler),
+        (rf"{API}/services/{NAME}/deploy", ServiceDeployHandler),
+        (rf"{API}/services/{NAME}/rollback", ServiceRollbackHandler),
+        (rf"{API}/services/{NAME}/versions", ServiceVersionsHandler),
+        (rf"{API}/deploy/check", DeployCheckHandler),
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),

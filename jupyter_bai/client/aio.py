@@ -56,6 +56,9 @@ from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from jupyter_bai.pipelines import load_file
 from jupyter_bai.spec.pipeline import PipelineSpec
 from jupyter_bai.spec.models import (
+    DeployCheck,
+    DeployInfo,
+    ServiceVersion,
     PipelineJobInfo,
     ServiceInfo,
     ServiceToken,
@@ -251,6 +254,81 @@ class AsyncClient:
             if deadline is not None and time.monotonic() > deadline:
                 raise BaiError(f"service '{name}' is still {info.status} after {timeout:g}s")
             await asyncio.sleep(0.25)
+
+    # -- notebook deploy
+
+    async def check_deploy(self, notebook: str) -> DeployCheck:
+        """What ``notebook`` (a path under the server's root_dir, or absolute inside it) would
+        serve: its content hash, endpoints and the problems that stop a deploy."""
+        return await self.driver.check_deploy(str(notebook))
+
+    async def deploy(
+        self,
+        notebook: str,
+        *,
+        name: str,
+        replicas: int = 1,
+        public: bool = False,
+        resources: Mapping[str, Any] | Iterable[str] | None = None,
+        files: Iterable[str] = (),
+        image: str = "local",
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> DeployInfo:
+        """Deploy the saved notebook's ``@endpoint`` functions as service ``name`` (a new
+        numbered version; a redeploy rolls routes over one at a time). ``files`` are packed
+        next to it at ``/models/<file name>``. With ``wait``, return once every route runs the
+        new version, or raise when one fails or never gets ready (the old routes keep serving).
+        """
+        body: dict[str, Any] = {
+            "notebook": str(notebook), "replicas": replicas, "public": public,
+            "resources": _kv(resources, "resource") if resources else {},
+            "files": [str(f) for f in files], "image": image,
+        }
+        info = await self.driver.deploy_notebook(name, body)
+        if wait:
+            await self.wait_deploy(name, info.version, timeout=timeout)
+        return info
+
+    async def wait_deploy(self, name: str, version: int,
+                          timeout: float | None = None) -> ServiceInfo:
+        """Poll until every route runs ``version`` and is HEALTHY; raise if one of its routes
+        fails to start or turns UNHEALTHY (saying whether the old version still serves)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = await self.driver.get_service(name)
+            if info.version != version:
+                raise BaiError(f"service '{name}' moved on to version {info.version}")
+            mine = [r for r in info.routes if r.version == version and r.status != "TERMINATING"]
+            others = [r for r in info.routes if r.version != version and r.status != "TERMINATING"]
+            bad = next((r for r in mine if r.status in ("FAILED_TO_START", "UNHEALTHY")), None)
+            if bad is not None:
+                still = sum(r.status == "HEALTHY" for r in others)
+                kept = (f"; the previous version keeps serving ({still} route"
+                        f"{'s' if still != 1 else ''})" if still else "")
+                why = ([ln for ln in (bad.status_info or "").splitlines() if ln.strip()]
+                       or ["no detail"])[-1].strip()
+                raise BaiError(f"version {version} of service '{name}' did not become ready "
+                               f"({bad.status}): {why}{kept}")
+            if not others and len(mine) >= info.replicas and all(
+                    r.status == "HEALTHY" for r in mine):
+                return info
+            if deadline is not None and time.monotonic() > deadline:
+                raise BaiError(f"version {version} of service '{name}' is not ready after "
+                               f"{timeout:g}s (service {info.status})")
+            await asyncio.sleep(0.25)
+
+    async def rollback_service(self, name: str, wait: bool = False,
+                               timeout: float | None = None) -> DeployInfo:
+        """Serve the version before the current one again (routes roll over to it)."""
+        info = await self.driver.rollback_service(name)
+        if wait:
+            await self.wait_deploy(name, info.version, timeout=timeout)
+        return info
+
+    async def service_versions(self, name: str) -> list[ServiceVersion]:
+        """A deployed service's numbered versions, oldest first (``current`` marks the served one)."""
+        return (await self.driver.service_versions(name)).versions
 
     async def list_services(self) -> list[ServiceInfo]:
         """Every model service with its routes."""

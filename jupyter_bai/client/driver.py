@@ -39,8 +39,11 @@ from jupyter_bai.spec.models import (
     Metrics,
     Resources,
     RunMessage,
+    DeployCheck,
+    DeployInfo,
     ServiceInfo,
     ServiceToken,
+    ServiceVersions,
     SessionInfo,
     VFolderInfo,
 )
@@ -231,3 +234,17 @@ class Driver(abc.ABC):
 
     async def remove_autoscale_rule(self, name: str, rule: str) -> ServiceInfo:
         raise Unsupported(f"{self.where or type(self).__name__} has no model services")
+
+    async def check_deploy(self, notebook: str) -> DeployCheck:
+        """What a notebook (path under the server's root_dir) would serve, and its problems."""
+        raise Unsupported(f"{self.where or type(self).__name__} has no notebook deploy")
+
+    async def deploy_notebook(self, name: str, request: Mapping[str, Any]) -> DeployInfo:
+        """Deploy from a ``DeployRequest``-shaped request (a new numbered version)."""
+        raise Unsupported(f"{self.where or type(self).__name__} has no notebook deploy")
+
+    async def rollback_service(self, name: str) -> DeployInfo:
+        raise Unsupported(f"{self.where or type(self).__name__} has no notebook deploy")
+
+    async def service_versions(self, name: str) -> ServiceVersions:
+        raise Unsupported(f"{self.where or type(self).__name__} has no notebook deploy")

@@ -22,6 +22,9 @@ from jupyter_bai.client.wire import (
 )
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    DeployCheck,
+    DeployInfo,
+    ServiceVersions,
     PipelineJobInfo,
     PipelineJobList,
     ServiceInfo,
@@ -150,6 +153,18 @@ class HttpDriver(Driver):
 
     async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
         return await self._get(ServiceInfo, _ops.create_service(request))
+
+    async def check_deploy(self, notebook: str) -> DeployCheck:
+        return await self._get(DeployCheck, _ops.check_deploy(notebook))
+
+    async def deploy_notebook(self, name: str, request: Mapping[str, Any]) -> DeployInfo:
+        return await self._get(DeployInfo, _ops.deploy_notebook(name, request))
+
+    async def rollback_service(self, name: str) -> DeployInfo:
+        return await self._get(DeployInfo, _ops.rollback_service(name))
+
+    async def service_versions(self, name: str) -> ServiceVersions:
+        return await self._get(ServiceVersions, _ops.service_versions(name))
 
     async def list_services(self) -> list[ServiceInfo]:
         return (await self._get(ServiceList, _ops.list_services())).services

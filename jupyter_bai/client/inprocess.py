@@ -21,6 +21,9 @@ from jupyter_bai.engine.config import EngineConfig
 from jupyter_bai.engine.engine import Engine
 from jupyter_bai.spec.errors import BaiError
 from jupyter_bai.spec.models import (
+    DeployCheck,
+    DeployInfo,
+    ServiceVersions,
     PipelineJobInfo,
     ServiceInfo,
     ServiceToken,
@@ -34,6 +37,7 @@ from jupyter_bai.spec.models import (
     SessionInfo,
     VFolderInfo,
 )
+from jupyter_bai.spec.deploy import DeployRequest
 from jupyter_bai.spec.pipeline import PipelineSpec
 from jupyter_bai.spec.service import AutoscaleRule, ServiceCreate
 from jupyter_bai.spec.session import SessionSpec, spec_error
@@ -96,6 +100,25 @@ class EngineDriver(Driver):
     async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
         return ServiceInfo.model_validate(
             self._services.create(ServiceCreate.from_json(dict(request))))
+
+    @property
+    def _deploys(self) -> Any:
+        if self.engine.deploys is None:
+            raise BaiError("model services are not running on this engine")
+        return self.engine.deploys
+
+    async def check_deploy(self, notebook: str) -> DeployCheck:
+        return DeployCheck.model_validate(self._deploys.check(notebook))
+
+    async def deploy_notebook(self, name: str, request: Mapping[str, Any]) -> DeployInfo:
+        return DeployInfo.model_validate(
+            self._deploys.deploy(name, DeployRequest.from_json(dict(request))))
+
+    async def rollback_service(self, name: str) -> DeployInfo:
+        return DeployInfo.model_validate(self._deploys.rollback(name))
+
+    async def service_versions(self, name: str) -> ServiceVersions:
+        return ServiceVersions.model_validate(self._deploys.versions(name))
 
     async def list_services(self) -> list[ServiceInfo]:
         return [ServiceInfo.model_validate(s) for s in self._services.list()]

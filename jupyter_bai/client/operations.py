@@ -188,6 +188,22 @@ class _ops:
         return Call("POST", "/services", json=dict(body))
 
     @staticmethod
+    def check_deploy(notebook: str) -> Call:
+        return Call("POST", "/deploy/check", json={"notebook": notebook})
+
+    @staticmethod
+    def deploy_notebook(name: str, body: Mapping[str, Any]) -> Call:
+        return Call("POST", f"/services/{_q(name)}/deploy", json=dict(body))
+
+    @staticmethod
+    def rollback_service(name: str) -> Call:
+        return Call("POST", f"/services/{_q(name)}/rollback")
+
+    @staticmethod
+    def service_versions(name: str) -> Call:
+        return Call("GET", f"/services/{_q(name)}/versions")
+
+    @staticmethod
     def list_services() -> Call:
         return Call("GET", "/services")
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from ..spec.errors import BaiError, Conflict
 from .config import EngineConfig
+from .deploy import DeployManager
 from .events import EventBus
 from .metrics import MetricsCollector
 from .mps import MPSControl
@@ -50,6 +51,7 @@ class Engine:
         self.sessions: SessionManager
         self.pipelines: PipelineManager | None = None
         self.services: ServiceManager | None = None
+        self.deploys: DeployManager | None = None
         self.proxy: ProxySupervisor | None = None
         self.runtimes: list[Runtime] = []
         self.mps: MPSControl | None = None
@@ -125,6 +127,8 @@ class Engine:
         await self.proxy.start()
         self.services = ServiceManager(cfg, self.store, self.events, self.sessions, self.vfolders)
         self.services.endpoint_base = self.proxy.endpoint
+        self.deploys = DeployManager(cfg, self.store, self.services, self.vfolders)
+        self.services.on_removed = self.deploys.forget
         await self.services.start()
         self.metrics = MetricsCollector(
             self.node, self.sessions, self.runtimes, interval=cfg.metrics_interval

@@ -2,7 +2,8 @@
 
 Backend.AI's semantics: a route gets ``initial_delay`` seconds to load, during which a refused
 connection means "still starting"; after that, ``max_retries`` failed probes in a row take it
-out of the rotation (UNHEALTHY) and one good probe brings it back (HEALTHY).
+out of the rotation (UNHEALTHY) and one good probe brings it back (HEALTHY). A 503 while
+provisioning is "still loading" too (a deployed notebook listens while its cells run).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class Probe:
     ok: bool
     refused: bool  # nothing listens yet (a server that is still loading)
     detail: str
+    loading: bool = False  # it answered 503: listening, still loading (a notebook's cells)
 
 
 async def probe(session: aiohttp.ClientSession, port: int, check: HealthCheck | None) -> Probe:
@@ -41,7 +43,8 @@ async def probe(session: aiohttp.ClientSession, port: int, check: HealthCheck | 
             if resp.status == check.expected_status_code:
                 return Probe(True, False, f"{check.path}: {resp.status}")
             return Probe(False, False, f"{check.path} answered {resp.status}, "
-                                       f"expected {check.expected_status_code}")
+                                       f"expected {check.expected_status_code}",
+                         loading=resp.status == 503)
     except aiohttp.ClientConnectorError as exc:
         refused = isinstance(exc.os_error, ConnectionRefusedError)
         return Probe(False, refused, f"{check.path}: connection refused" if refused else str(exc))
@@ -59,7 +62,7 @@ def next_status(
         return RouteStatus.HEALTHY, 0
     grace = check.initial_delay if check else 60.0
     retries = check.max_retries if check else 10
-    if current is RouteStatus.PROVISIONING and result.refused and age < grace:
+    if current is RouteStatus.PROVISIONING and (result.refused or result.loading) and age < grace:
         return current, 0  # still loading: not a failure
     failures += 1
     if failures >= retries:

@@ -210,6 +210,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE INDEX pipeline_notifications_due ON pipeline_notifications(delivered_at, "
         "gave_up_at, next_at)",
     )),
+    Migration(6, "notebook deploy: numbered service versions, and the version each route runs", (
+        """CREATE TABLE service_versions (
+            service_id TEXT NOT NULL REFERENCES services(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            hash TEXT NOT NULL,
+            notebook TEXT NOT NULL,
+            model_folder TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            endpoints TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (service_id, version)
+        )""",
+        "ALTER TABLE services ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE service_routes ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+    )),
 )
 
 

@@ -17,7 +17,7 @@ import secrets
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 
@@ -102,6 +102,7 @@ class ServiceManager:
         self._proxy_stats: dict[str, Any] = {}
         self.metrics: MetricsCollector | None = None  # the source of gpu_util (set by Engine)
         self._gpu_sample: dict[str, Any] = {}
+        self.on_removed: Callable[[str], None] | None = None  # the deploy's folders go too
 
     # -- reading -----------------------------------------------------------
     def _service_row(self, name: str) -> Any:
@@ -109,6 +110,10 @@ class ServiceManager:
         if row is None:
             raise NotFound(f"service '{name}' not found")
         return row
+
+    def row(self, name: str) -> Any:
+        """The service's store row (name or id)."""
+        return self._service_row(name)
 
     def _routes(self, service_id: str) -> list[Any]:
         return self.store.query(
@@ -120,7 +125,8 @@ class ServiceManager:
         spec = json.loads(row["spec"])
         routes = [
             {"id": r["id"], "status": r["status"], "session_id": r["session_id"],
-             "session_name": r["session_name"], "port": r["port"], "status_info": r["status_info"]}
+             "session_name": r["session_name"], "port": r["port"], "status_info": r["status_info"],
+             "version": r["version"]}
             for r in self._routes(row["id"])
         ]
         return {
@@ -130,7 +136,7 @@ class ServiceManager:
             "public": bool(row["public"]), "replicas": row["replicas"],
             "image": spec["image"], "model_folder": spec["model_folder"],
             "runtime_variant": spec["runtime_variant"], "routes": routes,
-            "created_at": row["created_at"],
+            "created_at": row["created_at"], "version": row["version"],
             "autoscaling_rules": [
                 {"id": r["id"], **json.loads(r["rule"]), "last_fired_at": r["last_fired_at"]}
                 for r in self.store.query(
@@ -174,7 +180,8 @@ class ServiceManager:
         (published on an ephemeral 127.0.0.1 port, :meth:`_record_docker_port`)."""
         runtime = self.sessions.runtime_for(spec.image)
         docker = runtime.name != "local"
-        definition = self._definition(spec) if spec.runtime_variant == "custom" else None
+        definition = (self._definition(spec) if spec.runtime_variant in ("custom", "notebook")
+                      else None)
         image_command = None
         if docker and spec.runtime_variant in ("cmd", "nim"):
             image_command = runtime.image_command(spec.image)
@@ -184,6 +191,39 @@ class ServiceManager:
 
     def _is_docker(self, spec: ServiceCreate) -> bool:
         return self.sessions.runtime_for(spec.image).name != "local"
+
+    def check_runnable(self, spec: ServiceCreate) -> None:
+        """What :meth:`create` checks of the image and variant, before any folder exists.
+
+        A deployed notebook's runner needs this package's Python (FastAPI, uvicorn): it runs
+        on the local runtime in this version.
+        """
+        runtime = self.sessions.runtime_for(spec.image)
+        if runtime.name != "local":
+            raise InvalidRequest(
+                f"a notebook deploy runs on the local runtime in this version; image "
+                f"'{spec.image}' is a Docker image (use `local`)")
+        self._check_image(spec)
+        port = free_port(self._used_ports())
+        plan = plan_route(spec.runtime_variant, port=port, env=spec.env, definition=None,
+                          docker=False, replicas=spec.replicas)
+        self._session_spec(spec.name, spec, plan, "check00")
+
+    def set_version(self, name: str, spec: ServiceCreate, version: int) -> str:
+        """Point the service at a deployed version; routes roll over to it (reconcile)."""
+        row = self._service_row(name)
+        with self.store.tx():
+            self.store.execute(
+                "UPDATE services SET spec = ?, replicas = ?, public = ?, version = ? WHERE id = ?",
+                (json.dumps(spec.model_dump(mode="json")), spec.replicas, int(spec.public),
+                 version, row["id"]))
+            # a version that failed to start is not retried: the new one gets a clean slate
+            self.store.execute("DELETE FROM service_routes WHERE service_id = ? AND status = ?",
+                               (row["id"], R.FAILED_TO_START.value))
+            self.events.publish("service", row["name"], action="version", version=version)
+            self._update_status(self._service_row(row["id"]))
+        self._wakeup.set()
+        return str(row["id"])
 
     def _used_ports(self) -> set[int]:
         return {int(r["port"]) for r in self.store.query("SELECT port FROM service_routes")}
@@ -416,8 +456,9 @@ class ServiceManager:
     def _failed_route(self, row: Any, rid: str, why: str) -> None:
         """Record a route that could not even be started (in the caller's transaction)."""
         self.store.execute(
-            "INSERT INTO service_routes(id, service_id, port, status, status_info, created_at) "
-            "VALUES (?,?,?,?,?,?)", (rid, row["id"], 0, R.FAILED_TO_START.value, why, time.time()))
+            "INSERT INTO service_routes(id, service_id, port, status, status_info, created_at, "
+            "version) VALUES (?,?,?,?,?,?,?)",
+            (rid, row["id"], 0, R.FAILED_TO_START.value, why, time.time(), row["version"]))
         self.events.publish("route", rid, service=row["name"],
                             route_status=R.FAILED_TO_START.value, info=why)
 
@@ -438,10 +479,10 @@ class ServiceManager:
                 return
             self.store.execute(
                 "INSERT INTO service_routes(id, service_id, session_id, port, status, created_at, "
-                "health) VALUES (?,?,?,?,?,?,?)",
+                "health, version) VALUES (?,?,?,?,?,?,?,?)",
                 (rid, row["id"], info["id"], 0 if self._is_docker(spec) else plan.port,
                  R.PROVISIONING.value, time.time(),
-                 json.dumps(plan.health.model_dump() if plan.health else None)))
+                 json.dumps(plan.health.model_dump() if plan.health else None), row["version"]))
             self.events.publish("route", rid, service=row["name"],
                                 route_status=R.PROVISIONING.value, session=info["name"])
             self._update_status(self._service_row(row["id"]))
@@ -584,8 +625,40 @@ class ServiceManager:
                     self.store.execute(f"DELETE FROM {table} WHERE service_id = ?", (row["id"],))
                 self.store.execute("DELETE FROM services WHERE id = ?", (row["id"],))
                 self.events.publish("service", row["name"], action="deleted")
+            if self.on_removed is not None:
+                self.on_removed(row["id"])
+
+    def _roll_over(self, row: Any, spec: ServiceCreate, routes: list[Any]) -> bool:
+        """Move routes to the current version one at a time: a new route first, an old one
+        leaves once a new one is HEALTHY. A new route that fails or never gets ready stops
+        the roll-over and the old ones keep serving. False: nothing left to roll."""
+        current = [r for r in routes if r["version"] == row["version"]]
+        old = [r for r in routes if r["version"] != row["version"]]
+        for route in old:  # an older version's routes that do not serve go now
+            if route["status"] == R.FAILED_TO_START.value:
+                with self.store.tx():
+                    self.store.execute("DELETE FROM service_routes WHERE id = ?", (route["id"],))
+                    self.events.publish("route", route["id"], service=row["name"],
+                                        action="removed")
+            elif route["status"] in (R.PROVISIONING.value, R.UNHEALTHY.value):
+                self._retire(route, row["name"], f"version {row['version']} replaces it")
+        serving = sorted((r for r in old if r["status"] == R.HEALTHY.value),
+                         key=lambda r: r["created_at"])
+        if not serving:
+            return False
+        live = [r for r in current if r["status"] in LIVE]
+        healthy = sum(r["status"] == R.HEALTHY.value for r in live)
+        stuck = any(r["status"] != R.HEALTHY.value for r in current if r["status"] != R.TERMINATING.value)
+        if not stuck and len(live) < row["replicas"]:
+            self._add_route(row, spec)
+        for route in serving[: max(0, healthy + len(serving) - row["replicas"])]:
+            self._retire(route, row["name"], f"version {row['version']} is serving")
+        return True
 
     def _fit_replicas(self, row: Any, spec: ServiceCreate) -> None:
+        routes = self._routes(row["id"])
+        if self._roll_over(row, spec, routes):
+            return
         routes = self._routes(row["id"])
         live = [r for r in routes if r["status"] in LIVE]
         failed = any(r["status"] == R.FAILED_TO_START.value for r in routes)

@@ -64,6 +64,11 @@ __all__ = [
     "RunRequest",
     "ScaleRequest",
     "ServiceInfo",
+    "DeployCheck",
+    "DeployInfo",
+    "DeployedEndpoint",
+    "ServiceVersion",
+    "ServiceVersions",
     "ServiceList",
     "ServiceLogsQuery",
     "ServiceToken",
@@ -628,6 +633,7 @@ class RouteInfo(_Loose):
     session_name: str | None = None
     port: int = Field(description="where the route listens on 127.0.0.1 (0: never started)")
     status_info: str | None = Field(default=None, description="why (FAILED_TO_START: last log lines)")
+    version: int = Field(default=0, description="the deployed version it runs (0: not deployed)")
 
 
 class AutoscaleRuleInfo(_Loose):
@@ -675,6 +681,7 @@ class ServiceInfo(_Loose):
     autoscaling_rules: list[AutoscaleRuleInfo] = Field(default_factory=list)
     scaling_decisions: list[ScalingDecision] = Field(
         default_factory=list, description="the autoscaler's decisions, newest first (last 20)")
+    version: int = Field(default=0, description="the current deployed version (0: not deployed)")
 
     @property
     def is_settled(self) -> bool:
@@ -683,6 +690,45 @@ class ServiceInfo(_Loose):
         if "FAILED_TO_START" in statuses or self.status == "FAILED":
             return True
         return len(statuses) >= self.replicas and all(s == "HEALTHY" for s in statuses)
+
+
+class DeployedEndpoint(ApiModel):
+    path: str
+    method: Literal["GET", "POST"]
+    name: str = Field(description="the Python function")
+
+
+class DeployCheck(ApiModel):
+    """What a notebook would serve, and why it cannot be deployed as it is."""
+
+    notebook: str
+    hash: str = Field(description="`sha256:<hex>` of the captured code")
+    endpoints: list[DeployedEndpoint]
+    problems: list[str] = Field(description="empty: deployable")
+    warnings: list[str] = Field(default_factory=list, description="skipped magics and shell escapes")
+
+
+class DeployInfo(ApiModel):
+    """A deploy (or rollback) accepted: routes roll over in the background."""
+
+    service: str
+    version: int
+    hash: str
+    endpoint: str = Field(description="`http://127.0.0.1:<port>/services/<name>/`")
+    token: str | None = Field(description="a bearer token (1 day) when the service is private")
+    endpoints: list[DeployedEndpoint]
+
+
+class ServiceVersion(ApiModel):
+    version: int
+    hash: str
+    notebook: str
+    created_at: float
+    current: bool
+
+
+class ServiceVersions(ApiModel):
+    versions: list[ServiceVersion]
 
 
 class ServiceList(ApiModel):

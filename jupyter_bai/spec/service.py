@@ -24,6 +24,7 @@ from .session import SESSION_NAME_RE, parse_env, spec_error
 __all__ = [
     "RouteStatus", "ServiceStatus", "VARIANTS", "ServiceCreate", "RouteLaunch", "plan_route",
     "service_status", "MODEL_MOUNT", "NIM_CACHE", "DOCKER_PORT", "AutoscaleRule",
+    "notebook_definition", "NOTEBOOK_RUNTIME",
 ]
 
 MODEL_MOUNT = "/models"
@@ -269,6 +270,28 @@ def _custom(definition: ModelDefinition | None, port: int, replicas: int) -> Rou
     )
 
 
+NOTEBOOK_RUNTIME = f"{MODEL_MOUNT}/.bai/lib"
+"""Where a deploy puts its copy of ``jupyter_bai.serving`` (a route's Python may not see the
+engine's editable install, and the runner's version stays with the deployed version)."""
+
+NOTEBOOK_HEALTH = {"path": "/health", "interval": 2.0, "max_retries": 3, "initial_delay": 300.0}
+
+
+def notebook_definition(notebook: str, health: dict[str, Any] | None = None,
+                        name: str = "notebook") -> ModelDefinition:
+    """The model definition of a deployed notebook: the runner on the assigned port, readiness
+    on ``/health`` (``health`` overrides the defaults: the notebook's ``metadata.bai.health_check``)."""
+    check = HealthCheck.model_validate({**NOTEBOOK_HEALTH, **(health or {}), "path": "/health"})
+    return ModelDefinition.model_validate({"models": [{
+        "name": name, "model_path": MODEL_MOUNT,
+        "service": {
+            "start_command": ["env", f"PYTHONPATH={NOTEBOOK_RUNTIME}", "python3", "-m",
+                              "jupyter_bai.serving", f"{MODEL_MOUNT}/{notebook}", "--port", "{port}"],
+            "health_check": check.model_dump(),
+        },
+    }]})
+
+
 def plan_route(
     variant: str, *, port: int, env: dict[str, str], definition: ModelDefinition | None,
     docker: bool, replicas: int = 1, image_command: str | None = None,
@@ -313,11 +336,7 @@ def plan_route(
                            env={"HF_HOME": NIM_CACHE, "NIM_CACHE_PATH": NIM_CACHE},
                            model_name=name, model_path=NIM_CACHE, model_mount=NIM_CACHE)
     if variant == "notebook":
-        # Placeholder: jupyter_bai.serving is built by the notebook-deploy issue; until then
-        # this only fixes the command line and health path that issue will serve.
-        return RouteLaunch(
-            command=f"python -m jupyter_bai.serving {shlex.quote(env.get('BAI_NOTEBOOK', 'service.ipynb'))}"
-                    f" --port {port}",
-            port=port, health=HealthCheck(path="/health"), model_name=name,
-        )
+        # the definition the deploy wrote next to the notebook; without one, the defaults
+        return _custom(definition or notebook_definition(env.get("BAI_NOTEBOOK", "service.ipynb")),
+                       port, 1 if docker else replicas)
     raise InvalidRequest(f"unknown runtime variant '{variant}' (known: {', '.join(VARIANTS)})")
