@@ -208,3 +208,42 @@ def test_a_leaving_route_is_drained_only_when_the_proxy_says_so() -> None:
     # no proxy running (no stats, or stale ones): nothing can be in flight through it
     assert drained({}, 4000, since=now - 2, now=now)
     assert drained({**fresh, "at": now - STALE - 1}, 4000, since=now - 2, now=now)
+
+
+def test_a_route_that_dies_between_head_and_body_is_retried_on_another(tmp_path: Path) -> None:
+    """Nothing had reached the client (its head is held for the first body byte): retried."""
+
+    async def scenario() -> None:
+        async def half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")  # then it dies
+            await writer.drain()
+            writer.close()
+
+        async def whole(request: web.Request) -> web.Response:
+            return web.Response(text="whole")
+
+        half_server = await asyncio.start_server(half, "127.0.0.1", 0)
+        half_port = half_server.sockets[0].getsockname()[1]
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", whole)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        up_port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", up_port).start()
+        db = tmp_path / "engine.db"
+        _store(db, [("svc", True, [half_port, up_port], [])])
+        endpoint = Endpoint(db)
+        px = _free_port()
+        await endpoint.start("127.0.0.1", px)
+        try:
+            async with aiohttp.ClientSession() as http:
+                for _ in range(6):  # round robin: every other request meets the dying route first
+                    async with http.get(f"http://127.0.0.1:{px}/services/svc/x") as r:
+                        assert (r.status, await r.text()) == (200, "whole")
+        finally:
+            await endpoint.close()
+            await runner.cleanup()
+            half_server.close()
+
+    asyncio.run(scenario())

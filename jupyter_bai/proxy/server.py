@@ -294,17 +294,36 @@ class Proxy:
                     # chunking; a body still arriving is streamed below as it comes
                     return web.Response(status=upstream.status, reason=upstream.reason,
                                         headers=out_headers, body=await upstream.read())
+                # The head is held back until the first body byte (for at most HEAD_HOLD): a
+                # route that dies between its head and its body has then sent nothing to the
+                # client, and the request can still go to another route.
+                try:
+                    first: bytes | None = await asyncio.wait_for(upstream.content.readany(),
+                                                                 HEAD_HOLD)
+                except asyncio.TimeoutError:
+                    first = None  # a slow stream (a model thinking): the head goes now
+                except (aiohttp.ClientError, OSError) as exc:
+                    raise _NothingSent(f"127.0.0.1:{port}: {exc}") from None
+                if first is not None and upstream.content.is_eof():
+                    return web.Response(status=upstream.status, reason=upstream.reason,
+                                        headers=out_headers, body=first)
                 out = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                          headers=out_headers)
                 if upstream.headers.get("Content-Length") is None:
                     out.enable_chunked_encoding()
                 await out.prepare(request)
+                if first:
+                    await out.write(first)
                 async for chunk in upstream.content.iter_any():
                     await out.write(chunk)
                 await out.write_eof()
                 return out
         finally:
             inflight[port] -= 1
+
+
+HEAD_HOLD = 1.0
+"""Seconds an answer's head waits for its first body byte (see ``_forward``)."""
 
 
 class _NothingSent(Exception):
