@@ -273,8 +273,11 @@ def test_batch_session_exit_code_and_logs(cluster: Client) -> None:
     name = f"b{_tag()}"
     info = cluster.create_session(IMAGE, name=name, type="batch", command="echo batch-out; exit 4",
                                   resources={"cpu": 1, "mem": "512m"}, wait=True, timeout=300)
-    assert info.status == "TERMINATED" and info.exit_code == 4 and info.result == "failure"
+    assert info.status == "TERMINATED" and info.result == "failure" and info.exit_code is None
     assert "batch-out" in cluster.session_logs(name)
+    ok = cluster.create_session(IMAGE, name=f"b{_tag()}", type="batch", command="true",
+                                resources={"cpu": 1, "mem": "512m"}, wait=True, timeout=300)
+    assert (ok.status, ok.result, ok.exit_code) == ("TERMINATED", "success", 0)
 
 
 def test_cluster_errors_keep_the_servers_reason(cluster: Client) -> None:
@@ -288,8 +291,13 @@ def test_cluster_errors_keep_the_servers_reason(cluster: Client) -> None:
         cluster.get_session(f"none{_tag()}")
     with pytest.raises(NotFound):
         cluster.delete_vfolder(f"none{_tag()}")
-    names_before = {s.name for s in cluster.list_sessions(None)}
-    assert not any(n.startswith("x") and n not in names_before for n in names_before)
+    big = f"big{_tag()}"
+    with pytest.raises(BaiError) as nope:
+        cluster.create_session(IMAGE, name=big, resources=["cpu=64", "mem=512m"])
+    assert nope.value.code == "insufficient-resources" and "\n" not in str(nope.value)
+    assert "no-available-instances" in str(nope.value) and "cpu=64" in str(nope.value)
+    assert cluster.get_session(big).status in ("CANCELLED", "TERMINATING", "TERMINATED")
+    assert big not in [s.name for s in cluster.list_sessions("PENDING")]
 
 
 def test_async_client_lists_the_clusters_images(backendai: Cluster) -> None:

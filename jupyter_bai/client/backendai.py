@@ -60,6 +60,7 @@ from jupyter_bai.spec.models import (
     VFolderInfo,
 )
 from jupyter_bai.spec.mounts import parse_mount
+from jupyter_bai.spec.resources import parse_size
 
 __all__ = ["API_VERSION", "BackendAIConfig", "BackendAIDriver", "sign"]
 
@@ -71,7 +72,7 @@ _EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 #: Backend.AI's session statuses as this project's.
 _STATUS = {
     "PENDING": "PENDING", "SCHEDULED": "SCHEDULED", "PREPARING": "PREPARING",
-    "PULLING": "PREPARING", "PREPARED": "PREPARING", "CREATING": "PREPARING",
+    "PULLING": "PREPARING",
     "RUNNING": "RUNNING", "RESTARTING": "RUNNING", "RUNNING_DEGRADED": "RUNNING",
     "TERMINATING": "TERMINATING", "TERMINATED": "TERMINATED", "ERROR": "ERROR",
     "CANCELLED": "CANCELLED",
@@ -82,7 +83,7 @@ for _bai, _ours in _STATUS.items():
 
 _SESSION_FIELDS = """
   id name type image status status_info status_data status_history created_at terminated_at
-  starts_at startup_command result occupied_slots vfolder_mounts scaling_group
+  starts_at startup_command result occupied_slots mounts vfolder_mounts scaling_group
 """
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -154,6 +155,9 @@ def _server_error(status: int, body: bytes, where: str) -> BaiError:
     kind = str(data.get("type") or "").rsplit("/", 1)[-1]
     title = _one_line(data.get("title") or "")
     detail = _one_line(data.get("msg") or data.get("message") or "")
+    extra = data.get("data")
+    if isinstance(extra, dict) and extra:
+        detail = "; ".join(filter(None, [detail, ", ".join(f"{k}: {_one_line(v)}" for k, v in extra.items())]))
     reason = title if not detail or detail == title else f"{title} ({detail})" if title else detail
     if not (kind or title or detail):
         return BaiError(f"the endpoint {where} answered HTTP {status} with no Backend.AI error "
@@ -233,12 +237,11 @@ def _history(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _exit_code(status_data: Any) -> int | None:
-    data = _json_field(status_data) or {}
-    for part in ("kernel", "session"):
-        code = (data.get(part) or {}).get("exit_code") if isinstance(data, dict) else None
-        if isinstance(code, int):
-            return code
+def _exit_code(row: Mapping[str, Any]) -> int | None:
+    """A batch command's exit code, as far as 23.09 keeps it: it stores only SUCCESS (exit code
+    0) or FAILURE (any other code, not kept) as the session's ``result``."""
+    if str(row.get("type") or "").upper() == "BATCH" and str(row.get("result")).upper() == "SUCCESS":
+        return 0
     return None
 
 
@@ -255,23 +258,42 @@ def _pending_reason(status_data: Any) -> str | None:
     return text or None
 
 
+_VFMOUNT = re.compile(r"name='([^']*)'.*kernel_path=PurePosixPath\('([^']*)'\).*mount_perm=<\w+\.\w+: '(\w+)'>")
+
+
+def _mounts(row: Mapping[str, Any]) -> list[MountInfo]:
+    """Mounted folders: 23.09 sends ``vfolder_mounts`` as the repr of its ``VFolderMount``s
+    (with the path inside the session and the permission); ``mounts`` has just the names."""
+    out = []
+    for text in row.get("vfolder_mounts") or []:
+        m = _VFMOUNT.search(str(text))
+        if m:
+            out.append(MountInfo(source=m.group(1), target=m.group(2),
+                                 perm="ro" if m.group(3) == "ro" else "rw"))
+    if out:
+        return out
+    return [MountInfo(source=str(n), target=f"/home/work/{n}") for n in row.get("mounts") or []]
+
+
 def _session(row: Mapping[str, Any], env: Mapping[str, str] | None = None) -> SessionInfo:
     status = _STATUS.get(str(row.get("status")), "ERROR")
     info = row.get("status_info")
     if status == "PENDING":
-        info = _pending_reason(row.get("status_data")) or info
-    mounts = [MountInfo(source=str(m), target=f"/home/work/{m}") for m in row.get("vfolder_mounts") or []]
+        why = _pending_reason(row.get("status_data"))
+        info = f"{info}: {why}" if info and why else why or info
+    mounts = _mounts(row)
     result = str(row.get("result") or "undefined").lower()
     slots = _slots(row.get("occupied_slots"))
     return SessionInfo.model_validate({
         "id": str(row["id"]), "name": str(row.get("name") or row["id"]), "status": status,
         "status_info": _one_line(info) if info else None,
         "result": result if result in ("success", "failure") else "undefined",
-        "exit_code": _exit_code(row.get("status_data")),
+        "exit_code": _exit_code(row),
         "image": str(row.get("image") or ""), "type": str(row.get("type") or "interactive").lower(),
         "command": row.get("startup_command") or None, "resources": slots, "mounts": mounts,
         "env": dict(env or {}), "runtime": "backendai", "sandbox": "docker",
-        "created_at": _iso(row.get("created_at")), "started_at": _iso(row.get("starts_at")),
+        "created_at": _iso(row.get("created_at")),
+        "started_at": _iso((_json_field(row.get("status_history")) or {}).get("RUNNING")),
         "terminated_at": _iso(row.get("terminated_at")),
         "status_history": _history(row.get("status_history")),
         "scaling_group": row.get("scaling_group"),
@@ -342,9 +364,12 @@ class BackendAIDriver(Driver):
     # -- plumbing
 
     async def _send(self, method: str, path: str, *, json_body: Any = None,
-                    params: Mapping[str, str] | None = None) -> Any:
+                    params: Mapping[str, str] | None = None, long: bool = False) -> Any:
+        """One signed call; ``long``: the execute API, which answers when the code has output
+        or ends (no read timeout; connecting is still bounded)."""
+        timeout = httpx.Timeout(None, connect=min(self.timeout, 10.0)) if long else httpx.USE_CLIENT_DEFAULT
         try:
-            resp = await self._http.request(method, path, json=json_body, params=params)
+            resp = await self._http.request(method, path, json=json_body, params=params, timeout=timeout)
         except httpx.TransportError as exc:
             raise _transport_error(exc, self.where, self.timeout) from None
         if resp.status_code >= 400:
@@ -452,18 +477,61 @@ class BackendAIDriver(Driver):
         env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
         body: dict[str, Any] = {
             "name": name, "image": request["image"], "type": type_,
-            "group": self.config.group or None,
             "config": {"mounts": mounts, "mount_map": mount_map, "environ": env,
-                       "resources": dict(request.get("resources") or {}), "resource_opts": {},
-                       "preopen_ports": [int(p) for p in request.get("ports") or []] or None},
+                       "resources": dict(request.get("resources") or {}), "resource_opts": {}},
             "enqueueOnly": True, "maxWaitSeconds": 0, "reuseIfExists": False,
             "startupCommand": request.get("command"), "clusterSize": 1,
             "clusterMode": "single-node", "architecture": _arch(),
         }
+        if self.config.group:
+            body["group"] = self.config.group
+        if request.get("ports"):
+            body["config"]["preopen_ports"] = [int(p) for p in request["ports"]]
+        too_big = await self._beyond_capacity(body["config"]["resources"])
         created = await self._send("POST", "/session", json_body=body)
         sid = str(created["sessionId"])
         self._env[sid] = env
-        return await self._session_by_id(sid)
+        sess = await self._session_by_id(sid)
+        if too_big:
+            await self._refuse_unplaceable(sess, too_big)
+        return sess
+
+    async def _beyond_capacity(self, resources: Mapping[str, Any]) -> list[str]:
+        """Slots asking for more than the whole cluster has (using + remaining)."""
+        data = await self._send("POST", "/resource/check-presets", json_body={})
+        total: dict[str, Decimal] = {}
+        for sg in (data.get("scaling_groups") or {}).values():
+            for part in ("using", "remaining"):
+                for key, val in _slots(sg.get(part)).items():
+                    total[key] = total.get(key, Decimal(0)) + Decimal(val)
+        out = []
+        for key, raw in resources.items():
+            try:
+                want = Decimal(parse_size(str(raw))) if key == "mem" else Decimal(str(raw))
+            except (InvalidOperation, BaiError):
+                continue
+            if key in total and want > total[key]:
+                out.append(f"{key}={raw}")
+        return out
+
+    async def _refuse_unplaceable(self, sess: SessionInfo, too_big: list[str]) -> None:
+        """A request larger than the cluster would wait in PENDING for ever: wait for the
+        scheduler's verdict, cancel the session and raise with the scheduler's reason."""
+        deadline = time.monotonic() + 30
+        cur = sess
+        while cur.status == "PENDING" and not cur.status_info and time.monotonic() < deadline:
+            await asyncio.sleep(self.poll_interval)
+            cur = await self._session_by_id(sess.id)
+        if cur.status != "PENDING":
+            return
+        try:
+            await self._send("DELETE", f"/session/{sess.id}", params={"forced": "true"})
+        except BaiError:
+            pass
+        reason = cur.status_info or "the scheduler found no agent for it"
+        raise InsufficientResources(
+            f"the cluster cannot place session {sess.name} ({', '.join(too_big)} is more than "
+            f"it has): {reason}")
 
     async def _session_by_id(self, sid: str) -> SessionInfo:
         data = await self._gql(f"query($id: UUID!) {{ compute_session(id: $id) {{ {_SESSION_FIELDS} }} }}",
@@ -471,6 +539,19 @@ class BackendAIDriver(Driver):
         row = data.get("compute_session")
         if not row:
             raise NotFound(f"no such session on {self.where}: {sid}")
+        return await self._settled(row)
+
+    async def _settled(self, row: dict[str, Any]) -> SessionInfo:
+        """The session, after finishing what 23.09 leaves undone: a batch command that ends
+        before its session is marked RUNNING gets its result, but the manager's destroy is
+        refused in that state (``handle_batch_result``) and the session stays RUNNING for good."""
+        if (str(row.get("type") or "").upper() == "BATCH" and row.get("status") == "RUNNING"
+                and str(row.get("result")).upper() in ("SUCCESS", "FAILURE")):
+            try:
+                await self._send("DELETE", f"/session/{row['id']}")
+            except BaiError:
+                pass
+            row = {**row, "status": "TERMINATING", "status_info": "task-finished"}
         return _session(row, self._env.get(str(row["id"])))
 
     async def _rows(self, *, status: str | None = None, filter_: str | None = None,
@@ -486,7 +567,7 @@ class BackendAIDriver(Driver):
         if status:
             wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
             bai = ",".join(b for s in wanted for b in _BAI_STATUSES.get(s, [s]))
-        return [_session(r, self._env.get(str(r["id"]))) for r in await self._rows(status=bai)]
+        return [await self._settled(r) for r in await self._rows(status=bai)]
 
     async def get_session(self, name: str) -> SessionInfo:
         if _UUID.match(name):
@@ -496,7 +577,7 @@ class BackendAIDriver(Driver):
         rows = await self._rows(filter_=f'name == "{name}"', limit=1)
         if not rows:
             raise NotFound(f"no such session: {name!r}")
-        return _session(rows[0], self._env.get(str(rows[0]["id"])))
+        return await self._settled(rows[0])
 
     async def _live(self, name: str) -> SessionInfo:
         sess = await self.get_session(name)
@@ -545,10 +626,11 @@ class BackendAIDriver(Driver):
         run_id = secrets.token_hex(8)
         body: dict[str, Any] = {**first, "runId": run_id}
         while True:
-            data = await self._send("POST", f"/session/{sid}", json_body=body)
+            data = await self._send("POST", f"/session/{sid}", json_body=body, long=True)
             result = dict((data or {}).get("result") or {})
             yield result
-            if result.get("status") not in ("continued", "waiting-input", "build-finished"):
+            # batch runs report clean-finished and build-finished before they run the command
+            if result.get("status") in ("finished", "exec-timeout") or not result.get("status"):
                 return
             body = {"mode": "continue", "code": "", "runId": run_id}
 
@@ -603,10 +685,11 @@ class BackendAIDriver(Driver):
     async def create_vfolder(self, request: Mapping[str, Any]) -> VFolderInfo:
         quota = request.get("quota")
         body = {"name": request["name"], "host": self.config.vfolder_host or None,
-                "group": self.config.group or None,
                 "usage_mode": request.get("usage_mode") or "general",
                 "permission": request.get("permission") or "rw",
                 "quota": str(quota) if quota else "0", "cloneable": False}
+        if self.config.group:
+            body["group"] = self.config.group
         await self._send("POST", "/folders", json_body=body)
         return await self.get_vfolder(str(request["name"]))
 

@@ -53,7 +53,7 @@ g configs/manager/halfstack.alembic.ini | sed 's/localhost:8100/127.0.0.1:8100/'
 g configs/agent/halfstack.toml | sed -e "s@# ipc-base-path = .*@ipc-base-path = \"$S/ipc\"@" -e "s@var-base-path = .*@var-base-path = \"$S/var/lib/backend.ai\"@" \
   -e "s@mount-path = .*@mount-path = \"$S/vfroot/local\"@" -e "s@scratch-root = .*@scratch-root = \"$S/scratches\"@" \
   -e "s@image-commit-path = .*@image-commit-path = \"$S/commit/\"@" -e "s@pid-file = .*@pid-file = \"$S/agent.pid\"@" \
-  -e 's/# allow-compute-plugins =.*/allow-compute-plugins = []/' -e 's/colored = true/colored = false/' -e 's/reserved-disk = "8G"/reserved-disk = "1G"/' \
+  -e 's/# allow-compute-plugins =.*/allow-compute-plugins = []/' -e 's/colored = true/colored = false/' -e 's/reserved-disk = "8G"/reserved-disk = "1G"/' -e 's/^reserved-cpu = 1/reserved-cpu = 0/' \
   -e 's/^agent-sock-port = 6007/agent-sock-port = 6007\nmetadata-server-bind-host = "127.0.0.1"/' > agent.toml
 g configs/storage-proxy/halfstack.toml | sed -e 's/port = 2379/port = 8120/' -e 's/num-proc = 4/num-proc = 1/' -e 's/"0.0.0.0", port = 6021/"127.0.0.1", port = 6021/' \
   -e "s/some-secret-shared-with-manager/$SECRET/" -e "s@# ipc-base-path = .*@ipc-base-path = \"$S/ipc\"@" \
