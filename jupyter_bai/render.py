@@ -474,7 +474,7 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
         head += f"; fractional GPU limits: {limit}"
     engine = res.get("engine")
     if engine:
-        head = f"engine {engine.get('name')} ({engine.get('kind')}, {engine.get('url') or '-'}); " + head
+        head += f"; engine {engine.get('name')} ({engine.get('kind')}, {engine.get('url') or '-'})"
     preset_rows: list[Sequence[Any]] = [
         [p.get("name"), format_slots(p.get("resources")), "yes" if p.get("allocatable") else "no"]
         for p in res.get("presets") or []
