@@ -307,7 +307,9 @@ def test_async_client_lists_the_clusters_images(backendai: Cluster) -> None:
             return (await client.list_images()).images
 
     images = asyncio.run(main())
-    assert any(IMAGE in (i.id or "").split(",") for i in images), images
+    by_name = {i.name: i for i in images}
+    assert IMAGE in by_name and by_name[IMAGE].runtime == "backendai"
+    assert by_name["index.docker.io/lablup/python:3.11-debian12"].id == by_name[IMAGE].id
 
 
 # --------------------------------------------------------------------------- same cells, two engines

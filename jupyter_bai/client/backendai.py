@@ -28,6 +28,7 @@ import shlex
 import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jupyter_bai.client.driver import Driver
+from jupyter_bai.client.driver import Driver, StatusWaiter
 from jupyter_bai.client.operations import CHUNK_SIZE, TERMINAL_STATUSES
 from jupyter_bai.spec.errors import (
     BaiError,
@@ -438,17 +439,18 @@ class BackendAIDriver(Driver):
 
     async def list_images(self) -> ImageList:
         data = await self._gql(
-            "{ images(is_installed: true) { name tag registry architecture size_bytes aliases "
+            "{ images(is_installed: true) { id name tag registry architecture size_bytes aliases "
             "labels { key value } } }")
         images = []
         for img in data.get("images") or []:
             labels = {lab["key"]: lab["value"] for lab in img.get("labels") or []}
-            images.append(ImageInfo(
-                name=f"{img['registry']}/{img['name']}:{img['tag']}", runtime="backendai",
-                size=img.get("size_bytes"), min_mem=labels.get("ai.backend.resource.min.mem"),
-                service_ports=labels.get("ai.backend.service-ports"),
-                id=",".join(img.get("aliases") or []) or None,
-            ))
+            # the canonical reference, then each alias (both work in `session create`)
+            for ref in [f"{img['registry']}/{img['name']}:{img['tag']}", *(img.get("aliases") or [])]:
+                images.append(ImageInfo(
+                    name=ref, runtime="backendai", id=str(img.get("id") or "") or None,
+                    size=img.get("size_bytes"), min_mem=labels.get("ai.backend.resource.min.mem"),
+                    service_ports=labels.get("ai.backend.service-ports") or None,
+                ))
         return ImageList(images=images, notes=[] if images else [f"no images are installed on {self.where}"])
 
     # -- sessions
@@ -487,11 +489,20 @@ class BackendAIDriver(Driver):
             body["group"] = self.config.group
         if request.get("ports"):
             body["config"]["preopen_ports"] = [int(p) for p in request["ports"]]
-        too_big = await self._beyond_capacity(body["config"]["resources"])
-        created = await self._send("POST", "/session", json_body=body)
+        too_big, created = await asyncio.gather(
+            self._beyond_capacity(body["config"]["resources"]),
+            self._send("POST", "/session", json_body=body))
         sid = str(created["sessionId"])
         self._env[sid] = env
-        sess = await self._session_by_id(sid)
+        # what the manager just accepted, without another query (the first poll has the rest)
+        sess = _session({
+            "id": sid, "name": created.get("sessionName") or name, "type": type_.upper(),
+            "image": request["image"], "status": created.get("status") or "PENDING",
+            "startup_command": request.get("command"), "mounts": mounts,
+            "occupied_slots": {k: parse_size(str(v)) if k == "mem" else v
+                               for k, v in body["config"]["resources"].items()},
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }, env)
         if too_big:
             await self._refuse_unplaceable(sess, too_big)
         return sess
@@ -584,6 +595,44 @@ class BackendAIDriver(Driver):
         if sess.status in TERMINAL_STATUSES:
             raise InvalidState(f"session {sess.name} is {sess.status}")
         return sess
+
+    @asynccontextmanager
+    async def watch_session(self, session_id: str) -> AsyncIterator[StatusWaiter | None]:
+        """Backend.AI's session event stream (SSE ``/events/session``) as a wake-up signal;
+        a stream that fails only makes the waits time out (the client then polls)."""
+        if not _UUID.match(session_id):
+            yield None
+            return
+        woke = asyncio.Event()
+
+        async def listen() -> None:
+            try:
+                async with self._http.stream("GET", "/events/session", params={"sessionId": session_id},
+                                             timeout=httpx.Timeout(None, connect=10.0)) as resp:
+                    if resp.status_code >= 400:
+                        return
+                    async for line in resp.aiter_lines():
+                        if line.startswith("event:"):
+                            woke.set()
+            except httpx.HTTPError:
+                return
+
+        async def wait(timeout: float) -> None:
+            try:
+                await asyncio.wait_for(woke.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            woke.clear()
+
+        task = asyncio.create_task(listen())
+        try:
+            yield wait
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
 
     async def destroy_session(self, name: str, forced: bool) -> SessionInfo:
         sess = await self.get_session(name)
