@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jupyter_bai.client.driver import Driver, StatusWaiter
+from jupyter_bai.client.driver import Driver, StatusWaiter, Unsupported
 from jupyter_bai.client.operations import CHUNK_SIZE, TERMINAL_STATUSES
 from jupyter_bai.spec.errors import (
     BaiError,
@@ -717,6 +717,13 @@ class BackendAIDriver(Driver):
                 yield RunMessage(type="stream", name=kind, text=str(text) if tb is None else
                                  "\n".join(tb.traceback) + "\n")
             if result.get("status") == "finished":
+                code = result.get("exitCode")
+                if error is None and code not in (0, None):
+                    why = (": its Python kernel did not start in time, so this session has no "
+                           "interpreter to run code in (Backend.AI's kernel runner gives up after "
+                           "10 s); create a new session" if code == 127 else "")
+                    error = _TracebackOf("KernelRunnerError",
+                                         f"the session's kernel runner answered exit code {code}{why}", [])
                 break
         if error is not None:
             yield RunMessage(type="done", status="error", ename=error.ename, evalue=error.evalue,
@@ -865,8 +872,30 @@ class BackendAIDriver(Driver):
             first = False
             await asyncio.sleep(self.poll_interval * 4)
 
-    # -- services: Backend.AI 23.09's model serving needs an app proxy this driver cannot
-    #    verify against the test cluster; the Driver defaults raise Unsupported.
+    # -- not driven on a cluster yet: model services (23.09 serves them through an app proxy
+    #    the test halfstack lacks) and pipelines. Say so, rather than "the cluster has none".
+
+    def _not_yet(self, what: str) -> Unsupported:
+        return Unsupported(f"{what} on a Backend.AI cluster ({self.where}) are not supported by "
+                           "jupyter-bai yet; use the local engine (`engine use local`)")
+
+    async def create_service(self, request: Mapping[str, Any]) -> Any:
+        raise self._not_yet("model services")
+
+    async def list_services(self) -> Any:
+        raise self._not_yet("model services")
+
+    async def get_service(self, name: str) -> Any:
+        raise self._not_yet("model services")
+
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> Any:
+        raise self._not_yet("pipelines")
+
+    async def list_pipeline_jobs(self) -> Any:
+        raise self._not_yet("pipelines")
+
+    async def get_pipeline_job(self, job: str) -> Any:
+        raise self._not_yet("pipelines")
 
 
 def _arch() -> str:
