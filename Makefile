@@ -10,7 +10,7 @@ SYSTEM_STAMP := $(VENV)/.system-deps
 NODE_STAMP := $(VENV)/.node
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install system-deps docker-up labextension ui-deps bench clean
+.PHONY: lab test install system-deps docker-up labextension ui-deps bench bench-backendai clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml $(wildcard kernels/*/kernel.json) | $(NODE_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -112,6 +112,11 @@ bench: install docker-up
 	$(PY) bench/loop_lag.py
 	$(PY) bench/client_overhead.py
 	$(PY) bench/metrics_cost.py
+
+# jupyter-bai against the official SDK on a real Backend.AI 23.09 halfstack (started if none
+# answers on 127.0.0.1:8081; root and Docker needed).
+bench-backendai: install docker-up
+	$(PY) bench/backendai.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info jupyter_bai/labextension labextension/node_modules labextension/lib \

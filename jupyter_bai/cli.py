@@ -34,6 +34,7 @@ class BaiContext:
     json: bool = False
     notebook: bool = False
     client_factory: Callable[[], Any] | None = None
+    engine: str | None = None
     result: Any = None
     exit_code: int = 0
     _client: Any = field(default=None, repr=False)
@@ -45,9 +46,9 @@ class BaiContext:
             if self.client_factory is not None:
                 self._client = self.client_factory()
             else:
-                from jupyter_bai.client import Client
+                from jupyter_bai.client.engines import make_client
 
-                self._client = Client()
+                self._client = make_client(self.engine)
         return self._client
 
     def close(self) -> None:
@@ -161,6 +162,9 @@ class _TransferBar:
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @json_option
+@click.option("--engine", "engine", metavar="NAME", expose_value=False, is_eager=True,
+              callback=lambda ctx, _p, v: setattr(ctx.ensure_object(BaiContext), "engine", v) if v else None,
+              help="Talk to this engine (see `engine ls`) instead of the active one.")
 @click.version_option(__version__, prog_name="jupyter-bai")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -848,8 +852,17 @@ def vfolder_delete(bai: BaiContext, name: str) -> None:
 @json_option
 @pass_bai
 def resources_cmd(bai: BaiContext) -> None:
-    """Node capacity and what is used/free: CPU, memory, whole GPUs and fGPU shares."""
-    bai.emit(bai.client.resources(), render.resources_view)
+    """Capacity and what is used/free (CPU, memory, GPUs) of the active engine; a cluster
+    also lists its resource presets."""
+    from jupyter_bai.client.engines import active_name, get_engine
+
+    res = bai.client.resources()
+    if bai.client_factory is None:
+        name = active_name(bai.engine)
+        info = get_engine(name).public(active=True)
+        info["url"] = info["url"] or getattr(bai.client.driver, "where", None)
+        res = res.model_copy(update={"engine": info})
+    bai.emit(res, render.resources_view)
 
 
 @cli.command("ask")
@@ -950,8 +963,10 @@ def _usage_hint(err: click.UsageError, prog_name: str) -> str:
 
 
 from jupyter_bai.kernels.cli import kernelspec  # noqa: E402 (uses the helpers above)
+from jupyter_bai.engines_cli import engine_group  # noqa: E402
 
 cli.add_command(kernelspec)
+cli.add_command(engine_group)
 
 
 def run(

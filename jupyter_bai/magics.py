@@ -52,9 +52,9 @@ class BaiMagics(Magics):
     def _make_client(self) -> Any:
         if self.client_factory is not None:
             return self.client_factory()
-        from jupyter_bai.client import Client
+        from jupyter_bai.client.engines import make_client
 
-        return Client()
+        return make_client()
 
     @line_cell_magic
     def bai(self, line: str, cell: str | None = None) -> Any:

@@ -472,6 +472,13 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
     limit = res.get("fractional_gpu_limit")
     if limit and limit != "none":
         head += f"; fractional GPU limits: {limit}"
+    engine = res.get("engine")
+    if engine:
+        head += f"; engine {engine.get('name')} ({engine.get('kind')}, {engine.get('url') or '-'})"
+    preset_rows: list[Sequence[Any]] = [
+        [p.get("name"), format_slots(p.get("resources")), "yes" if p.get("allocatable") else "no"]
+        for p in res.get("presets") or []
+    ]
     slot_h = ["slot", "used", "free", "capacity", "usage"]
     gpu_h = ["gpu", "name", "memory", "source", "shares used", "shares free", "usage", "sessions"]
     rt_h = ["runtime", "available", "sandbox", "notes"]
@@ -483,6 +490,10 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
     if rt_rows:
         parts_text += ["", text_table(rt_h, rt_rows)]
         parts_html.append(html_table(rt_h, rt_rows, "runtimes"))
+    if preset_rows:
+        preset_h = ["preset", "resources", "allocatable now"]
+        parts_text += ["", text_table(preset_h, preset_rows)]
+        parts_html.append(html_table(preset_h, preset_rows, "resource presets"))
     return Rendered("\n".join(parts_text), '<div class="bai-resources">' + "".join(parts_html) + "</div>", res)
 
 

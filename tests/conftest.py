@@ -63,3 +63,16 @@ def fresh_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
     eng = start_engine(tmp_path / "eng")
     yield eng
     eng.stop()
+
+
+@pytest.fixture(scope="session")
+def backendai():  # type: ignore[no-untyped-def]
+    """A real Backend.AI 23.09 halfstack (reused when one is up; else started once and stopped)."""
+    from backendai_cluster import _ready, can_start, ensure_cluster
+
+    if not _ready():
+        missing = can_start()
+        require(missing is None, f"the Backend.AI halfstack ({missing})")
+    cluster = ensure_cluster()
+    yield cluster
+    cluster.stop()

@@ -55,6 +55,10 @@ class BaiApp(ExtensionApp):
         16 << 30, min=1, help="Largest file one upload may carry, in bytes (413 past it, checked while "
         "the body streams; the folder's quota applies too).",
     ).tag(config=True)
+    engines = Dict(
+        help="Named Backend.AI clusters front ends may talk to: {NAME: {'backendai': URL, "
+        "'access_key': AK, 'secret_key_env': VAR}} (see `jupyter bai engine ls`).",
+    ).tag(config=True)
     connection_file = Unicode(help="Where to write the engine's URL and token.").tag(config=True)
     assistant_llm_url = Unicode(
         "", help="OpenAI-compatible endpoint the API assistant synthesises answers with "

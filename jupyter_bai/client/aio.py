@@ -198,18 +198,27 @@ class AsyncClient:
         if initial is not None and initial.get("status") in targets:
             return initial if isinstance(initial, SessionInfo) else SessionInfo.model_validate(dict(initial))
         attempt = 0
-        while True:
-            cur = await self.get_session(name)
-            if cur.status != last_status:
-                last_status = cur.status
-                if progress is not None:
-                    progress(cur)
-            if cur.status in targets:
-                return cur
-            if deadline is not None and time.monotonic() >= deadline:
-                raise _wait_timeout_error(name, cur.status, float(timeout or 0))
-            await asyncio.sleep(_poll_delay(attempt))
-            attempt += 1
+        watch_id = initial.get("id") if initial is not None else None
+        async with self.driver.watch_session(str(watch_id or name)) as changed:
+            while True:
+                cur = await self.get_session(name)
+                if cur.status != last_status:
+                    last_status = cur.status
+                    if progress is not None:
+                        progress(cur)
+                if cur.status in targets:
+                    return cur
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _wait_timeout_error(name, cur.status, float(timeout or 0))
+                if changed is None:
+                    await asyncio.sleep(_poll_delay(attempt))
+                else:
+                    # woken by the backend's events; the timeout only covers a missed one
+                    left = min(5.0, 0.5 * 2 ** attempt)
+                    if deadline is not None:
+                        left = max(0.0, min(left, deadline - time.monotonic()))
+                    await changed(left)
+                attempt += 1
 
     # -- model services
 

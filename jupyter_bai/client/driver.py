@@ -24,7 +24,8 @@ Contract:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from jupyter_bai.spec.errors import BaiError
@@ -48,7 +49,10 @@ from jupyter_bai.spec.models import (
     VFolderInfo,
 )
 
-__all__ = ["Driver", "Unsupported"]
+__all__ = ["Driver", "StatusWaiter", "Unsupported"]
+
+#: ``await waiter(timeout)`` returns when the watched session may have changed, or after timeout.
+StatusWaiter = Callable[[float], Awaitable[None]]
 
 
 class Unsupported(BaiError):
@@ -89,6 +93,14 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def get_session(self, name: str) -> SessionInfo:
         """One session by name or id."""
+
+    def watch_session(self, session_id: str) -> AbstractAsyncContextManager[StatusWaiter | None]:
+        """While open, a way to sleep until the session may have changed (``None``: poll).
+
+        A backend that pushes session events (Backend.AI's ``/events/session``) lets the client
+        wait for them instead of polling, which also spares a busy manager the queries.
+        """
+        return nullcontext(None)
 
     @abc.abstractmethod
     async def destroy_session(self, name: str, forced: bool) -> SessionInfo:

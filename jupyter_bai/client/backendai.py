@@ -1,0 +1,904 @@
+"""``BackendAIDriver``: the :class:`~jupyter_bai.client.driver.Driver` over a Backend.AI cluster.
+
+It speaks Backend.AI's documented REST API (manager ``/session``, ``/folders``, ``/resource``,
+``/admin/gql``; storage-proxy ``/upload`` (tus) and ``/download``) with our own httpx stack,
+signing every request the way the manager checks it (``HMAC-SHA256`` keypair signature over
+method, raw path, ``Date``, host, content type and ``X-BackendAI-Version``). The official
+``backend.ai-client`` SDK cannot live in our environment (it pins ``aiohttp~=3.8``,
+``click~=8.1.7``, ``rich~=13.6`` and, through ``backend.ai-common``, ``redis==4.5.5`` and
+``psutil~=5.9``), so it is not imported; the README says so.
+
+Answers are mapped to this project's models so the CLI, ``%bai`` and scripts see the same JSON
+shapes as on the local engine: Backend.AI's PULLING/CREATING become PREPARING, RESTARTING and
+RUNNING_DEGRADED become RUNNING, folder listings become :class:`FileEntry` objects, and error
+bodies (``{"type", "title", "msg"}``) become one :class:`BaiError` line keeping the server's
+reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import platform
+import posixpath
+import re
+import secrets
+import shlex
+import stat
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from jupyter_bai.client.driver import Driver, StatusWaiter, Unsupported
+from jupyter_bai.client.operations import CHUNK_SIZE, TERMINAL_STATUSES
+from jupyter_bai.spec.errors import (
+    BaiError,
+    Conflict,
+    InsufficientResources,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    QuotaExceeded,
+)
+from jupyter_bai.spec.models import (
+    Event,
+    ExecMessage,
+    FileEntry,
+    ImageInfo,
+    ImageList,
+    MountInfo,
+    Resources,
+    RunMessage,
+    SessionInfo,
+    VFolderInfo,
+)
+from jupyter_bai.spec.mounts import parse_mount
+from jupyter_bai.spec.resources import parse_size
+
+__all__ = ["API_VERSION", "BackendAIConfig", "BackendAIDriver", "sign"]
+
+#: The API version Backend.AI 23.09 speaks (``ai.backend.client.config.API_VERSION``).
+API_VERSION = "v7.20230615"
+HASH = "sha256"
+_EMPTY_HASH = hashlib.sha256(b"").hexdigest()
+
+#: Backend.AI's session statuses as this project's.
+_STATUS = {
+    "PENDING": "PENDING", "SCHEDULED": "SCHEDULED", "PREPARING": "PREPARING",
+    "PULLING": "PREPARING",
+    "RUNNING": "RUNNING", "RESTARTING": "RUNNING", "RUNNING_DEGRADED": "RUNNING",
+    "TERMINATING": "TERMINATING", "TERMINATED": "TERMINATED", "ERROR": "ERROR",
+    "CANCELLED": "CANCELLED",
+}
+_BAI_STATUSES: dict[str, list[str]] = {}
+for _bai, _ours in _STATUS.items():
+    _BAI_STATUSES.setdefault(_ours, []).append(_bai)
+
+_SESSION_FIELDS = """
+  id name type image status status_info status_data status_history created_at terminated_at
+  starts_at startup_command result occupied_slots mounts vfolder_mounts scaling_group
+"""
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class BackendAIConfig:
+    """Where the cluster is and the keypair to sign with (``secret_key`` is never shown)."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    #: The storage host new folders go to ("" lets the manager pick its default).
+    vfolder_host: str = ""
+    #: The project (group) sessions and folders belong to ("" = the manager's default).
+    group: str = ""
+
+    def __repr__(self) -> str:
+        return f"BackendAIConfig(endpoint={self.endpoint!r}, access_key={self.access_key!r})"
+
+
+def sign(
+    *, method: str, raw_path: str, date: str, host: str, content_type: str,
+    access_key: str, secret_key: str, version: str = API_VERSION,
+) -> str:
+    """The ``Authorization`` header value for one request (``manager/api/auth.py`` checks it)."""
+    day = datetime.fromisoformat(date).strftime("%Y%m%d")
+    payload = (
+        f"{method.upper()}\n{raw_path}\n{date}\nhost:{host}\ncontent-type:{content_type.lower()}\n"
+        f"x-backendai-version:{version}\n{_EMPTY_HASH}"
+    ).encode()
+    key = hmac.new(secret_key.encode(), day.encode(), HASH).digest()
+    key = hmac.new(key, host.encode(), HASH).digest()
+    signature = hmac.new(key, payload, HASH).hexdigest()
+    return f"BackendAI signMethod=HMAC-SHA256, credential={access_key}:{signature}"
+
+
+class _KeypairAuth(httpx.Auth):
+    """Signs every request as it is sent (so retries and redirects get a fresh ``Date``)."""
+
+    def __init__(self, access_key: str, secret_key: str) -> None:
+        self._ak, self._sk = access_key, secret_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        date = datetime.now(timezone.utc).isoformat()
+        ctype = request.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
+        request.headers["Date"] = date
+        request.headers["X-BackendAI-Version"] = API_VERSION
+        request.headers["Authorization"] = sign(
+            method=request.method, raw_path=request.url.raw_path.decode("ascii"), date=date,
+            host=request.headers["Host"], content_type=ctype or "application/octet-stream",
+            access_key=self._ak, secret_key=self._sk,
+        )
+        yield request
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _server_error(status: int, body: bytes, where: str) -> BaiError:
+    """A manager error answer (``{"type", "title", "msg"}``) as one line keeping its reason."""
+    try:
+        data = json.loads(body.decode("utf-8", "replace")) if body else {}
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    kind = str(data.get("type") or "").rsplit("/", 1)[-1]
+    title = _one_line(data.get("title") or "")
+    detail = _one_line(data.get("msg") or data.get("message") or "")
+    extra = data.get("data")
+    if isinstance(extra, dict) and extra:
+        detail = "; ".join(filter(None, [detail, ", ".join(f"{k}: {_one_line(v)}" for k, v in extra.items())]))
+    reason = title if not detail or detail == title else f"{title} ({detail})" if title else detail
+    if not (kind or title or detail):
+        return BaiError(f"the endpoint {where} answered HTTP {status} with no Backend.AI error "
+                        "body: is it a Backend.AI manager?", status=502, code="bad-response")
+    if status == 401:
+        return BaiError(
+            f"access key or secret key rejected by the Backend.AI manager at {where}"
+            + (f": {reason}" if reason else ""), status=401, code="unauthorized")
+    text = f"Backend.AI: {reason or f'HTTP {status}'}" + (f" [{kind}]" if kind else "")
+    if status == 404 or kind.endswith("not-found"):
+        return NotFound(text)
+    if status == 403:
+        return BaiError(text, status=403, code="forbidden")
+    if status == 409 or kind.endswith("already-exists"):
+        return Conflict(text)
+    if kind in ("instance-not-available", "no-available-instances", "quota-exceeded"):
+        return QuotaExceeded(text) if "quota" in kind else InsufficientResources(text)
+    return BaiError(text, status=status if 400 <= status < 600 else 502,
+                    code=kind or "backendai-error")
+
+
+def _transport_error(exc: httpx.TransportError, where: str, timeout: float) -> BaiError:
+    if isinstance(exc, httpx.TimeoutException):
+        return BaiError(f"the Backend.AI endpoint {where} did not answer within {timeout:g}s",
+                        status=504, code="timeout")
+    if isinstance(exc, httpx.ConnectError):
+        return BaiError(f"cannot reach the Backend.AI endpoint {where}: {_one_line(exc) or 'connection refused'}",
+                        status=503, code="unreachable")
+    return BaiError(f"lost the connection to the Backend.AI endpoint {where}: "
+                    f"{_one_line(exc) or type(exc).__name__}", status=502, code="connection-lost")
+
+
+def _iso(value: Any) -> str | None:
+    return str(value) if value else None
+
+
+def _epoch(value: Any) -> float:
+    if not value:
+        return 0.0
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _json_field(value: Any) -> Any:
+    """GraphQL JSONString fields arrive as text."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _slots(value: Any) -> dict[str, str]:
+    """Backend.AI slot maps (``cpu``, ``mem`` in bytes, ``cuda.shares``...) as decimal strings."""
+    out: dict[str, str] = {}
+    for key, raw in (_json_field(value) or {}).items():
+        try:
+            num = Decimal(str(raw))
+        except InvalidOperation:
+            continue
+        out[str(key)] = format(num.normalize(), "f") if num == num.to_integral() else str(num)
+    return out
+
+
+def _history(raw: Any) -> list[dict[str, Any]]:
+    """``status_history`` ({STATUS: time} in 23.09) in time order, with our status names."""
+    data = _json_field(raw) or {}
+    items = data.items() if isinstance(data, dict) else []
+    changes = sorted(((str(at), _STATUS.get(st, st)) for st, at in items if st in _STATUS))
+    out: list[dict[str, Any]] = []
+    for at, status in changes:
+        if not out or out[-1]["status"] != status:
+            out.append({"status": status, "at": at})
+    return out
+
+
+def _exit_code(row: Mapping[str, Any]) -> int | None:
+    """A batch command's exit code, as far as 23.09 keeps it: it stores only SUCCESS (exit code
+    0) or FAILURE (any other code, not kept) as the session's ``result``."""
+    if str(row.get("type") or "").upper() == "BATCH" and str(row.get("result")).upper() == "SUCCESS":
+        return 0
+    return None
+
+
+def _pending_reason(status_data: Any) -> str | None:
+    """Why the scheduler could not place a PENDING session (its failed predicates)."""
+    data = _json_field(status_data) or {}
+    sched = data.get("scheduler") if isinstance(data, dict) else None
+    if not isinstance(sched, dict):
+        return None
+    msgs = [_one_line(p.get("msg") or p.get("name")) for p in sched.get("failed_predicates") or []
+            if isinstance(p, dict)]
+    msg = sched.get("msg")
+    text = "; ".join(m for m in [*msgs, _one_line(msg) if msg else ""] if m)
+    return text or None
+
+
+_VFMOUNT = re.compile(r"name='([^']*)'.*kernel_path=PurePosixPath\('([^']*)'\).*mount_perm=<\w+\.\w+: '(\w+)'>")
+
+
+def _mounts(row: Mapping[str, Any]) -> list[MountInfo]:
+    """Mounted folders: 23.09 sends ``vfolder_mounts`` as the repr of its ``VFolderMount``s
+    (with the path inside the session and the permission); ``mounts`` has just the names."""
+    out = []
+    for text in row.get("vfolder_mounts") or []:
+        m = _VFMOUNT.search(str(text))
+        if m:
+            out.append(MountInfo(source=m.group(1), target=m.group(2),
+                                 perm="ro" if m.group(3) == "ro" else "rw"))
+    if out:
+        return out
+    return [MountInfo(source=str(n), target=f"/home/work/{n}") for n in row.get("mounts") or []]
+
+
+def _session(row: Mapping[str, Any], env: Mapping[str, str] | None = None) -> SessionInfo:
+    status = _STATUS.get(str(row.get("status")), "ERROR")
+    info = row.get("status_info")
+    if status == "PENDING":
+        why = _pending_reason(row.get("status_data"))
+        info = f"{info}: {why}" if info and why else why or info
+    mounts = _mounts(row)
+    result = str(row.get("result") or "undefined").lower()
+    slots = _slots(row.get("occupied_slots"))
+    return SessionInfo.model_validate({
+        "id": str(row["id"]), "name": str(row.get("name") or row["id"]), "status": status,
+        "status_info": _one_line(info) if info else None,
+        "result": result if result in ("success", "failure") else "undefined",
+        "exit_code": _exit_code(row),
+        "image": str(row.get("image") or ""), "type": str(row.get("type") or "interactive").lower(),
+        "command": row.get("startup_command") or None, "resources": slots, "mounts": mounts,
+        "env": dict(env or {}), "runtime": "backendai", "sandbox": "docker",
+        "created_at": _iso(row.get("created_at")),
+        "started_at": _iso((_json_field(row.get("status_history")) or {}).get("RUNNING")),
+        "terminated_at": _iso(row.get("terminated_at")),
+        "status_history": _history(row.get("status_history")),
+        "scaling_group": row.get("scaling_group"),
+    })
+
+
+def _entry(path: str, item: Mapping[str, Any]) -> FileEntry:
+    kind = {"DIRECTORY": "dir", "SYMLINK": "symlink"}.get(str(item.get("type")), "file")
+    try:  # the storage proxy sends the permission bits in octal ("644"); show them as ls does
+        mode = {"dir": "d", "symlink": "l"}.get(kind, "-") + stat.filemode(int(str(item.get("mode")), 8))[1:]
+    except ValueError:
+        mode = str(item.get("mode") or "")
+    return FileEntry.model_validate({
+        "name": item["name"], "path": posixpath.join(path, item["name"]) if path else item["name"],
+        "type": kind, "size": 0 if kind == "dir" else int(item.get("size") or 0),
+        "mtime": _epoch(item.get("modified")), "mode": mode,
+    })
+
+
+@dataclass
+class _TracebackOf:
+    """ipykernel's ``error`` output, which Backend.AI's query mode forwards as plain stderr."""
+
+    ename: str
+    evalue: str
+    traceback: list[str]
+
+    @classmethod
+    def parse(cls, text: str) -> _TracebackOf | None:
+        plain = _ANSI.sub("", text)
+        lines = plain.splitlines()
+        if len(lines) < 2 or not re.fullmatch(r"-{20,}", lines[0].strip()):
+            return None
+        head = re.match(r"(\w[\w.]*)\s+Traceback \(most recent call last\)", lines[1].strip())
+        if head is None:
+            return None
+        last = next((ln for ln in reversed(lines) if ln.strip()), "")
+        ename, _, evalue = last.partition(": ")
+        if ename.strip() != head.group(1):
+            ename, evalue = head.group(1), ""
+        return cls(head.group(1), evalue.strip(), text.splitlines())
+
+
+class BackendAIDriver(Driver):
+    """A Backend.AI 23.09 cluster behind the client seam (see the module doc)."""
+
+    #: How often streams poll the manager (Backend.AI's execute API is request/response).
+    poll_interval = 0.5
+
+    def __init__(self, config: BackendAIConfig, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.where = config.endpoint.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.where, auth=_KeypairAuth(config.access_key, config.secret_key),
+            headers={"User-Agent": "jupyter-bai"}, transport=transport,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+        # Storage-proxy transfers are authorised by the token in their URL, not signed.
+        self._storage = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0), transport=transport)
+        self._env: dict[str, dict[str, str]] = {}
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._storage.aclose()
+
+    # -- plumbing
+
+    async def _send(self, method: str, path: str, *, json_body: Any = None,
+                    params: Mapping[str, str] | None = None, long: bool = False) -> Any:
+        """One signed call; ``long``: the execute API, which answers when the code has output
+        or ends (no read timeout; connecting is still bounded)."""
+        timeout = httpx.Timeout(None, connect=min(self.timeout, 10.0)) if long else httpx.USE_CLIENT_DEFAULT
+        try:
+            resp = await self._http.request(method, path, json=json_body, params=params, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, self.where, self.timeout) from None
+        if resp.status_code >= 400:
+            raise _server_error(resp.status_code, resp.content, self.where)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            raise BaiError(f"the Backend.AI endpoint {self.where} sent a non-JSON answer to "
+                           f"{method} {path}: is it a Backend.AI manager?", status=502,
+                           code="bad-response") from None
+
+    async def _gql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        data = await self._send("POST", "/admin/gql", json_body={"query": query, "variables": dict(variables or {})})
+        if not isinstance(data, dict):
+            raise BaiError("Backend.AI: empty GraphQL answer", status=502, code="bad-response")
+        if data.get("errors"):
+            raise BaiError(f"Backend.AI: {_one_line(data['errors'][0].get('message'))}",
+                           status=502, code="backendai-error")
+        return dict(data.get("data") or {})
+
+    async def server_version(self) -> dict[str, Any]:
+        """``GET /``: the manager's version and API version (also a keypair check)."""
+        return dict(await self._send("GET", "/") or {})
+
+    # -- node
+
+    async def resources(self) -> Resources:
+        data = await self._send("POST", "/resource/check-presets",
+                                json_body={"group": self.config.group} if self.config.group else {})
+        groups = data.get("scaling_groups") or {}
+        capacity: dict[str, Decimal] = {}
+        used: dict[str, Decimal] = {}
+        for sg in groups.values():
+            for key, val in _slots(sg.get("using")).items():
+                used[key] = used.get(key, Decimal(0)) + Decimal(val)
+                capacity[key] = capacity.get(key, Decimal(0)) + Decimal(val)
+            for key, val in _slots(sg.get("remaining")).items():
+                capacity[key] = capacity.get(key, Decimal(0)) + Decimal(val)
+        cap = {k: format(v, "f") for k, v in capacity.items()}
+        use = {k: format(used.get(k, Decimal(0)), "f") for k in capacity}
+        free = {k: format(capacity[k] - used.get(k, Decimal(0)), "f") for k in capacity}
+        pending = await self._gql(
+            "query($s: String) { compute_session_list(limit: 1, offset: 0, status: $s) { total_count } }",
+            {"s": "PENDING"})
+        version = await self.server_version()
+        presets = [
+            {"name": p.get("name"), "resources": _slots(p.get("resource_slots")),
+             "allocatable": bool(p.get("allocatable"))}
+            for p in data.get("presets") or []
+        ]
+        return Resources.model_validate({
+            "node": {"hostname": urlsplit(self.where).hostname or self.where,
+                     "cpu_count": int(Decimal(cap.get("cpu", "0"))),
+                     "mem_total": int(Decimal(cap.get("mem", "0"))), "gpus": []},
+            "capacity": cap, "used": use, "free": free, "gpus": [],
+            "runtimes": [{"name": "backendai", "available": True, "sandbox": "docker",
+                          "notes": [f"Backend.AI {version.get('manager', '?')} at {self.where} "
+                                    f"(scaling groups: {', '.join(groups) or 'none'})"]}],
+            "pending": int(pending["compute_session_list"]["total_count"]),
+            "presets": presets,
+            "keypair_limits": _slots(data.get("keypair_limits")),
+            "keypair_remaining": _slots(data.get("keypair_remaining")),
+        })
+
+    async def list_images(self) -> ImageList:
+        data = await self._gql(
+            "{ images(is_installed: true) { id name tag registry architecture size_bytes aliases "
+            "labels { key value } } }")
+        images = []
+        for img in data.get("images") or []:
+            labels = {lab["key"]: lab["value"] for lab in img.get("labels") or []}
+            # the canonical reference, then each alias (both work in `session create`)
+            for ref in [f"{img['registry']}/{img['name']}:{img['tag']}", *(img.get("aliases") or [])]:
+                images.append(ImageInfo(
+                    name=ref, runtime="backendai", id=str(img.get("id") or "") or None,
+                    size=img.get("size_bytes"), min_mem=labels.get("ai.backend.resource.min.mem"),
+                    service_ports=labels.get("ai.backend.service-ports") or None,
+                ))
+        return ImageList(images=images, notes=[] if images else [f"no images are installed on {self.where}"])
+
+    # -- sessions
+
+    async def create_session(self, request: Mapping[str, Any]) -> SessionInfo:
+        for key, why in (("binds", "host binds are for the local engine"),
+                         ("labels", "Backend.AI sessions have no labels"),
+                         ("idle_timeout", "the cluster's resource policy sets it"),
+                         ("max_lifetime", "the cluster's resource policy sets it")):
+            if request.get(key):
+                raise InvalidRequest(f"{key} is not available on a Backend.AI cluster ({why})")
+        mounts, mount_map = [], {}
+        for text in request.get("mounts") or []:
+            m = parse_mount(text)
+            if m.perm is not None:
+                raise InvalidRequest(
+                    f"invalid mount {text!r}: Backend.AI 23.09 mounts a folder with its own "
+                    "permission (create it with --permission ro for a read-only mount)")
+            mounts.append(m.source)
+            if m.target != f"/home/work/{m.source}":
+                mount_map[m.source] = m.target
+        type_ = str(request.get("type") or "interactive")
+        if type_ == "batch" and not request.get("command"):
+            raise InvalidRequest("a batch session needs a command (-c/--startup-command)")
+        name = str(request.get("name") or f"bai-{secrets.token_hex(4)}")
+        env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
+        body: dict[str, Any] = {
+            "name": name, "image": request["image"], "type": type_,
+            "config": {"mounts": mounts, "mount_map": mount_map, "environ": env,
+                       "resources": dict(request.get("resources") or {}), "resource_opts": {}},
+            "enqueueOnly": True, "maxWaitSeconds": 0, "reuseIfExists": False,
+            "startupCommand": request.get("command"), "clusterSize": 1,
+            "clusterMode": "single-node", "architecture": _arch(),
+        }
+        if self.config.group:
+            body["group"] = self.config.group
+        if request.get("ports"):
+            body["config"]["preopen_ports"] = [int(p) for p in request["ports"]]
+        too_big, created = await asyncio.gather(
+            self._beyond_capacity(body["config"]["resources"]),
+            self._send("POST", "/session", json_body=body))
+        sid = str(created["sessionId"])
+        self._env[sid] = env
+        # what the manager just accepted, without another query (the first poll has the rest)
+        sess = _session({
+            "id": sid, "name": created.get("sessionName") or name, "type": type_.upper(),
+            "image": request["image"], "status": created.get("status") or "PENDING",
+            "startup_command": request.get("command"), "mounts": mounts,
+            "occupied_slots": {k: parse_size(str(v)) if k == "mem" else v
+                               for k, v in body["config"]["resources"].items()},
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }, env)
+        if too_big:
+            await self._refuse_unplaceable(sess, too_big)
+        return sess
+
+    async def _beyond_capacity(self, resources: Mapping[str, Any]) -> list[str]:
+        """Slots asking for more than the whole cluster has (using + remaining)."""
+        data = await self._send("POST", "/resource/check-presets", json_body={})
+        total: dict[str, Decimal] = {}
+        for sg in (data.get("scaling_groups") or {}).values():
+            for part in ("using", "remaining"):
+                for key, val in _slots(sg.get(part)).items():
+                    total[key] = total.get(key, Decimal(0)) + Decimal(val)
+        out = []
+        for key, raw in resources.items():
+            try:
+                want = Decimal(parse_size(str(raw))) if key == "mem" else Decimal(str(raw))
+            except (InvalidOperation, BaiError):
+                continue
+            if key in total and want > total[key]:
+                out.append(f"{key}={raw}")
+        return out
+
+    async def _refuse_unplaceable(self, sess: SessionInfo, too_big: list[str]) -> None:
+        """A request larger than the cluster would wait in PENDING for ever: wait for the
+        scheduler's verdict, cancel the session and raise with the scheduler's reason."""
+        deadline = time.monotonic() + 30
+        cur = sess
+        while cur.status == "PENDING" and not cur.status_info and time.monotonic() < deadline:
+            await asyncio.sleep(self.poll_interval)
+            cur = await self._session_by_id(sess.id)
+        if cur.status != "PENDING":
+            return
+        try:
+            await self._send("DELETE", f"/session/{sess.id}", params={"forced": "true"})
+        except BaiError:
+            pass
+        reason = cur.status_info or "the scheduler found no agent for it"
+        raise InsufficientResources(
+            f"the cluster cannot place session {sess.name} ({', '.join(too_big)} is more than "
+            f"it has): {reason}")
+
+    async def _session_by_id(self, sid: str) -> SessionInfo:
+        data = await self._gql(f"query($id: UUID!) {{ compute_session(id: $id) {{ {_SESSION_FIELDS} }} }}",
+                               {"id": sid})
+        row = data.get("compute_session")
+        if not row:
+            raise NotFound(f"no such session on {self.where}: {sid}")
+        return await self._settled(row)
+
+    async def _settled(self, row: dict[str, Any]) -> SessionInfo:
+        """The session, after finishing what 23.09 leaves undone: a batch command that ends
+        before its session is marked RUNNING gets its result, but the manager's destroy is
+        refused in that state (``handle_batch_result``) and the session stays RUNNING for good."""
+        if (str(row.get("type") or "").upper() == "BATCH" and row.get("status") == "RUNNING"
+                and str(row.get("result")).upper() in ("SUCCESS", "FAILURE")):
+            try:
+                await self._send("DELETE", f"/session/{row['id']}")
+            except BaiError:
+                pass
+            row = {**row, "status": "TERMINATING", "status_info": "task-finished"}
+        return _session(row, self._env.get(str(row["id"])))
+
+    async def _rows(self, *, status: str | None = None, filter_: str | None = None,
+                    limit: int = 100) -> list[dict[str, Any]]:
+        data = await self._gql(
+            "query($l: Int!, $s: String, $f: String) { compute_session_list(limit: $l, offset: 0, "
+            f"status: $s, filter: $f, order: \"-created_at\") {{ items {{ {_SESSION_FIELDS} }} }} }}",
+            {"l": limit, "s": status, "f": filter_})
+        return list(data["compute_session_list"]["items"] or [])
+
+    async def list_sessions(self, status: str | None) -> list[SessionInfo]:
+        bai = None
+        if status:
+            wanted = [s.strip().upper() for s in status.split(",") if s.strip()]
+            bai = ",".join(b for s in wanted for b in _BAI_STATUSES.get(s, [s]))
+        return [await self._settled(r) for r in await self._rows(status=bai)]
+
+    async def get_session(self, name: str) -> SessionInfo:
+        if _UUID.match(name):
+            return await self._session_by_id(name)
+        if not re.fullmatch(r"[\w.-]{1,64}", name):
+            raise NotFound(f"no such session: {name!r}")
+        rows = await self._rows(filter_=f'name == "{name}"', limit=1)
+        if not rows:
+            raise NotFound(f"no such session: {name!r}")
+        return await self._settled(rows[0])
+
+    async def _live(self, name: str) -> SessionInfo:
+        sess = await self.get_session(name)
+        if sess.status in TERMINAL_STATUSES:
+            raise InvalidState(f"session {sess.name} is {sess.status}")
+        return sess
+
+    @asynccontextmanager
+    async def watch_session(self, session_id: str) -> AsyncIterator[StatusWaiter | None]:
+        """Backend.AI's session event stream (SSE ``/events/session``) as a wake-up signal;
+        a stream that fails only makes the waits time out (the client then polls)."""
+        if not _UUID.match(session_id):
+            yield None
+            return
+        woke = asyncio.Event()
+
+        async def listen() -> None:
+            try:
+                async with self._http.stream("GET", "/events/session", params={"sessionId": session_id},
+                                             timeout=httpx.Timeout(None, connect=10.0)) as resp:
+                    if resp.status_code >= 400:
+                        return
+                    async for line in resp.aiter_lines():
+                        if line.startswith("event:"):
+                            woke.set()
+            except httpx.HTTPError:
+                return
+
+        async def wait(timeout: float) -> None:
+            try:
+                await asyncio.wait_for(woke.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            woke.clear()
+
+        task = asyncio.create_task(listen())
+        try:
+            yield wait
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def destroy_session(self, name: str, forced: bool) -> SessionInfo:
+        sess = await self.get_session(name)
+        if sess.status in TERMINAL_STATUSES:
+            return sess
+        await self._send("DELETE", f"/session/{sess.id}", params={"forced": "true"} if forced else None)
+        return await self._session_by_id(sess.id)
+
+    async def session_logs(self, name: str, tail: int | None) -> str:
+        sess = await self.get_session(name)
+        try:
+            data = await self._send("GET", f"/session/{sess.id}/logs")
+        except NotFound:
+            if sess.status in ("PENDING", "SCHEDULED", "PREPARING"):
+                return ""
+            raise
+        logs = str(((data or {}).get("result") or {}).get("logs") or "")
+        if tail is not None:
+            lines = logs.splitlines(keepends=True)
+            logs = "".join(lines[-tail:]) if tail else ""
+        return logs
+
+    async def follow_logs(self, name: str) -> AsyncIterator[str]:
+        sent = 0
+        while True:
+            sess = await self.get_session(name)
+            try:
+                logs = await self.session_logs(sess.id, None)
+            except (NotFound, InvalidState):
+                logs = ""
+            if len(logs) > sent:
+                yield logs[sent:]
+                sent = len(logs)
+            if sess.status in TERMINAL_STATUSES:
+                return
+            await asyncio.sleep(self.poll_interval * 2)
+
+    async def _execute(self, sid: str, first: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """One run of the execute API: the first request, then ``continue`` until it ends."""
+        run_id = secrets.token_hex(8)
+        body: dict[str, Any] = {**first, "runId": run_id}
+        while True:
+            data = await self._send("POST", f"/session/{sid}", json_body=body, long=True)
+            result = dict((data or {}).get("result") or {})
+            yield result
+            # batch runs report clean-finished and build-finished before they run the command
+            if result.get("status") in ("finished", "exec-timeout") or not result.get("status"):
+                return
+            body = {"mode": "continue", "code": "", "runId": run_id}
+
+    async def exec_stream(self, name: str, command: str | list[str],
+                          env: Mapping[str, str] | None) -> AsyncIterator[ExecMessage]:
+        sess = await self._live(name)
+        cmd = command if isinstance(command, str) else shlex.join(command)
+        if env:
+            cmd = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " sh -c " + shlex.quote(cmd)
+        first = {"mode": "batch", "code": "", "options": {"exec": cmd, "clean": None, "build": None,
+                                                          "buildLog": False}}
+        async for result in self._execute(sess.id, first):
+            for kind, text in result.get("console") or []:
+                if kind in ("stdout", "stderr") and text:
+                    yield ExecMessage(type="stream", name=kind, text=str(text))
+            if result.get("status") == "exec-timeout":
+                yield ExecMessage(type="done", status="error", ename="timeout",
+                                  evalue="the command ran past the cluster's execution timeout")
+                return
+            if result.get("status") == "finished":
+                code = result.get("exitCode")
+                yield ExecMessage(type="done", exit_code=int(code) if code is not None else 0)
+                return
+
+    async def run_stream(self, name: str, code: str) -> AsyncIterator[RunMessage]:
+        sess = await self._live(name)
+        error: _TracebackOf | None = None
+        async for result in self._execute(sess.id, {"mode": "query", "code": code}):
+            for kind, text in result.get("console") or []:
+                if kind not in ("stdout", "stderr") or not text:
+                    continue
+                tb = _TracebackOf.parse(str(text)) if kind == "stderr" else None
+                if tb is not None:
+                    error = tb
+                yield RunMessage(type="stream", name=kind, text=str(text) if tb is None else
+                                 "\n".join(tb.traceback) + "\n")
+            if result.get("status") == "finished":
+                code = result.get("exitCode")
+                if error is None and code not in (0, None):
+                    why = (": its Python kernel did not start in time, so this session has no "
+                           "interpreter to run code in (Backend.AI's kernel runner gives up after "
+                           "10 s); create a new session" if code == 127 else "")
+                    error = _TracebackOf("KernelRunnerError",
+                                         f"the session's kernel runner answered exit code {code}{why}", [])
+                break
+        if error is not None:
+            yield RunMessage(type="done", status="error", ename=error.ename, evalue=error.evalue,
+                             traceback=error.traceback)
+        else:
+            yield RunMessage(type="done", status="ok")
+
+    async def interrupt(self, name: str) -> bool:
+        sess = await self._live(name)
+        await self._send("POST", f"/session/{sess.id}/interrupt")
+        return True
+
+    # -- vfolders
+
+    async def create_vfolder(self, request: Mapping[str, Any]) -> VFolderInfo:
+        quota = request.get("quota")
+        body = {"name": request["name"], "host": self.config.vfolder_host or None,
+                "usage_mode": request.get("usage_mode") or "general",
+                "permission": request.get("permission") or "rw",
+                "quota": str(quota) if quota else "0", "cloneable": False}
+        if self.config.group:
+            body["group"] = self.config.group
+        await self._send("POST", "/folders", json_body=body)
+        return await self.get_vfolder(str(request["name"]))
+
+    def _folder(self, row: Mapping[str, Any]) -> VFolderInfo:
+        perm = str(row.get("permission") or "rw")
+        quota = row.get("max_size")
+        return VFolderInfo.model_validate({
+            "id": str(row.get("id")), "name": row["name"],
+            "usage_mode": row.get("usage_mode") or "general",
+            "permission": perm if perm in ("ro", "rw") else "rw",
+            "quota": int(quota) * 1024 * 1024 if quota else None,
+            "usage_bytes": int(row.get("used_bytes") or 0), "file_count": int(row.get("num_files") or 0),
+            "created_at": _epoch(row.get("created_at")), "host": str(row.get("host") or ""),
+        })
+
+    async def list_vfolders(self) -> list[VFolderInfo]:
+        rows = await self._send("GET", "/folders") or []
+        infos = await asyncio.gather(*(self._send("GET", f"/folders/{r['name']}") for r in rows))
+        return [self._folder({**r, **(i or {})}) for r, i in zip(rows, infos)]
+
+    async def get_vfolder(self, name: str) -> VFolderInfo:
+        return self._folder(await self._send("GET", f"/folders/{name}"))
+
+    async def delete_vfolder(self, name: str) -> None:
+        await self._send("DELETE", f"/folders/{name}")
+
+    async def list_files(self, name: str, path: str) -> list[FileEntry]:
+        try:
+            data = await self._send("GET", f"/folders/{name}/files", json_body={"path": path or "."})
+        except BaiError as err:
+            if "No such file or directory" in err.message:
+                raise NotFound(f"no such directory in vfolder {name!r}: {path}") from None
+            if "Not a directory" in err.message:
+                raise InvalidRequest(f"not a directory in vfolder {name!r}: {path}") from None
+            raise
+        items = data.get("items") if isinstance(data, dict) else None
+        if items is None:
+            items = _json_field((data or {}).get("files")) or []
+        return sorted((_entry(path, i) for i in items), key=lambda e: e.name)
+
+    async def _stat(self, name: str, path: str) -> FileEntry:
+        parent, base = posixpath.split(path)
+        for entry in await self.list_files(name, parent):
+            if entry.name == base:
+                return entry
+        raise NotFound(f"no such file in vfolder {name!r}: {path}")
+
+    async def upload_file(self, name: str, path: str, chunks: AsyncIterable[bytes], size: int,
+                          *, parents: bool) -> FileEntry:
+        if not parents and posixpath.dirname(path):
+            parent = await self._stat(name, posixpath.dirname(path))
+            if parent.type != "dir":
+                raise InvalidRequest(f"not a directory in vfolder {name!r}: {parent.path}")
+        ticket = await self._send("POST", f"/folders/{name}/request-upload",
+                                  json_body={"path": path, "size": int(size)})
+        try:
+            resp = await self._storage.patch(
+                ticket["url"], params={"token": ticket["token"]}, content=chunks,
+                headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                         "Content-Type": "application/offset+octet-stream",
+                         "Content-Length": str(size)})
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, ticket["url"], self.timeout) from None
+        if resp.status_code >= 400:
+            raise _server_error(resp.status_code, resp.content, ticket["url"])
+        return await self._stat(name, path)
+
+    async def download_file(self, name: str, path: str) -> AsyncIterator[bytes]:
+        entry = await self._stat(name, path)
+        if entry.type == "dir":
+            raise InvalidRequest(f"is a directory in vfolder {name!r}: {path}")
+        ticket = await self._send("POST", f"/folders/{name}/request-download", json_body={"path": path})
+        try:
+            async with self._storage.stream("GET", ticket["url"], params={"token": ticket["token"]}) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise _server_error(resp.status_code, resp.content, ticket["url"])
+                async for chunk in resp.aiter_bytes(CHUNK_SIZE):
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, ticket["url"], self.timeout) from None
+
+    async def mkdir(self, name: str, path: str, parents: bool) -> FileEntry:
+        try:
+            await self._stat(name, path)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"already exists in vfolder {name!r}: {path}")
+        await self._send("POST", f"/folders/{name}/mkdir",
+                         json_body={"path": path, "parents": parents, "exist_ok": False})
+        return await self._stat(name, path)
+
+    async def move(self, name: str, src: str, dst: str) -> FileEntry:
+        await self._stat(name, src)
+        await self._send("POST", f"/folders/{name}/move-file", json_body={"src": src, "dst": dst})
+        return await self._stat(name, dst)
+
+    async def rm(self, name: str, path: str, recursive: bool) -> None:
+        entry = await self._stat(name, path)
+        if entry.type == "dir" and not recursive:
+            raise InvalidRequest(f"is a directory in vfolder {name!r}: {path} (use recursive)")
+        await self._send("DELETE", f"/folders/{name}/delete-files",
+                         json_body={"files": [path], "recursive": recursive})
+
+    # -- events
+
+    async def events(self, since: int | None) -> AsyncIterator[Event]:
+        """Session status changes, found by polling the session list (no replay: ``since`` is
+        answered with a ``resync`` marker so the consumer reloads)."""
+        seq = 0
+        if since is not None:
+            yield Event(seq=seq, at=time.time(), kind="resync")
+        seen: dict[str, str] = {}
+        first = True
+        while True:
+            for sess in await self.list_sessions(None):
+                if seen.get(sess.id) != sess.status:
+                    seen[sess.id] = sess.status
+                    if not first:
+                        seq += 1
+                        yield Event(seq=seq, at=time.time(), kind="session", name=sess.name,
+                                    status=sess.status)
+            first = False
+            await asyncio.sleep(self.poll_interval * 4)
+
+    # -- not driven on a cluster yet: model services (23.09 serves them through an app proxy
+    #    the test halfstack lacks) and pipelines. Say so, rather than "the cluster has none".
+
+    def _not_yet(self, what: str) -> Unsupported:
+        return Unsupported(f"{what} on a Backend.AI cluster ({self.where}) are not supported by "
+                           "jupyter-bai yet; use the local engine (`engine use local`)")
+
+    async def create_service(self, request: Mapping[str, Any]) -> Any:
+        raise self._not_yet("model services")
+
+    async def list_services(self) -> Any:
+        raise self._not_yet("model services")
+
+    async def get_service(self, name: str) -> Any:
+        raise self._not_yet("model services")
+
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> Any:
+        raise self._not_yet("pipelines")
+
+    async def list_pipeline_jobs(self) -> Any:
+        raise self._not_yet("pipelines")
+
+    async def get_pipeline_job(self, job: str) -> Any:
+        raise self._not_yet("pipelines")
+
+
+def _arch() -> str:
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine or "x86_64")
+
