@@ -61,17 +61,27 @@ export function slots(r: Slots | null | undefined): string {
 
 export type StatusTone = 'ok' | 'busy' | 'idle' | 'bad';
 
-/** Colour family of a status: running green, starting/stopping amber, ended grey, failed red. */
+/** Colour family of a status (sessions, pipeline tasks, service routes): running or done green, starting/stopping amber, ended grey, failed red. */
 export function statusTone(status: Session['status'] | string): StatusTone {
   switch (status) {
     case 'RUNNING':
+    case 'SUCCEEDED':
+    case 'HEALTHY':
       return 'ok';
     case 'PENDING':
     case 'SCHEDULED':
     case 'PREPARING':
     case 'TERMINATING':
+    case 'WAITING':
+    case 'RETRYING':
+    case 'CANCELLING':
+    case 'PROVISIONING':
+    case 'DEGRADED':
       return 'busy';
     case 'ERROR':
+    case 'FAILED':
+    case 'UNHEALTHY':
+    case 'FAILED_TO_START':
       return 'bad';
     default:
       return 'idle';

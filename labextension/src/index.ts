@@ -5,7 +5,7 @@ import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { BaiApi } from './api';
-import { logWidget, SessionLog } from './logs';
+import { logWidget, SessionLog, TaskLog, taskLogWidget } from './logs';
 import { BaiSidebar } from './panel';
 import { runningManager } from './running';
 import { jupyterRequester } from './server';
@@ -41,6 +41,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new BaiApi(jupyterRequester());
     const store = new BaiStore(api, { notify });
     const tracker = new WidgetTracker<MainAreaWidget<SessionLog>>({ namespace: 'jupyter-bai-logs' });
+    const taskTracker = new WidgetTracker<MainAreaWidget<TaskLog>>({ namespace: 'jupyter-bai-task-logs' });
 
     const actions = {
       openLogs(name: string) {
@@ -51,6 +52,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         const widget = logWidget(api, name, m => notify('error', m));
         void tracker.add(widget);
+        shell.add(widget, 'main');
+        shell.activateById(widget.id);
+      },
+      openTaskLogs(job: string, task: string) {
+        const existing = taskTracker.find(w => w.content.job === job && w.content.task === task && !w.isDisposed);
+        if (existing) {
+          shell.activateById(existing.id);
+          return;
+        }
+        const widget = taskLogWidget(api, job, task, l => store.onEvent(l), m => notify('error', m));
+        void taskTracker.add(widget);
         shell.add(widget, 'main');
         shell.activateById(widget.id);
       },
