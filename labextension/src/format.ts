@@ -105,3 +105,19 @@ export function parseMounts(text: string): string[] {
     .map(s => s.trim())
     .filter(Boolean);
 }
+
+/** Resource slots from form fields; empty fields are left to the engine. A fractional GPU is fGPU shares, a whole number devices. */
+export function resourcesFromForm(f: { cpu: string; mem: string; gpu: string }): Record<string, string> {
+  const resources: Record<string, string> = {};
+  if (f.cpu.trim()) {
+    resources.cpu = f.cpu.trim();
+  }
+  if (f.mem.trim()) {
+    resources.mem = f.mem.trim();
+  }
+  const gpu = f.gpu.trim();
+  if (gpu && Number(gpu) > 0) {
+    resources[Number.isInteger(Number(gpu)) && Number(gpu) >= 1 ? 'cuda.device' : 'cuda.shares'] = gpu;
+  }
+  return resources;
+}

@@ -1,10 +1,24 @@
-/** jupyter-bai's JupyterLab plugin: the sidebar, session logs, and the Running panel's compute sessions. */
+/**
+ * jupyter-bai's JupyterLab plugin: the sidebar, session and task logs, the Running panel's compute
+ * sessions, the assistant chat panel, the renderer of the assistant's answers in notebooks and the
+ * notebook toolbar's "Deploy as service".
+ */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Notification, WidgetTracker, MainAreaWidget } from '@jupyterlab/apputils';
+import { Dialog, ICommandPalette, Notification, WidgetTracker, MainAreaWidget } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
-import { BaiApi } from './api';
+import { API_PATH, BaiApi } from './api';
+import { ANSWER_MIME, AnswerEnv, AnswerRenderer } from './answer';
+import { ChatModel, ChatPanel } from './chat';
+import { DeployFlow, DeployView } from './deploy';
+import { cellOf, hasEndpoint, insertBelow, notebookCells } from './notebook';
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
 import { logWidget, SessionLog, TaskLog, taskLogWidget } from './logs';
 import { BaiSidebar } from './panel';
 import { runningManager } from './running';
@@ -30,13 +44,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Node resources, compute sessions and storage folders of the jupyter-bai engine.',
   autoStart: true,
   requires: [ILabShell],
-  optional: [ILayoutRestorer, IRunningSessionManagers, ISettingRegistry],
+  optional: [ILayoutRestorer, IRunningSessionManagers, ISettingRegistry, IRenderMimeRegistry, INotebookTracker, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     shell: ILabShell,
     restorer: ILayoutRestorer | null,
     running: IRunningSessionManagers | null,
-    settings: ISettingRegistry | null
+    settings: ISettingRegistry | null,
+    rendermime: IRenderMimeRegistry | null,
+    notebooks: INotebookTracker | null,
+    palette: ICommandPalette | null
   ) => {
     const api = new BaiApi(jupyterRequester());
     const store = new BaiStore(api, { notify });
@@ -113,7 +130,106 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }).catch(() => undefined);
     }
     store.start();
+
+    const openapiUrl = URLExt.join(ServerConnection.makeSettings().baseUrl, API_PATH, 'openapi.yaml');
+    const openFile = (path: string) => void app.commands.execute('docmanager:open', { path }).catch((e: Error) => notify('error', `cannot open ${path}: ${e.message}`));
+
+    // The assistant's answers in notebooks: insert the example below the answer's own cell.
+    if (rendermime) {
+      rendermime.addFactory(
+        {
+          safe: true,
+          mimeTypes: [ANSWER_MIME],
+          createRenderer: () =>
+            new AnswerRenderer(node => ({
+              openapiUrl,
+              openFile,
+              insert: code => {
+                const at = notebooks ? cellOf(notebooks, node) : null;
+                if (!at) {
+                  notify('warning', 'this answer is not in an open notebook: copy the example instead');
+                  return;
+                }
+                insertBelow(at.panel.content, at.index, code);
+              }
+            }))
+        },
+        0
+      );
+    }
+
+    // The chat panel, in the right area; its examples go below the active cell of the current notebook.
+    const chatEnv: AnswerEnv = {
+      openapiUrl,
+      openFile,
+      insert: code => {
+        const panel = notebooks?.currentWidget;
+        if (!panel) {
+          notify('warning', 'open a notebook to insert the example into');
+          return;
+        }
+        insertBelow(panel.content, Math.max(0, panel.content.activeCellIndex), code);
+        shell.activateById(panel.id);
+      }
+    };
+    const chat = new ChatPanel(new ChatModel(api, m => notify('error', m)), chatEnv, rendermime);
+    chat.title.icon = baiIcon;
+    shell.add(chat, 'right', { rank: 700 });
+    restorer?.add(chat, 'jupyter-bai-chat');
+    app.commands.addCommand(CHAT_COMMAND, {
+      label: 'Ask the API assistant',
+      caption: 'Open the jupyter-bai API assistant chat',
+      icon: baiIcon,
+      execute: () => {
+        shell.activateById(chat.id);
+        chat.node.querySelector('textarea')?.focus();
+      }
+    });
+    palette?.addItem({ command: CHAT_COMMAND, category: 'jupyter-bai' });
+
+    // "Deploy as service" on the notebook toolbar (schema: jupyter.lab.toolbars), enabled with an @endpoint.
+    const current = (): NotebookPanel | null => notebooks?.currentWidget ?? null;
+    app.commands.addCommand(DEPLOY_COMMAND, {
+      label: 'Deploy as service',
+      caption: 'Deploy this notebook\'s @endpoint functions as a model service',
+      isEnabled: () => hasEndpoint(notebookCells(current())),
+      execute: async () => {
+        const panel = current();
+        if (!panel) {
+          return;
+        }
+        if (panel.context.model.dirty) {
+          await panel.context.save();
+        }
+        const flow = new DeployFlow(api, l => store.onEvent(l));
+        const body = ReactWidget.create(React.createElement(DeployView, { flow, notebook: panel.context.path, notify: (level, m) => notify(level, m) }));
+        body.addClass('jp-bai-deploy-body');
+        const dialog = new Dialog({ title: 'Deploy as service', body, buttons: [Dialog.cancelButton({ label: 'Close' })] });
+        await dialog.launch();
+        flow.stop();
+      }
+    });
+    palette?.addItem({ command: DEPLOY_COMMAND, category: 'jupyter-bai' });
+    if (notebooks) {
+      let timer: ReturnType<typeof setTimeout> | null = null;
+      const changed = () => {
+        if (timer === null) {
+          timer = setTimeout(() => {
+            timer = null;
+            app.commands.notifyCommandChanged(DEPLOY_COMMAND);
+          }, 300);
+        }
+      };
+      notebooks.currentChanged.connect(changed);
+      notebooks.widgetAdded.connect((_, panel) => {
+        void panel.context.ready.then(changed);
+        panel.context.model.contentChanged.connect(changed);
+      });
+    }
   }
 };
+
+const CHAT_COMMAND = 'jupyter-bai:open-chat';
+const DEPLOY_COMMAND = 'jupyter-bai:deploy-notebook';
 
 export default plugin;
