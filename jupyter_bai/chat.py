@@ -91,6 +91,8 @@ def answer_bundle(result: dict[str, Any], question: str | None = None) -> dict[s
     The insert action lives in the front end (the MIME renderer), not in the kernel: a kernel
     can only queue ``set_next_input``, which JupyterLab applies after the *next* cell runs.
     """
+    if hasattr(result, "model_dump"):  # the client's AssistantAnswer: display data must be plain JSON
+        result = result.model_dump(mode="json")
     code = best_example(result)
     sources = result.get("sources") or []
     data = {"question": question, "answer": result.get("answer", ""), "sources": sources,

@@ -138,6 +138,7 @@ def test_magic_ask_and_chat_with_follow_up_and_insert_button(ip: InteractiveShel
     bundle = next(o.data for o in cap.outputs if ANSWER_MIME in o.data)
     answer = bundle[ANSWER_MIME]
     assert answer == magics.last_answer[ANSWER_MIME]
+    assert json.loads(json.dumps(answer)) == answer  # plain JSON, as display data must be
     assert answer["example"].startswith("%bai vfolder delete")
     assert answer["question"] == "and how do I delete it?"
     assert any(s.get("operation_id") == "deleteVfolder" for s in answer["sources"])

@@ -140,7 +140,9 @@ function ChatView(props: { model: ChatModel; env: AnswerEnv; rendermime: IRender
   const turns = React.useSyncExternalStore(props.model.subscribe, props.model.getTurns);
   const [text, setText] = React.useState('');
   const end = React.useRef<HTMLDivElement>(null);
-  React.useEffect(() => end.current?.scrollIntoView?.({ block: 'end' }), [turns]);
+  React.useEffect(() => {
+    end.current?.scrollIntoView?.({ block: 'end' });
+  }, [turns]);
   const busy = props.model.busy;
   const submit = (e?: React.FormEvent) => {
     e?.preventDefault();

@@ -23,6 +23,14 @@ pytestmark = pytest.mark.timeout(600)
 SIDEBAR = "#jp-bai-sidebar"
 
 
+def focus_section(page: Any, section: str) -> Any:
+    """Collapse the other sections so this one has the panel's height (for whole screenshots)."""
+    for title in page.locator(f'{SIDEBAR} [aria-controls^="jp-bai-section-"][aria-expanded="true"]').all():
+        if title.get_attribute("aria-controls") != f"jp-bai-section-{section}":
+            title.click()
+    return page.locator(f"#jp-bai-section-{section}")
+
+
 def small(**task: Any) -> dict[str, Any]:
     return {"resources": {"cpu": "0.25", "mem": "128m"}, **task}
 
@@ -68,7 +76,7 @@ def test_pipeline_dag_and_task_status_update_live(page: Any, lab: Lab) -> None:
         assert wait_job(c, job["id"], {"SUCCEEDED"})["status"] == "SUCCEEDED"
         for name in ("prepare", "train-a", "train-b", "report"):
             assert "jp-bai-dag-ok" in (node(name).get_attribute("class") or "")
-        pipelines.screenshot(path=str(artifact("pipelines")))
+        focus_section(page, "pipelines").screenshot(path=str(artifact("pipelines")))
         # A task's logs open in the main area.
         node("train-b").click()
         log = page.locator("#jp-main-dock-panel .jp-bai-log")
@@ -144,7 +152,7 @@ def test_service_routes_health_copy_endpoint_token_and_scale(page: Any, lab: Lab
             page.wait_for_function("t => navigator.clipboard.readText().then(v => v === t)", arg=token, timeout=30_000)
             r = httpx.get(endpoint + "model-definition.yaml", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 200 and "ui-model" in r.text
-            services.screenshot(path=str(artifact("services")))
+            focus_section(page, "services").screenshot(path=str(artifact("services")))
             # Scale to two routes from the sidebar: the engine adds one, it becomes healthy live.
             card.locator('input[aria-label="replicas"]').fill("2")
             card.locator('button[aria-label="scale"]').click()
