@@ -10,6 +10,19 @@ import { ApiError, BaiApi, BaiEvent, DeployRequest, DeployResult, Service, Servi
 import { resourcesFromForm } from './format';
 import { copyText, StatusChip } from './sections/common';
 
+/** A decorator line `@endpoint(...)` (or `@serving.endpoint(...)`) in a code cell's source. */
+const ENDPOINT = /^[ \t]*@(?:[A-Za-z_][\w]*\.)*endpoint\b/m;
+
+/** Whether any code cell of these (type, source) pairs declares an endpoint. */
+export function hasEndpoint(cells: Iterable<{ type: string; source: string }>): boolean {
+  for (const c of cells) {
+    if (c.type === 'code' && ENDPOINT.test(c.source)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface DeployForm {

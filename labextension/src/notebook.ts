@@ -1,18 +1,5 @@
-/** Notebook helpers: where an output lives, inserting a cell below it, and finding `@endpoint`s. */
+/** Notebook helpers: a notebook's cells, where an output lives, inserting a cell below it. */
 import { INotebookTracker, Notebook, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
-
-/** A decorator line `@endpoint(...)` (or `@serving.endpoint(...)`) in a code cell's source. */
-const ENDPOINT = /^[ \t]*@(?:[A-Za-z_][\w]*\.)*endpoint\b/m;
-
-/** Whether any code cell of these (type, source) pairs declares an endpoint. */
-export function hasEndpoint(cells: Iterable<{ type: string; source: string }>): boolean {
-  for (const c of cells) {
-    if (c.type === 'code' && ENDPOINT.test(c.source)) {
-      return true;
-    }
-  }
-  return false;
-}
 
 export function notebookCells(panel: NotebookPanel | null): { type: string; source: string }[] {
   const cells = panel?.content.model?.cells;
