@@ -134,3 +134,15 @@ def test_deploy_button_is_on_the_notebook_toolbar_and_follows_endpoints(page: An
     expect(button).not_to_have_attribute("aria-disabled", "true", timeout=30_000)
     expect(button).to_have_text("Deploy as service")
     panel.locator(".jp-NotebookPanel-toolbar").screenshot(path=str(artifact("deploy-button")))
+    # The dialog: its fields, and a name the engine would refuse is refused here, readably.
+    button.click()
+    dialog = page.locator(".jp-Dialog .jp-bai-deploy")
+    dialog.wait_for(timeout=30_000)
+    expect(dialog.locator('input[name="name"]')).to_have_value("plain")
+    for field in ("replicas", "cpu", "mem", "gpu", "public"):
+        dialog.locator(f'input[name="{field}"]').wait_for()
+    page.locator(".jp-Dialog-content").screenshot(path=str(artifact("deploy-dialog-form")))
+    dialog.locator('input[name="name"]').fill("-not a name")
+    dialog.locator('button[type="submit"]').click()
+    page.locator(".Toastify__toast", has_text="invalid service name '-not a name'").wait_for(timeout=30_000)
+    assert dialog.get_attribute("data-phase") == "form"  # nothing was sent
