@@ -70,6 +70,7 @@ def test_chat_panel_answers_with_sources_and_inserts_its_example(page: Any, lab:
     example = turn.locator(".jp-bai-example pre").inner_text()
     assert example.startswith("%bai vfolder create")
     chat.screenshot(path=str(artifact("assistant-chat")))
+    turn.locator(".jp-bai-answer").screenshot(path=str(artifact("assistant-chat-sources")))
     # A follow-up uses the chat so far.
     chat.locator('textarea[aria-label="question"]').fill("and how do I delete it?")
     chat.locator('textarea[aria-label="question"]').press("Enter")
@@ -111,7 +112,7 @@ def test_answer_renderer_inserts_the_example_below_its_own_cell(page: Any, lab: 
     assert (link.get_attribute("href") or "").endswith("/bai/api/v1/openapi.yaml#createVfolder")
     example = answer.locator(".jp-bai-example pre").inner_text()
     assert example.startswith("%bai vfolder create")
-    asked.screenshot(path=str(artifact("assistant-answer-output")))
+    answer.screenshot(path=str(artifact("assistant-answer-output")))
     # Focus elsewhere first: the cell goes below the answer's cell, not the active one.
     page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 3; }")
     answer.locator("button.jp-bai-insert").click()

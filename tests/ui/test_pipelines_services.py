@@ -25,9 +25,12 @@ SIDEBAR = "#jp-bai-sidebar"
 
 def focus_section(page: Any, section: str) -> Any:
     """Collapse the other sections so this one has the panel's height (for whole screenshots)."""
-    for title in page.locator(f'{SIDEBAR} [aria-controls^="jp-bai-section-"][aria-expanded="true"]').all():
-        if title.get_attribute("aria-controls") != f"jp-bai-section-{section}":
-            title.click()
+    expanded = page.eval_on_selector_all(
+        f'{SIDEBAR} [aria-controls^="jp-bai-section-"][aria-expanded="true"]',
+        "titles => titles.map(t => t.getAttribute('aria-controls'))")
+    for controls in expanded:
+        if controls != f"jp-bai-section-{section}":
+            page.locator(f'{SIDEBAR} [aria-controls="{controls}"]').click()
     return page.locator(f"#jp-bai-section-{section}")
 
 
@@ -119,6 +122,18 @@ models:
 """
 
 
+def first_answer(url: str, timeout: float = 60) -> httpx.Response:
+    """GET once the endpoint proxy (its own process, started with the first service) listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url)
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def routes_in(card: Any, status: str) -> Any:
     return card.locator(f'li.jp-bai-route[data-status="{status}"]')
 
@@ -143,7 +158,7 @@ def test_service_routes_health_copy_endpoint_token_and_scale(page: Any, lab: Lab
             page.locator(".Toastify__toast", has_text="copied the endpoint URL").wait_for(timeout=30_000)
             assert page.evaluate("() => navigator.clipboard.readText()") == endpoint
             # The endpoint is private: a generated token is shown, copied, and lets a request through.
-            assert httpx.get(endpoint + "model-definition.yaml").status_code == 401
+            assert first_answer(endpoint + "model-definition.yaml").status_code == 401
             card.locator('button[aria-label="generate token"]').click()
             token_box = card.locator('input[aria-label="token"]')
             token_box.wait_for(timeout=30_000)

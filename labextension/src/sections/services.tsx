@@ -42,44 +42,43 @@ export function ServiceCard(props: { service: Service; controls: ServiceControls
           {healthy(s)}/{s.replicas} healthy
         </span>
         <span>{s.public ? 'public' : 'token required'}</span>
-        <span className="jp-bai-row-actions">
-          <input
-            className="jp-mod-styled jp-bai-replicas"
-            type="number"
-            min={0}
-            max={64}
-            value={replicas}
-            aria-label="replicas"
-            onChange={e => setReplicas(e.target.value)}
-          />
-          <button
-            className="jp-mod-styled jp-bai-small-button"
-            aria-label="scale"
-            disabled={replicas === String(s.replicas) || replicas === ''}
-            onClick={() => controls.scale(s.name, Number(replicas))}
-          >
-            Scale
-          </button>
-        </span>
       </div>
-      {!s.public && (
-        <div className="jp-bai-token">
+      <div className="jp-bai-service-controls">
+        <input
+          className="jp-bai-input jp-bai-replicas"
+          type="number"
+          min={0}
+          max={64}
+          value={replicas}
+          aria-label="replicas"
+          title="number of routes"
+          onChange={e => setReplicas(e.target.value)}
+        />
+        <button
+          className="jp-bai-small-button"
+          aria-label="scale"
+          disabled={replicas === String(s.replicas) || replicas === ''}
+          onClick={() => controls.scale(s.name, Number(replicas))}
+        >
+          Scale
+        </button>
+        {!s.public && (
           <button
-            className="jp-mod-styled jp-bai-small-button"
+            className="jp-bai-small-button"
             aria-label="generate token"
             title="issue a bearer token for the endpoint (valid 1 day) and copy it"
             onClick={() => void controls.issueToken(s.name).then(t => t && setToken(t))}
           >
             Generate token
           </button>
-          {token && (
-            <>
-              <input className="jp-mod-styled jp-bai-token-value" readOnly value={token} aria-label="token" onFocus={e => e.target.select()} />
-              <button className="jp-bai-icon-button" aria-label="copy token" title="copy the token" onClick={() => controls.copy(token, 'token')}>
-                <copyIcon.react tag="span" />
-              </button>
-            </>
-          )}
+        )}
+      </div>
+      {token && (
+        <div className="jp-bai-token">
+          <input className="jp-bai-input jp-bai-token-value" readOnly value={token} aria-label="token" onFocus={e => e.target.select()} />
+          <button className="jp-bai-icon-button" aria-label="copy token" title="copy the token" onClick={() => controls.copy(token, 'token')}>
+            <copyIcon.react tag="span" />
+          </button>
         </div>
       )}
       <ul className="jp-bai-routes">
