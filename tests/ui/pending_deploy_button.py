@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from ui.conftest import artifact
 from ui.lab import Lab
-from ui.test_assistant_ui import open_notebook, write_notebook
+from ui.test_assistant_ui import open_notebook, own_workspace, write_notebook
 from ui.test_sidebar import open_sidebar
 
 pytestmark = pytest.mark.timeout(600)
@@ -30,6 +30,7 @@ def predict(text: str) -> dict:
 
 def test_deploy_button_deploys_the_notebook_and_shows_a_working_endpoint(page: Any, lab: Lab) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
+    own_workspace(page, lab, "ui-deploy")
     write_notebook(lab, "classifier.ipynb", ["import json", SERVING_CELL])
     panel = open_notebook(page, "classifier.ipynb")
     button = panel.locator('.jp-Toolbar-item[data-jp-item-name="bai-deploy"] [data-command="jupyter-bai:deploy-notebook"]')

@@ -31,6 +31,24 @@ def write_notebook(lab: Lab, name: str, sources: list[str]) -> None:
     (lab.base / "work" / name).write_text(json.dumps(nb))
 
 
+def own_workspace(page: Any, lab: Lab, name: str) -> None:
+    """Reload into a fresh named workspace: the notebooks other tests left open stay closed."""
+    page.goto(f"{lab.url}/lab/workspaces/{name}?reset&token={lab.token}")
+    page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.restored.then(() => null)")
+
+
+def open_chat(page: Any) -> Any:
+    """From the command palette, as a user would."""
+    chat = page.locator("#jp-bai-chat")
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("Ask the API assistant")
+    page.locator(".lm-CommandPalette-item", has_text="Ask the API assistant").first.click()
+    chat.locator('textarea[aria-label="question"]').wait_for(state="visible", timeout=30_000)
+    return chat
+
+
 def open_notebook(page: Any, name: str) -> Any:
     page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
     page.evaluate("() => window.jupyterapp.restored")
@@ -46,14 +64,8 @@ def open_notebook(page: Any, name: str) -> Any:
 
 def test_chat_panel_answers_with_sources_and_inserts_its_example(page: Any, lab: Lab) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
-    page.evaluate("() => window.jupyterapp.restored")
-    # From the command palette.
-    page.keyboard.press("Control+Shift+C")
-    page.locator(".lm-CommandPalette-input").fill("Ask the API assistant")
-    page.locator(".lm-CommandPalette-item", has_text="Ask the API assistant").first.click()
-    chat = page.locator("#jp-bai-chat")
-    chat.wait_for(state="visible", timeout=30_000)
+    own_workspace(page, lab, "ui-chat")
+    chat = open_chat(page)
     chat.locator('textarea[aria-label="question"]').fill("How do I create a new storage folder?")
     chat.locator('textarea[aria-label="question"]').press("Enter")
     turn = chat.locator('.jp-bai-chat-turn[data-status="done"]').first
@@ -92,6 +104,7 @@ def test_chat_panel_answers_with_sources_and_inserts_its_example(page: Any, lab:
 
 def test_answer_renderer_inserts_the_example_below_its_own_cell(page: Any, lab: Lab) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
+    own_workspace(page, lab, "ui-answer")
     write_notebook(lab, "ask.ipynb", [
         "%load_ext jupyter_bai",
         "%bai ask how do I create a new storage folder?",
@@ -124,6 +137,7 @@ def test_answer_renderer_inserts_the_example_below_its_own_cell(page: Any, lab: 
 
 
 def test_deploy_button_is_on_the_notebook_toolbar_and_follows_endpoints(page: Any, lab: Lab) -> None:
+    own_workspace(page, lab, "ui-deploy-button")
     write_notebook(lab, "plain.ipynb", ["x = 1"])
     panel = open_notebook(page, "plain.ipynb")
     # A command button (jp-button, a web component: its state is in aria-disabled).
