@@ -6,6 +6,7 @@
 import * as React from 'react';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 import { ApiError, AssistantSource, AskTurn, BaiApi } from './api';
 import { AnswerEnv, AnswerExtras, bestExample } from './answer';
 
@@ -108,7 +109,9 @@ function Markdown(props: { text: string; rendermime: IRenderMimeRegistry | null 
     const renderer = props.rendermime.createRenderer('text/markdown');
     const model = props.rendermime.createModel({ data: { 'text/markdown': props.text } });
     void renderer.renderModel(model).then(() => {
-      host.replaceChildren(renderer.node);
+      if (!renderer.isDisposed) {
+        Widget.attach(renderer, host);
+      }
     });
     return () => renderer.dispose();
   }, [props.text, props.rendermime]);

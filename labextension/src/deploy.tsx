@@ -5,7 +5,8 @@
  * it can be tested against an engine; the dialog only draws it.
  */
 import * as React from 'react';
-import { copyIcon } from '@jupyterlab/ui-components';
+import { Dialog } from '@jupyterlab/apputils';
+import { copyIcon, ReactWidget } from '@jupyterlab/ui-components';
 import { ApiError, BaiApi, BaiEvent, DeployRequest, DeployResult, Service, ServiceRoute } from './api';
 import { resourcesFromForm } from './format';
 import { copyText, StatusChip } from './sections/common';
@@ -67,9 +68,17 @@ export function requestFromForm(notebook: string, f: DeployForm): { name: string
   return { name, request };
 }
 
-/** Live routes (not draining) and whether they serve `replicas` with nothing still starting. */
-export function routeProgress(service: Service, replicas: number): { routes: ServiceRoute[]; healthy: number; ready: boolean; failed: string | null } {
-  const routes = service.routes.filter(r => r.status !== 'TERMINATING');
+/**
+ * Live routes (not draining) and whether they serve `replicas` with nothing still starting.
+ * `before`: routes that existed before this deploy (a redeploy's old version), which count
+ * for neither readiness nor failure.
+ */
+export function routeProgress(
+  service: Service,
+  replicas: number,
+  before: ReadonlySet<string> = new Set()
+): { routes: ServiceRoute[]; healthy: number; ready: boolean; failed: string | null } {
+  const routes = service.routes.filter(r => r.status !== 'TERMINATING' && !before.has(r.id));
   const healthy = routes.filter(r => r.status === 'HEALTHY').length;
   const broken = routes.find(r => r.status === 'FAILED_TO_START');
   return {
@@ -129,9 +138,14 @@ export class DeployFlow {
         throw new Error(`${request.notebook} cannot be deployed: ${check.problems.join('; ')}`);
       }
       this.set({ phase: 'deploying', message: `deploying ${check.endpoints.length} endpoint(s) as '${name}'…` });
+      // A redeploy rolls routes over: only routes made after this point are the new version's.
+      const before = await this.api.service(name).then(
+        s => new Set(s.routes.map(r => r.id)),
+        () => new Set<string>()
+      );
       const result = await this.api.deploy(name, request);
       this.set({ phase: 'starting', message: `version ${result.version}: starting routes…`, result });
-      await this.waitReady(name, request.replicas ?? 1);
+      await this.waitReady(name, request.replicas ?? 1, before);
     } catch (err) {
       const message = err instanceof ApiError || err instanceof Error ? err.message : String(err);
       this.set({ phase: 'failed', message });
@@ -140,8 +154,8 @@ export class DeployFlow {
     return this.state;
   }
 
-  /** Follow service `name` until `replicas` routes are healthy; throws when a route fails to start. */
-  async waitReady(name: string, replicas: number): Promise<Service> {
+  /** Follow service `name` until `replicas` new routes are healthy; throws when one fails to start. */
+  async waitReady(name: string, replicas: number, before: ReadonlySet<string> = new Set()): Promise<Service> {
     let wake: () => void = () => undefined;
     const off = this.onEvent(e => {
       if ((e.kind === 'service' && e.name === name) || (e.kind === 'route' && e.service === name)) {
@@ -151,7 +165,7 @@ export class DeployFlow {
     try {
       while (!this._stopped) {
         const service = await this.api.service(name);
-        const p = routeProgress(service, replicas);
+        const p = routeProgress(service, replicas, before);
         this.set({ service, message: `${p.healthy}/${replicas} route(s) healthy` });
         if (p.failed) {
           throw new Error(`service '${name}': ${p.failed}`);
@@ -290,4 +304,27 @@ export function DeployView(props: {
       )}
     </div>
   );
+}
+
+/**
+ * The dialog: Enter in one of the form's fields submits the form (a plain Dialog would take it
+ * as "Close", its default button).
+ */
+export class DeployDialog extends Dialog<unknown> {
+  constructor(flow: DeployFlow, notebook: string, notify: (level: 'error' | 'success', message: string) => void) {
+    const body = ReactWidget.create(<DeployView flow={flow} notebook={notebook} notify={notify} />);
+    body.addClass('jp-bai-deploy-body');
+    super({ title: 'Deploy as service', body, buttons: [Dialog.cancelButton({ label: 'Close' })] });
+  }
+
+  handleEvent(event: Event): void {
+    const form = this.node.querySelector('form.jp-bai-form');
+    if (event.type === 'keydown' && (event as KeyboardEvent).key === 'Enter' && form?.contains(event.target as Node)) {
+      event.preventDefault();
+      event.stopPropagation();
+      (form as HTMLFormElement).requestSubmit();
+      return;
+    }
+    super.handleEvent(event);
+  }
 }

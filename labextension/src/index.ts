@@ -4,18 +4,16 @@
  * notebook toolbar's "Deploy as service".
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { Dialog, ICommandPalette, Notification, WidgetTracker, MainAreaWidget } from '@jupyterlab/apputils';
+import { ICommandPalette, Notification, WidgetTracker, MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { ReactWidget } from '@jupyterlab/ui-components';
-import * as React from 'react';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { API_PATH, BaiApi } from './api';
 import { ANSWER_MIME, AnswerEnv, AnswerRenderer } from './answer';
 import { ChatModel, ChatPanel } from './chat';
-import { DeployFlow, DeployView, hasEndpoint } from './deploy';
+import { DeployDialog, DeployFlow, hasEndpoint } from './deploy';
 import { cellOf, insertBelow, notebookCells } from './notebook';
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
@@ -202,9 +200,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           await panel.context.save();
         }
         const flow = new DeployFlow(api, l => store.onEvent(l));
-        const body = ReactWidget.create(React.createElement(DeployView, { flow, notebook: panel.context.path, notify: (level, m) => notify(level, m) }));
-        body.addClass('jp-bai-deploy-body');
-        const dialog = new Dialog({ title: 'Deploy as service', body, buttons: [Dialog.cancelButton({ label: 'Close' })] });
+        const dialog = new DeployDialog(flow, panel.context.path, (level, m) => notify(level, m));
         await dialog.launch();
         flow.stop();
       }

@@ -215,6 +215,10 @@ describe('the deploy dialog', () => {
     expect(routeProgress(service, 1).ready).toBe(false); // a new route still starting (a rollover)
     const up = { ...service, routes: service.routes.map(r => (r.id === 'r2' ? { ...r, status: 'HEALTHY' } : r)) };
     expect(routeProgress(up, 2)).toMatchObject({ healthy: 2, ready: true });
+    // A redeploy: the old version's healthy route does not make the new one ready.
+    const rolling = { ...service, routes: [service.routes[0]] };
+    expect(routeProgress(rolling, 1).ready).toBe(true);
+    expect(routeProgress(rolling, 1, new Set(['r1']))).toMatchObject({ healthy: 0, ready: false });
     const broken = { ...service, routes: [{ ...service.routes[1], status: 'FAILED_TO_START', status_info: 'cell 3 raised ValueError' }] };
     expect(routeProgress(broken, 1).failed).toBe('cell 3 raised ValueError');
   });
