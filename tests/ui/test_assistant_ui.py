@@ -158,6 +158,7 @@ def test_deploy_button_is_on_the_notebook_toolbar_and_follows_endpoints(page: An
         dialog.locator(f'input[name="{field}"]').wait_for()
     page.locator(".jp-Dialog-content").screenshot(path=str(artifact("deploy-dialog-form")))
     dialog.locator('input[name="name"]').fill("-not a name")
-    dialog.locator('button[type="submit"]').click()
+    dialog.locator('input[name="name"]').press("Enter")  # submits the form; it does not close the dialog
     page.locator(".Toastify__toast", has_text="invalid service name '-not a name'").wait_for(timeout=30_000)
-    assert dialog.get_attribute("data-phase") == "form"  # nothing was sent
+    assert dialog.is_visible() and dialog.get_attribute("data-phase") == "form"  # nothing was sent
+    dialog.locator(".jp-bai-chat-error", has_text="invalid service name").wait_for()
