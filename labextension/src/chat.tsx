@@ -130,7 +130,7 @@ export function ChatTurnView(props: { turn: ChatTurn; env: AnswerEnv; rendermime
       <div className="jp-bai-chat-answer">
         {t.status === 'searching' && <div className="jp-bai-chat-progress">searching the API…</div>}
         {t.status === 'writing' && <div className="jp-bai-chat-progress">writing…</div>}
-        {t.status === 'error' && <div className="jp-bai-chat-error">{t.error}</div>}
+        {t.status === 'error' && <div className="jp-bai-error">{t.error}</div>}
         {t.answer && <Markdown text={t.answer} rendermime={props.rendermime} />}
         {t.note && <div className="jp-bai-note">{t.note}</div>}
         {(t.sources.length > 0 || t.example) && <AnswerExtras data={{ sources: t.sources, example: t.status === 'done' ? t.example : null }} env={props.env} />}

@@ -260,7 +260,7 @@ export function DeployView(props: {
         <label className="jp-bai-toggle">
           <input type="checkbox" name="public" checked={f.public} onChange={e => setF({ ...f, public: e.target.checked })} disabled={busy} /> public (no token needed)
         </label>
-        {invalid && <div className="jp-bai-chat-error">{invalid}</div>}
+        {invalid && <div className="jp-bai-error">{invalid}</div>}
         <div className="jp-bai-form-buttons">
           <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={busy}>
             {state.phase === 'ready' || state.phase === 'failed' ? 'Deploy again' : busy ? 'Deploying…' : 'Deploy'}

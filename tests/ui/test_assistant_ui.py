@@ -99,7 +99,7 @@ def test_chat_panel_answers_with_sources_and_inserts_its_example(page: Any, lab:
     chat.locator('textarea[aria-label="question"]').fill("why " * 600)
     chat.locator('textarea[aria-label="question"]').press("Enter")
     page.locator(".Toastify__toast", has_text="question too long").wait_for(timeout=30_000)
-    chat.locator('.jp-bai-chat-turn[data-status="error"] .jp-bai-chat-error', has_text="question too long").wait_for()
+    chat.locator('.jp-bai-chat-turn[data-status="error"] .jp-bai-error', has_text="question too long").wait_for()
 
 
 def test_answer_renderer_inserts_the_example_below_its_own_cell(page: Any, lab: Lab) -> None:
@@ -161,4 +161,4 @@ def test_deploy_button_is_on_the_notebook_toolbar_and_follows_endpoints(page: An
     dialog.locator('input[name="name"]').press("Enter")  # submits the form; it does not close the dialog
     page.locator(".Toastify__toast", has_text="invalid service name '-not a name'").wait_for(timeout=30_000)
     assert dialog.is_visible() and dialog.get_attribute("data-phase") == "form"  # nothing was sent
-    dialog.locator(".jp-bai-chat-error", has_text="invalid service name").wait_for()
+    dialog.locator(".jp-bai-error", has_text="invalid service name").wait_for()
