@@ -62,7 +62,10 @@ def test_pipeline_dag_and_task_status_update_live(page: Any, lab: Lab) -> None:
         job = c.run_pipeline(spec)
         row = pipelines.locator(f'li.jp-bai-job[data-job="{job["id"]}"]')
         dag = row.locator(f'svg.jp-bai-dag[data-job="{job["id"]}"]')
-        node = lambda name: dag.locator(f'g.jp-bai-dag-node[data-task="{name}"]')  # noqa: E731
+
+        def node(name: str) -> Any:
+            return dag.locator(f'g.jp-bai-dag-node[data-task="{name}"]')
+
         # The newest job opens with its DAG: four tasks, four edges, prepare above the rest.
         node("prepare").wait_for(timeout=60_000)
         expect(dag.locator("g.jp-bai-dag-node")).to_have_count(4)
