@@ -1,7 +1,8 @@
 """Front end of the API assistant: ``%bai ask`` output and the ``%%bai chat`` cell.
 
 Answers stream into the cell (a display that is updated as pieces arrive), then show their
-sources with scores and an "Insert example into a new cell" button. Everything comes from the
+sources with scores and the best example as one :data:`ANSWER_MIME` output, which the
+JupyterLab extension renders with an "Insert example into a new cell" button. Everything comes from the
 engine through :class:`~jupyter_bai.client.Client`; nothing here searches or ranks.
 """
 from __future__ import annotations
@@ -78,25 +79,32 @@ class StreamingAnswer:
             self.handle.update(_markdown(answer))
 
 
-def insert_button(code: str, shell: Any = None) -> Any:
-    """An ipywidgets button that puts ``code`` into a new cell below (``set_next_input``)."""
-    import ipywidgets as widgets
+#: The MIME type of an answer's sources and example; JupyterLab renders it with the extension's
+#: renderer (links, and an insert button that adds the cell below at once). Other front ends
+#: show the HTML or text that comes with it.
+ANSWER_MIME = "application/vnd.jupyter-bai.answer+json"
 
-    button = widgets.Button(description="Insert example into a new cell", icon="plus",
-                            tooltip=code, layout=widgets.Layout(width="auto"))
 
-    def on_click(_b: Any) -> None:
-        ip = shell
-        if ip is None:
-            from IPython import get_ipython
+def answer_bundle(result: dict[str, Any], question: str | None = None) -> dict[str, Any]:
+    """The display bundle of a finished answer: sources, examples and the code to insert.
 
-            ip = get_ipython()
-        if ip is not None:
-            ip.set_next_input(code, replace=False)
-
-    button.on_click(on_click)
-    button.example_code = code  # type: ignore[attr-defined]
-    return button
+    The insert action lives in the front end (the MIME renderer), not in the kernel: a kernel
+    can only queue ``set_next_input``, which JupyterLab applies after the *next* cell runs.
+    """
+    if hasattr(result, "model_dump"):  # the client's AssistantAnswer: display data must be plain JSON
+        result = result.model_dump(mode="json")
+    code = best_example(result)
+    sources = result.get("sources") or []
+    data = {"question": question, "answer": result.get("answer", ""), "sources": sources,
+            "examples": result.get("examples") or {}, "example": code,
+            "abstained": bool(result.get("abstained")), "mode": result.get("mode")}
+    listed = sources_view(sources) if sources else None
+    text = listed.text if listed else ""
+    markup = listed.html if listed else ""
+    if code:
+        text += f"\n\nExample:\n{code}"
+        markup += f"<p>Example:</p><pre>{html.escape(code)}</pre>"
+    return {ANSWER_MIME: data, "text/html": markup, "text/plain": text.strip() or "(no sources)"}
 
 
 def chat_turn_html(question: str, result: dict[str, Any], turn: int) -> str:
@@ -105,9 +113,10 @@ def chat_turn_html(question: str, result: dict[str, Any], turn: int) -> str:
             f"<p><b>Assistant</b> <small>({html.escape(str(result.get('mode')))})</small></p>{note}</div>")
 
 
-def show_answer(result: dict[str, Any], streamed: StreamingAnswer | None, shell: Any = None,
-                question: str | None = None, turn: int | None = None) -> Any:
-    """Display the finished answer (if not streamed), its sources and the insert button."""
+def show_answer(result: dict[str, Any], streamed: StreamingAnswer | None,
+                question: str | None = None, turn: int | None = None) -> dict[str, Any]:
+    """Display the finished answer (if not streamed), then its sources and example as one
+    :data:`ANSWER_MIME` bundle; returns that bundle."""
     from IPython.display import HTML, display
 
     if question is not None and turn is not None:
@@ -116,15 +125,7 @@ def show_answer(result: dict[str, Any], streamed: StreamingAnswer | None, shell:
         streamed.finish(result["answer"])
     else:
         display(_markdown(result["answer"]))
-    if result.get("sources"):
-        display(sources_view(result["sources"]))
-    code = best_example(result)
-    button = None
-    if code:
-        try:
-            button = insert_button(code, shell)
-        except ImportError:  # no ipywidgets: the example is in the answer text anyway
-            button = None
-        if button is not None:
-            display(button)
-    return button
+    bundle = answer_bundle(result, question)
+    if result.get("sources") or bundle[ANSWER_MIME]["example"]:
+        display(bundle, raw=True)
+    return bundle

@@ -908,7 +908,7 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
     if bai.notebook:
         streamed = chat.StreamingAnswer()
         result = bai.client.ask(text, top_k=top_k, on_delta=streamed, source=source)
-        chat.show_answer(result, streamed)
+        chat.show_answer(result, streamed, question=text)
         bai.result = result
         return
     result = bai.client.ask(text, top_k=top_k, source=source,

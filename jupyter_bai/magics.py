@@ -47,7 +47,7 @@ class BaiMagics(Magics):
         super().__init__(shell)
         self.client_factory = client_factory
         self.chat_history: list[dict[str, str]] = []
-        self.last_button: Any = None
+        self.last_answer: dict[str, Any] | None = None
 
     def _make_client(self) -> Any:
         if self.client_factory is not None:
@@ -165,7 +165,7 @@ class BaiMagics(Magics):
         self.chat_history.append({"question": question, "answer": result["answer"]})
         if result.get("note"):
             print(result["note"])
-        self.last_button = chat.show_answer(result, streamed, self.shell)
+        self.last_answer = chat.show_answer(result, streamed, question=question)
         return None
 
 

@@ -14,6 +14,7 @@ from IPython.utils.capture import capture_output
 
 from engine_proc import start_engine
 from fake_openai_server import FakeOpenAI
+from jupyter_bai.chat import ANSWER_MIME
 from jupyter_bai.cli import run
 from jupyter_bai.spec.errors import InvalidRequest, NotFound
 
@@ -132,15 +133,16 @@ def test_magic_ask_and_chat_with_follow_up_and_insert_button(ip: InteractiveShel
     with capture_output() as cap:
         ip.run_cell_magic("bai", "chat", "and how do I delete it?")
     assert len(magics.chat_history) == 2 and "deleteVfolder" in magics.chat_history[1]["answer"]
-    button = magics.last_button
-    assert button is not None and button.example_code.startswith("%bai vfolder delete")
-    calls: list[tuple[str, bool]] = []
-    ip.set_next_input = lambda code, replace=False: calls.append((code, replace))  # type: ignore[method-assign]
-    try:
-        button.click()
-    finally:
-        del ip.set_next_input
-    assert calls == [(button.example_code, False)]
+    # Sources and the example come as one answer bundle the JupyterLab renderer draws (with
+    # the insert button); other front ends get its HTML and text.
+    bundle = next(o.data for o in cap.outputs if ANSWER_MIME in o.data)
+    answer = bundle[ANSWER_MIME]
+    assert answer == magics.last_answer[ANSWER_MIME]
+    assert json.loads(json.dumps(answer)) == answer  # plain JSON, as display data must be
+    assert answer["example"].startswith("%bai vfolder delete")
+    assert answer["question"] == "and how do I delete it?"
+    assert any(s.get("operation_id") == "deleteVfolder" for s in answer["sources"])
+    assert answer["example"] in bundle["text/plain"] and "<pre>%bai vfolder delete" in bundle["text/html"]
     with capture_output() as cap:
         ip.run_cell_magic("bai", "chat", "   ")
     assert "write the question in the cell" in cap.stderr

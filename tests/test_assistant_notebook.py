@@ -37,7 +37,7 @@ def test_assistant_notebook_answers_with_sources(engine_env: dict[str, str], tmp
     assert "/logs" in logs
     assert "POST /bai/api/v1/vfolders`" in cells["How do I create a new storage folder with a quota?"]
     assert "DELETE /bai/api/v1/vfolders/{name}" in cells["and how do I delete it?"]
-    assert "Insert example into a new cell" in cells["and how do I delete it?"]
+    assert "Example:\n%bai vfolder " in cells["and how do I delete it?"]  # the answer bundle's text
     py = next(t for s, t in cells.items() if s.startswith("from jupyter_bai import Client"))
     assert "PUT /bai/api/v1/vfolders/{name}/files uploadFile" in py
     learned = next(t for s, t in cells.items() if s.startswith("import time"))

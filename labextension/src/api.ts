@@ -98,6 +98,125 @@ export interface SessionCreate {
   mounts?: string[];
 }
 
+export type TaskStatus = 'WAITING' | 'RUNNING' | 'RETRYING' | 'SUCCEEDED' | 'FAILED' | 'SKIPPED' | 'CANCELLED' | string;
+
+export interface PipelineTask {
+  name: string;
+  status: TaskStatus;
+  status_info: string | null;
+  attempts: number;
+  exit_code: number | null;
+  session_id: string | null;
+  cached: boolean;
+  depends_on: string[];
+  started_at: string | null;
+  finished_at: string | null;
+  duration: number | null;
+}
+
+export interface PipelineJob {
+  id: string;
+  name: string;
+  status: string;
+  status_info: string | null;
+  folder: string;
+  created_at: string | null;
+  finished_at: string | null;
+  tasks: PipelineTask[];
+}
+
+export interface ServiceRoute {
+  id: string;
+  status: string;
+  session_id: string | null;
+  session_name: string | null;
+  port: number | null;
+  status_info: string | null;
+}
+
+export interface Service {
+  id: string;
+  name: string;
+  status: string;
+  status_info: string | null;
+  endpoint: string;
+  public: boolean;
+  replicas: number;
+  image: string;
+  model_folder: string;
+  runtime_variant: string;
+  routes: ServiceRoute[];
+  created_at: number | string | null;
+}
+
+export interface ServiceToken {
+  token: string;
+  expires_at: number;
+}
+
+/** One `@endpoint` of a notebook (the deploy contract). */
+export interface NotebookEndpoint {
+  path: string;
+  method: string;
+  name: string;
+}
+
+export interface DeployCheck {
+  notebook: string;
+  hash: string;
+  endpoints: NotebookEndpoint[];
+  /** Non-empty: the notebook cannot be deployed as is. */
+  problems: string[];
+}
+
+export interface DeployRequest {
+  notebook: string;
+  replicas?: number;
+  resources?: Slots;
+  public?: boolean;
+  files?: string[];
+  image?: string;
+}
+
+export interface DeployResult {
+  service: string;
+  version: number;
+  hash: string;
+  endpoint: string;
+  token: string | null;
+  endpoints: NotebookEndpoint[];
+}
+
+export interface AssistantSource {
+  title: string;
+  ref: string;
+  kind: string;
+  method?: string | null;
+  path?: string | null;
+  operation_id?: string | null;
+  score: number;
+}
+
+export interface AssistantAnswer {
+  answer: string;
+  sources: AssistantSource[];
+  examples: { magic?: string; client?: string; http?: string; [key: string]: unknown };
+  abstained: boolean;
+  mode: string | null;
+  note: string | null;
+}
+
+export interface AskTurn {
+  question: string;
+  answer: string;
+}
+
+/** One NDJSON message of a streamed answer: `sources`, then `delta` pieces, then `done`. */
+export type AskMessage =
+  | { type: 'sources'; sources: AssistantSource[] }
+  | { type: 'delta'; text: string }
+  | ({ type: 'done'; status?: string; ename?: string; evalue?: string } & Partial<AssistantAnswer>);
+
 /** An engine event (SSE or the WebSocket's `events` channel). */
 export interface BaiEvent {
   seq: number;
@@ -111,6 +230,8 @@ export interface Snapshot {
   sessions: Session[];
   vfolders: VFolder[];
   resources: Resources | null;
+  jobs: PipelineJob[];
+  services: Service[];
 }
 
 /** How the client reaches the server; see `jupyterRequester` and `tokenRequester`. */
@@ -286,10 +407,141 @@ export class BaiApi {
     return this.call(`creating '${path}' in '${folder}'`, `vfolders/${enc(folder)}/mkdir`, this.json('POST', { path, parents: true }));
   }
 
+  async jobs(): Promise<PipelineJob[]> {
+    return (await this.call<{ jobs: PipelineJob[] }>('listing pipeline jobs', 'pipelines/jobs')).jobs;
+  }
+
+  job(id: string): Promise<PipelineJob> {
+    return this.call(`reading pipeline job '${id}'`, `pipelines/jobs/${enc(id)}`);
+  }
+
+  cancelJob(id: string): Promise<PipelineJob> {
+    return this.call(`cancelling pipeline job '${id}'`, `pipelines/jobs/${enc(id)}/cancel`, { method: 'POST' });
+  }
+
+  rerunJob(id: string): Promise<PipelineJob> {
+    return this.call(`rerunning pipeline job '${id}'`, `pipelines/jobs/${enc(id)}/rerun`, { method: 'POST' });
+  }
+
+  async taskLogs(job: string, task: string): Promise<string> {
+    return (
+      await this.call<{ logs: string }>(`reading logs of task '${task}'`, `pipelines/jobs/${enc(job)}/tasks/${enc(task)}/logs`)
+    ).logs;
+  }
+
+  async services(): Promise<Service[]> {
+    return (await this.call<{ services: Service[] }>('listing services', 'services')).services;
+  }
+
+  service(name: string): Promise<Service> {
+    return this.call(`reading service '${name}'`, `services/${enc(name)}`);
+  }
+
+  scaleService(name: string, replicas: number): Promise<Service> {
+    return this.call(`scaling '${name}'`, `services/${enc(name)}/scale`, this.json('POST', { replicas }));
+  }
+
+  issueToken(name: string, ttl = '1d'): Promise<ServiceToken> {
+    return this.call(`issuing a token for '${name}'`, `services/${enc(name)}/token`, this.json('POST', { ttl }));
+  }
+
+  deleteService(name: string): Promise<Service> {
+    return this.call(`removing service '${name}'`, `services/${enc(name)}`, { method: 'DELETE' });
+  }
+
+  /** Can this notebook (a path under Jupyter's root) be deployed? Its endpoints and problems. */
+  deployCheck(notebook: string): Promise<DeployCheck> {
+    return this.call(`checking '${notebook}' for deployment`, 'deploy/check', this.json('POST', { notebook }));
+  }
+
+  /** Deploy (or redeploy) a notebook as service `name`; routes come up afterwards. */
+  deploy(name: string, request: DeployRequest): Promise<DeployResult> {
+    return this.call(`deploying '${request.notebook}' as '${name}'`, `services/${enc(name)}/deploy`, this.json('POST', request));
+  }
+
+  ask(question: string, history: AskTurn[] = [], topK = 5): Promise<AssistantAnswer> {
+    return this.call('asking the assistant', 'assistant/ask', this.json('POST', { question, history, top_k: topK }));
+  }
+
+  /**
+   * Ask with `stream: true`: `onMessage` gets each NDJSON message as it arrives; resolves with
+   * the final answer (a `done` message carrying an error becomes an ApiError).
+   */
+  async askStream(
+    question: string,
+    onMessage: (m: AskMessage) => void,
+    history: AskTurn[] = [],
+    signal?: AbortSignal
+  ): Promise<AssistantAnswer> {
+    const what = 'asking the assistant';
+    let resp: Response;
+    try {
+      resp = await this.requester.request('assistant/ask', { ...this.json('POST', { question, history, stream: true }), signal });
+    } catch (err) {
+      throw new ApiError(0, 'network', `${what} failed: the engine is unreachable (${String((err as Error)?.message ?? err)})`);
+    }
+    if (!resp.ok) {
+      throw await errorFrom(resp, what);
+    }
+    const reader = resp.body!.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let done: AskMessage | null = null;
+    const take = (line: string) => {
+      if (!line.trim()) {
+        return;
+      }
+      const msg = JSON.parse(line) as AskMessage;
+      if (msg.type === 'done') {
+        done = msg;
+      }
+      onMessage(msg);
+    };
+    for (;;) {
+      const { value, done: end } = await reader.read();
+      if (end) {
+        break;
+      }
+      buffer += decoder.decode(value, { stream: true });
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        take(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+      }
+    }
+    take(buffer + decoder.decode());
+    const final = done as (AskMessage & { type: 'done' }) | null;
+    if (!final) {
+      throw new ApiError(0, 'stream', `${what} failed: the answer stream ended early`);
+    }
+    if (final.status === 'error') {
+      throw new ApiError(400, final.ename ?? 'error', final.evalue ?? `${what} failed`);
+    }
+    return final as unknown as AssistantAnswer;
+  }
+
   /** Everything the sidebar lists, fetched at once (the REST form of a resync). */
   async snapshot(): Promise<Snapshot> {
-    const [sessions, vfolders, resources] = await Promise.all([this.sessions(), this.vfolders(), this.resources()]);
-    return { sessions, vfolders, resources };
+    const [sessions, vfolders, resources, jobs, services] = await Promise.all([
+      this.sessions(),
+      this.vfolders(),
+      this.resources(),
+      optional(this.jobs()),
+      optional(this.services())
+    ]);
+    return { sessions, vfolders, resources, jobs, services };
+  }
+}
+
+/** A list an engine may not offer (the pipeline runner off: 503): empty, not an outage. */
+async function optional<T>(p: Promise<T[]>): Promise<T[]> {
+  try {
+    return await p;
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 503 || err.status === 404)) {
+      return [];
+    }
+    throw err;
   }
 }
 

@@ -61,17 +61,27 @@ export function slots(r: Slots | null | undefined): string {
 
 export type StatusTone = 'ok' | 'busy' | 'idle' | 'bad';
 
-/** Colour family of a status: running green, starting/stopping amber, ended grey, failed red. */
+/** Colour family of a status (sessions, pipeline tasks, service routes): running or done green, starting/stopping amber, ended grey, failed red. */
 export function statusTone(status: Session['status'] | string): StatusTone {
   switch (status) {
     case 'RUNNING':
+    case 'SUCCEEDED':
+    case 'HEALTHY':
       return 'ok';
     case 'PENDING':
     case 'SCHEDULED':
     case 'PREPARING':
     case 'TERMINATING':
+    case 'WAITING':
+    case 'RETRYING':
+    case 'CANCELLING':
+    case 'PROVISIONING':
+    case 'DEGRADED':
       return 'busy';
     case 'ERROR':
+    case 'FAILED':
+    case 'UNHEALTHY':
+    case 'FAILED_TO_START':
       return 'bad';
     default:
       return 'idle';
@@ -94,4 +104,20 @@ export function parseMounts(text: string): string[] {
     .split(/[,\n]/)
     .map(s => s.trim())
     .filter(Boolean);
+}
+
+/** Resource slots from form fields; empty fields are left to the engine. A fractional GPU is fGPU shares, a whole number devices. */
+export function resourcesFromForm(f: { cpu: string; mem: string; gpu: string }): Record<string, string> {
+  const resources: Record<string, string> = {};
+  if (f.cpu.trim()) {
+    resources.cpu = f.cpu.trim();
+  }
+  if (f.mem.trim()) {
+    resources.mem = f.mem.trim();
+  }
+  const gpu = f.gpu.trim();
+  if (gpu && Number(gpu) > 0) {
+    resources[Number.isInteger(Number(gpu)) && Number(gpu) >= 1 ? 'cuda.device' : 'cuda.shares'] = gpu;
+  }
+  return resources;
 }

@@ -8,6 +8,8 @@ import { useStoreState } from './sections/common';
 import { ResourcesView } from './sections/resources';
 import { SessionActions, SessionsView } from './sections/sessions';
 import { FoldersView } from './sections/folders';
+import { PipelineActions, PipelinesView } from './sections/pipelines';
+import { ServicesView } from './sections/services';
 
 function section(id: string, label: string, body: JSX.Element): ReactWidget {
   const w = ReactWidget.create(body);
@@ -24,12 +26,12 @@ function Resources(props: { store: BaiStore }): JSX.Element {
 export class BaiSidebar extends SidePanel {
   constructor(
     readonly store: BaiStore,
-    actions: SessionActions
+    actions: SessionActions & PipelineActions
   ) {
     super();
     this.id = 'jp-bai-sidebar';
     this.addClass('jp-bai-sidebar');
-    this.title.caption = 'jupyter-bai: resources, sessions, folders';
+    this.title.caption = 'jupyter-bai: resources, sessions, folders, pipelines, services';
     const heading = document.createElement('h2');
     heading.className = 'jp-bai-heading';
     heading.textContent = 'Backend.AI';
@@ -45,6 +47,8 @@ export class BaiSidebar extends SidePanel {
     this.addWidget(section('resources', 'Resources', <Resources store={store} />));
     this.addWidget(section('sessions', 'Sessions', <SessionsView store={store} actions={actions} />));
     this.addWidget(section('folders', 'Folders', <FoldersView store={store} />));
+    this.addWidget(section('pipelines', 'Pipelines', <PipelinesView store={store} actions={actions} />));
+    this.addWidget(section('services', 'Services', <ServicesView store={store} />));
   }
 
   private _visibilityChanged = new Signal<this, boolean>(this);

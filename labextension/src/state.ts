@@ -1,7 +1,9 @@
 /** What the sidebar shows, and the pure functions that change it (events, snapshots, metrics). */
 import {
   BaiEvent,
+  PipelineJob,
   Resources,
+  Service,
   Session,
   Snapshot,
   TERMINAL_STATUSES,
@@ -43,6 +45,9 @@ export interface StoreState {
   sessions: Session[];
   vfolders: VFolder[];
   resources: Resources | null;
+  /** Pipeline jobs, newest first. */
+  jobs: PipelineJob[];
+  services: Service[];
   metrics: MetricsSample | null;
   lastSeq: number | null;
   link: Link;
@@ -61,7 +66,10 @@ export type Notify = (
   options?: { sticky?: boolean; replaces?: string }
 ) => string | void;
 
-export type Fetch = 'sessions' | 'vfolders' | 'resources';
+export type Fetch = 'sessions' | 'vfolders' | 'resources' | 'jobs' | 'services';
+
+/** What an event asks to re-read: a whole list, or one session or pipeline job. */
+export type FetchKey = Fetch | `session:${string}` | `job:${string}`;
 
 export interface StoreOptions {
   WebSocket?: typeof WebSocket | null;
@@ -78,6 +86,8 @@ export const INITIAL_STATE: StoreState = {
   sessions: [],
   vfolders: [],
   resources: null,
+  jobs: [],
+  services: [],
   metrics: null,
   lastSeq: null,
   link: 'connecting',
@@ -99,8 +109,8 @@ export function readSample(raw: unknown): MetricsSample | null {
 }
 
 /** Apply one event to the state; returns the new state and what must be re-read over REST. */
-export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreState; fetch: Set<Fetch | `session:${string}`> } {
-  const fetch = new Set<Fetch | `session:${string}`>();
+export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreState; fetch: Set<FetchKey> } {
+  const fetch = new Set<FetchKey>();
   const lastSeq = Math.max(state.lastSeq ?? 0, event.seq ?? 0);
   let next: StoreState = { ...state, lastSeq };
   if (event.kind === 'session') {
@@ -128,8 +138,59 @@ export function reduceEvent(state: StoreState, event: BaiEvent): { state: StoreS
     fetch.add('vfolders');
   } else if (event.kind === 'resources') {
     fetch.add('resources');
+  } else if (event.kind === 'pipeline-job' || event.kind === 'pipeline-task') {
+    next = { ...next, jobs: reducePipelineEvent(state.jobs, event) };
+    const id = String(event.kind === 'pipeline-job' ? event.id ?? event.name : event.job_id);
+    // Task timings, attempts and the job's own status: re-read the job (one small request).
+    fetch.add(`job:${id}`);
+  } else if (event.kind === 'service' || event.kind === 'route') {
+    if (event.kind === 'service' && event.action === 'deleted') {
+      next = { ...next, services: state.services.filter(s => s.name !== event.name) };
+    } else if (event.kind === 'route' && typeof event.route_status === 'string') {
+      next = { ...next, services: patchRoute(state.services, String(event.service), event.name, event.route_status, event.info) };
+    }
+    fetch.add('services');
   }
   return { state: next, fetch };
+}
+
+/** A job's or task's new status, shown at once (the REST re-read fills in the rest). */
+export function reducePipelineEvent(jobs: PipelineJob[], event: BaiEvent): PipelineJob[] {
+  const jobId = String(event.kind === 'pipeline-job' ? event.id ?? event.name : event.job_id);
+  const i = jobs.findIndex(j => j.id === jobId);
+  if (i < 0 || typeof event.status !== 'string') {
+    return jobs;
+  }
+  const job = jobs[i];
+  const info = (event.info as string | null | undefined) ?? null;
+  const changed: PipelineJob =
+    event.kind === 'pipeline-job'
+      ? { ...job, status: event.status, status_info: info }
+      : {
+          ...job,
+          tasks: job.tasks.map(t =>
+            t.name === event.task
+              ? {
+                  ...t,
+                  status: event.status as string,
+                  status_info: info,
+                  attempts: typeof event.attempts === 'number' ? event.attempts : t.attempts,
+                  exit_code: (event.exit_code as number | null | undefined) ?? t.exit_code
+                }
+              : t
+          )
+        };
+  const out = jobs.slice();
+  out[i] = changed;
+  return out;
+}
+
+function patchRoute(services: Service[], service: string, route: string, status: string, info: unknown): Service[] {
+  return services.map(s =>
+    s.name !== service
+      ? s
+      : { ...s, routes: s.routes.map(r => (r.id === route ? { ...r, status, status_info: (info as string | null | undefined) ?? r.status_info } : r)) }
+  );
 }
 
 /** What a server `resync` carries (see `applyResync`). */
@@ -146,6 +207,8 @@ export function applySnapshot(state: StoreState, snap: Partial<Snapshot>, seq?: 
     sessions: snap.sessions ?? state.sessions,
     vfolders: snap.vfolders ?? state.vfolders,
     resources: snap.resources ?? state.resources,
+    jobs: snap.jobs ?? state.jobs,
+    services: snap.services ?? state.services,
     lastSeq: seq ?? state.lastSeq,
     loaded: true
   };
@@ -162,6 +225,6 @@ export function applyResync(state: StoreState, snap: ResyncSnapshot, seq: number
   const resources = state.resources && snap.resources ? { ...state.resources, ...snap.resources } : state.resources;
   return {
     state: { ...state, sessions: snap.sessions, vfolders, resources, lastSeq: seq, loaded: true },
-    fetch: ['vfolders', 'resources']
+    fetch: ['vfolders', 'resources', 'jobs', 'services']
   };
 }

@@ -7,12 +7,13 @@
  * REST with back-off. Whatever breaks (a proxy that blocks WebSockets, an engine
  * restart), it falls back or reconnects with back-off and says so once.
  */
-import { ApiError, BaiApi, BaiEvent, Session } from './api';
-import { applyResync, applySnapshot, Fetch, ResyncSnapshot, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
+import { ApiError, BaiApi, BaiEvent, PipelineJob, Session } from './api';
+import { applyResync, applySnapshot, FetchKey, ResyncSnapshot, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
 
 export * from './state';
 
-const EVENT_KINDS = ['session', 'vfolder', 'resources', 'image', 'service', 'route', 'pipeline', 'job'];
+const EVENT_KINDS = ['session', 'vfolder', 'resources', 'image', 'service', 'route', 'pipeline-job', 'pipeline-task'];
+const ALL: FetchKey[] = ['sessions', 'vfolders', 'resources', 'jobs', 'services'];
 
 export class BaiStore {
   private _state: StoreState = INITIAL_STATE;
@@ -23,7 +24,7 @@ export class BaiStore {
   private _pollTimer: ReturnType<typeof setTimeout> | null = null;
   private _retryTimer: ReturnType<typeof setTimeout> | null = null;
   private _fetchTimer: ReturnType<typeof setTimeout> | null = null;
-  private _pending = new Set<Fetch | `session:${string}`>();
+  private _pending = new Set<FetchKey>();
   private _failures = 0;
   private _visible = true;
   private _disposed = false;
@@ -123,7 +124,7 @@ export class BaiStore {
       if (success) {
         this.opts.notify('success', success);
       }
-      this.scheduleFetch(['sessions', 'vfolders', 'resources'], 0);
+      this.scheduleFetch(ALL, 0);
       return result;
     } catch (err) {
       this.opts.notify('error', err instanceof Error ? err.message : String(err));
@@ -350,7 +351,7 @@ export class BaiStore {
           this.set({ ...this._state, link: 'sse', problem: null, metrics: null });
           if (since === null) {
             // Events between our snapshot and this stream are not replayed: read once more.
-            this.scheduleFetch(['sessions', 'vfolders', 'resources'], 0);
+            this.scheduleFetch(ALL, 0);
           }
           resolve(true);
         }
@@ -391,7 +392,7 @@ export class BaiStore {
     this.scheduleFetch([...fetch]);
   }
 
-  private scheduleFetch(what: (Fetch | `session:${string}`)[], delay = 50): void {
+  private scheduleFetch(what: FetchKey[], delay = 50): void {
     what.forEach(w => this._pending.add(w));
     if (this._fetchTimer || this._pending.size === 0) {
       return;
@@ -423,11 +424,23 @@ export class BaiStore {
       if (todo.includes('resources')) {
         jobs.push(api.resources().then(resources => this.set({ ...this._state, resources })));
       }
+      if (todo.includes('jobs')) {
+        jobs.push(api.jobs().then(list => this.set({ ...this._state, jobs: list })));
+      } else {
+        for (const t of todo) {
+          if (t.startsWith('job:')) {
+            jobs.push(api.job(t.slice('job:'.length)).then(j => this.upsertJob(j)));
+          }
+        }
+      }
+      if (todo.includes('services')) {
+        jobs.push(api.services().then(services => this.set({ ...this._state, services })));
+      }
       await Promise.all(jobs);
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
-        // a session that was deleted meanwhile: the list is the truth
-        this.scheduleFetch(['sessions']);
+        // a session or job that was deleted meanwhile: the lists are the truth
+        this.scheduleFetch(['sessions', 'jobs']);
         return;
       }
       if (err instanceof ApiError && err.status === 0) {
@@ -436,6 +449,17 @@ export class BaiStore {
         this.opts.notify('error', err instanceof Error ? err.message : String(err));
       }
     }
+  }
+
+  private upsertJob(j: PipelineJob): void {
+    const list = this._state.jobs.slice();
+    const i = list.findIndex(x => x.id === j.id);
+    if (i < 0) {
+      list.unshift(j);
+    } else {
+      list[i] = j;
+    }
+    this.set({ ...this._state, jobs: list });
   }
 
   private upsertSession(s: Session): void {

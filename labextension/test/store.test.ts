@@ -103,7 +103,8 @@ describe('applyResync', () => {
     expect(state.vfolders).toEqual([{ name: 'd', file_count: 3 }, { name: 'new' }]);
     expect(state.resources).toEqual({ node: { hostname: 'h' }, used: { cpu: '0' } });
     expect(state.lastSeq).toBe(12);
-    expect(fetch).toEqual(['vfolders', 'resources']);
+    // the resync frame has no pipeline jobs or services: those are re-read too
+    expect(fetch).toEqual(['vfolders', 'resources', 'jobs', 'services']);
   });
 });
 

@@ -1,5 +1,6 @@
 /** Pieces every section uses: the store hook, a bar, a status chip. */
 import * as React from 'react';
+import { Clipboard } from '@jupyterlab/apputils';
 import { BaiStore, StoreState } from '../store';
 import { statusTone } from '../format';
 
@@ -52,4 +53,13 @@ export function LinkLine(props: { state: StoreState }): JSX.Element | null {
     offline: 'offline'
   };
   return <div className={`jp-bai-link jp-bai-link-${link}`}>{text[link]}</div>;
+}
+
+/** Put text on the clipboard: the async Clipboard API where the page may, else JupyterLab's copy. */
+export async function copyText(text: string): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    Clipboard.copyToSystem(text);
+  }
 }

@@ -2,7 +2,7 @@
 import * as React from 'react';
 import { addIcon, closeIcon, listIcon } from '@jupyterlab/ui-components';
 import { ImageInfo, Session, SessionCreate, TERMINAL_STATUSES } from '../api';
-import { age, bytes, parseMounts, slots } from '../format';
+import { age, bytes, parseMounts, resourcesFromForm, slots } from '../format';
 import { BaiStore, MetricsSample, SessionSample, StoreState } from '../store';
 import { StatusChip, useNow, useStoreState } from './common';
 
@@ -85,17 +85,7 @@ export function SessionList(props: {
 
 /** Turn the form's fields into a session spec (empty fields are left to the engine's defaults). */
 export function specFromForm(f: { image: string; name: string; type: string; command: string; cpu: string; mem: string; gpu: string; mounts: string }): SessionCreate {
-  const resources: Record<string, string> = {};
-  if (f.cpu.trim()) {
-    resources.cpu = f.cpu.trim();
-  }
-  if (f.mem.trim()) {
-    resources.mem = f.mem.trim();
-  }
-  const gpu = f.gpu.trim();
-  if (gpu && Number(gpu) > 0) {
-    resources[Number.isInteger(Number(gpu)) && Number(gpu) >= 1 ? 'cuda.device' : 'cuda.shares'] = gpu;
-  }
+  const resources = resourcesFromForm(f);
   const spec: SessionCreate = { image: f.image, type: f.type === 'batch' ? 'batch' : 'interactive', resources, mounts: parseMounts(f.mounts) };
   if (f.name.trim()) {
     spec.name = f.name.trim();
