@@ -148,8 +148,8 @@ def test_the_example_deploys_and_rolls_over_without_a_failed_request(
                        "--files", "model.json", "--wait")
         assert load.failures == [] and load.ok > 0, load.failures[:5]
         assert proc.returncode == 1
-        assert ("error: version 4 of service 'clf' did not become ready (UNHEALTHY)"
-                in proc.stderr), proc.stderr
+        assert ("error: version 4 of service 'clf' did not become ready (FAILED_TO_START): "
+                "health check never passed" in proc.stderr), proc.stderr
         assert "deploying classifier.ipynb (sha256:" in proc.stderr
         assert "curl -H 'Authorization: Bearer " in proc.stdout  # printed before the wait
         assert httpx.get(url + "version", headers=auth).json() == {"version": "v2"}

@@ -315,8 +315,7 @@ class AsyncClient:
                 still = sum(r.status == "HEALTHY" for r in others)
                 kept = (f"; the previous version keeps serving ({still} route"
                         f"{'s' if still != 1 else ''})" if still else "")
-                why = ([ln for ln in (bad.status_info or "").splitlines() if ln.strip()]
-                       or ["no detail"])[-1].strip()
+                why = _route_failure(bad.status_info)
                 raise BaiError(f"version {version} of service '{name}' did not become ready "
                                f"({bad.status}): {why}{kept}")
             if not others and len(mine) >= info.replicas and all(
@@ -724,3 +723,14 @@ class AsyncClient:
     async def assistant_forget(self, source: str | os.PathLike[str]) -> AssistantChange:
         """Forget a learned file or folder."""
         return await self.driver.assistant_forget(source_ref(source))
+
+
+def _route_failure(status_info: str | None) -> str:
+    """A route's failure on one line: its reason and, when logs follow, the last log line."""
+    lines = [ln.strip() for ln in (status_info or "").splitlines() if ln.strip()]
+    if not lines:
+        return "no detail"
+    if len(lines) == 1:
+        return lines[0]
+    head = lines[0].removesuffix("last log lines:").rstrip("; :")
+    return f"{head} (last log line: {lines[-1]})"
