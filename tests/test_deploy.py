@@ -227,7 +227,8 @@ def test_a_cell_raising_at_start_up_fails_the_route_and_says_which(
         assert proc.returncode == 1
         assert proc.stderr.strip().splitlines()[-1] == (
             "error: version 1 of service 'raises' did not become ready (FAILED_TO_START): "
-            "start-up failed: cell 5 raised ZeroDivisionError: division by zero"), proc.stderr
+            "exit code 1 (last log line: start-up failed: cell 5 raised ZeroDivisionError: "
+            "division by zero)"), proc.stderr
         info = api.get("/services/raises").json()
         assert info["status"] == "FAILED"
         assert "cell 5 raised ZeroDivisionError: division by zero" in info["status_info"]
