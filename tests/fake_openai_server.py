@@ -63,9 +63,14 @@ class FakeOpenAI:
                     pass
 
             def _generic(self, body: dict[str, Any]) -> None:
-                """Answers for a model service: the words name the port that served them."""
+                """Answers for a model service: the words name the port that served them (and, given
+                numbered passages like the API assistant's, the first passage's title, cited [1])."""
                 words = f"fake answer from port {fake.port} .".split(" ")
                 chat = self.path == "/v1/chat/completions"
+                last = (body.get("messages") or [{}])[-1].get("content", "") if chat else ""
+                cited = re.search(r"^\[1\] (.+?) \(", str(last), re.M)
+                if cited:
+                    words = f"fake answer from port {fake.port}: use {cited.group(1)} [1].".split(" ")
                 kind = "chat.completion" if chat else "text_completion"
                 if body.get("stream"):
                     self._sse([{"id": "fake", "object": kind + (".chunk" if chat else ""),

@@ -100,6 +100,16 @@ def examples_for(top: Doc, op_doc: Doc) -> dict[str, str]:
     return ex
 
 
+def examples_markdown(examples: dict[str, str]) -> str:
+    """The runnable examples as fenced blocks (the same under an extractive or an LLM answer)."""
+    parts = []
+    for key, label in EXAMPLE_LABELS:
+        if key in examples:
+            lang = "python" if key == "client" else ""
+            parts.append(f"{label}:\n```{lang}\n{examples[key]}\n```")
+    return "\n\n".join(parts)
+
+
 def extractive(question: str, hits: list[Hit], docs_by_op: dict[str, Doc],
                threshold: float = ABSTAIN_COVERAGE) -> dict[str, Any]:
     """``{"answer", "sources", "examples", "abstained"}`` from ranked hits, no LLM."""
@@ -121,10 +131,8 @@ def extractive(question: str, hits: list[Hit], docs_by_op: dict[str, Doc],
         parts.append("\n".join(f"> {line}" for line in lines))
     elif not examples:
         parts.append(top.doc.text[:600])
-    for key, label in EXAMPLE_LABELS:
-        if key in examples:
-            lang = "python" if key == "client" else ""
-            parts.append(f"{label}:\n```{lang}\n{examples[key]}\n```")
+    if examples:
+        parts.append(examples_markdown(examples))
     others = [h for h in hits[1:]]
     if others:
         parts.append("Other sources:\n" + "\n".join(
@@ -137,11 +145,13 @@ def llm_messages(question: str, hits: list[Hit], history: list[dict[str, str]]) 
     passages = []
     for i, h in enumerate(hits, 1):
         ex = "\n".join(f"{k}: {v}" for k, v in h.doc.examples.items())
-        passages.append(f"[{i}] {h.doc.title} ({h.doc.ref})\n{h.doc.text[:1500]}\n{ex}".strip())
-    system = ("You answer questions about the jupyter-bai platform's API using ONLY the numbered "
-              "passages. Name the operation (REST method and path, client method, %bai line), give a "
-              "ready-to-run example, and cite passages as [n]. If the passages do not answer the "
-              "question, say you could not find it in the indexed API docs.")
+        passages.append(f"[{i}] {h.doc.title} ({h.doc.ref}; API: {api_name(h.doc.source)})\n"
+                        f"{h.doc.text[:1500]}\n{ex}".strip())
+    system = ("You answer questions about HTTP APIs (this jupyter-bai workbench's own, and API "
+              "descriptions the user taught it) using ONLY the numbered passages. Name the operation "
+              "(REST method and path; for this workbench also the client method and %bai line) and "
+              "which API it belongs to, give a ready-to-run example, and cite passages as [n]. If the "
+              "passages do not answer the question, say you could not find it in the indexed API docs.")
     msgs = [{"role": "system", "content": system}]
     for turn in history[-3:]:
         msgs.append({"role": "user", "content": turn.get("question", "")})
