@@ -79,7 +79,7 @@ class BaiApp(ExtensionApp):
     assistant_retrieval = Enum(
         ["bm25", "auto", "dense", "hybrid"], "auto",
         help="API assistant retrieval. auto (default): hybrid (BM25 + dense vectors from the packaged "
-        "int8 MiniLM model, reciprocal-rank fusion) when the model is installed, else bm25. While a "
+        "int8 MiniLM model, scores combined half and half) when the model is installed, else bm25. While a "
         "newly learned file's vectors are computed in the background, answers use BM25. "
         "See bench/assistant_eval.py for the numbers.",
     ).tag(config=True)
