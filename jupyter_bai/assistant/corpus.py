@@ -21,6 +21,8 @@ import yaml
 from ..spec.errors import InvalidRequest
 from .text import expand_identifiers, glossary_terms
 
+#: The line before an operation's response field names in its text.
+RESPONSE_HEAD = "\nresponse:\n"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 MARKDOWN_EXT = (".md", ".markdown")
 OPENAPI_EXT = (".json", ".yaml", ".yml")
@@ -73,7 +75,8 @@ class Doc:
         head = f"{self.title}\n{self.title}"
         if self.operation_id:
             head += f"\n{self.operation_id}"
-        topic = f"{self.title}\n{self.text}"
+        # the everyday words of the operation's own text, not of the fields it happens to return
+        topic = f"{self.title}\n{self.text.split(RESPONSE_HEAD, 1)[0]}"
         shape = operation_words(self.method, self.path) if self.kind == "operation" and self.method and self.path else ""
         return expand_identifiers(f"{head}\n{self.text}") + "\n" + glossary_terms(topic) + "\n" + shape
 
@@ -298,7 +301,7 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
                 fields = [m.group(1) for f in _schema_fields(refs, answer, limit=30)
                           if (m := re.match(r"([\w.\-]+) \(", f))]
                 if fields:
-                    lines.append("response:")
+                    lines.append(RESPONSE_HEAD.strip())
                     lines.append("    " + ", ".join(fields))
             body = _example_value(refs, body_schema) if body_schema is not None else None
             title = f"{method.upper()} {path}" + (f" — {summary}" if summary else "")
