@@ -89,6 +89,11 @@ def test_ask_with_a_model_service_writes_the_answer_and_keeps_sources_and_exampl
             shell.run_line_magic("bai", f"ask --llm asst-llm {QUESTION}")
         shown = cap.stdout + "".join(str(o.data.get("text/markdown", "")) for o in cap.outputs)
         assert "fake answer from port" in shown and "error" not in cap.stderr
+        magics = shell.magics_manager.registry["BaiMagics"]
+        magics.chat_history.clear()
+        with capture_output() as cap:
+            shell.run_cell_magic("bai", "chat --llm asst-llm", QUESTION)
+        assert magics.chat_history[-1]["answer"].startswith("fake answer from port"), cap.stderr
 
         # an off-topic question is still declined, without asking the model
         off = api.post("/assistant/ask", json={"question": "what's the best pasta recipe?",
