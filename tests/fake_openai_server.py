@@ -6,7 +6,8 @@ Run as a model service route: ``python fake_openai_server.py --port N [--model N
 answers name the route's port, so a test sees which route served it).
 It answers by quoting the first passage title it was given, citing it as [1], so a test can
 check the answer came from the retrieved passages. ``mode`` makes it ``ok``, ``slow`` (sleeps
-before the first token) or ``down`` (HTTP 503). Run in a thread: ``with FakeOpenAI() as llm``.
+before the first token), ``down`` (HTTP 503), ``generic`` (the model-service answers below) or
+``json`` (those, never streamed). Run in a thread: ``with FakeOpenAI() as llm``.
 """
 from __future__ import annotations
 
@@ -96,6 +97,9 @@ class FakeOpenAI:
                     return
                 if fake.mode == "generic":
                     self._generic(body)
+                    return
+                if fake.mode == "json":  # a server that ignores stream: one JSON completion
+                    self._generic({**body, "stream": False})
                     return
                 if fake.mode == "down":
                     self.send_error(503, "model is down")
