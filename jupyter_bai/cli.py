@@ -875,10 +875,12 @@ def resources_cmd(bai: BaiContext) -> None:
               help="How many sources to return.")
 @click.option("--in", "source", metavar="SOURCE",
               help="Only search one API: 'workbench' or a learned file (path or file name).")
+@click.option("--llm", "llm", metavar="SERVICE",
+              help="Have a model service of this workbench write the answer from the retrieved operations.")
 @json_option
 @pass_bai
 def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, forget_path: str | None,
-            list_sources: bool, top_k: int, source: str | None) -> None:
+            list_sources: bool, top_k: int, source: str | None, llm: str | None) -> None:
     """Ask the API assistant how to do something with this platform's API.
 
     The answer names the operation (REST method and path, client method, %bai line), shows a
@@ -902,16 +904,16 @@ def ask_cmd(bai: BaiContext, question: tuple[str, ...], learn_path: str | None, 
     if not text:
         return
     if bai.json:
-        result = bai.client.ask(text, top_k=top_k, source=source)
+        result = bai.client.ask(text, top_k=top_k, source=source, llm=llm)
         bai.emit({"answer": result["answer"], "sources": result["sources"]}, lambda d: render.message(d["answer"], d))
         return
     if bai.notebook:
         streamed = chat.StreamingAnswer()
-        result = bai.client.ask(text, top_k=top_k, on_delta=streamed, source=source)
+        result = bai.client.ask(text, top_k=top_k, on_delta=streamed, source=source, llm=llm)
         chat.show_answer(result, streamed, question=text)
         bai.result = result
         return
-    result = bai.client.ask(text, top_k=top_k, source=source,
+    result = bai.client.ask(text, top_k=top_k, source=source, llm=llm,
                             on_delta=lambda piece: click.echo(piece, nl=False))
     click.echo("")
     if result.get("sources"):

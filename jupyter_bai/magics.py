@@ -18,7 +18,7 @@ from jupyter_bai.cli import BaiContext, print_remote_error, run
 from jupyter_bai.spec.errors import BaiError
 
 CELL_USAGE = "%%bai run SESSION"
-CHAT_USAGE = "%%bai chat [--reset] [--top-k K]"
+CHAT_USAGE = "%%bai chat [--reset] [--top-k K] [--llm SERVICE]"
 #: Turns of a chat sent back with a follow-up question.
 CHAT_MEMORY = 6
 
@@ -66,7 +66,8 @@ class BaiMagics(Magics):
         Cell:  %%bai run SESSION         (runs the cell in the session's interpreter;
                                           variables persist from cell to cell)
                %%bai chat                (asks the API assistant; follow-ups remember the chat)
-        Ask:   %bai ask how do I give my session half a GPU?   (--learn PATH, --forget, --sources)
+        Ask:   %bai ask how do I give my session half a GPU?   (--in API, --llm SERVICE, --learn PATH,
+                                                                --forget, --sources)
         """
         if cell is None:
             return self._line(line)
@@ -125,12 +126,15 @@ class BaiMagics(Magics):
         """``%%bai chat``: one turn of a conversation with the API assistant; ``--reset`` starts over."""
         from jupyter_bai import chat
 
-        top_k, i = 5, 0
+        top_k, i, llm = 5, 0, None
         while i < len(argv):
             if argv[i] == "--reset":
                 self.chat_history.clear()
             elif argv[i] in ("-k", "--top-k") and i + 1 < len(argv) and argv[i + 1].isdigit():
                 top_k = int(argv[i + 1])
+                i += 1
+            elif argv[i] == "--llm" and i + 1 < len(argv):
+                llm = argv[i + 1]
                 i += 1
             else:
                 _error(f"unknown option {argv[i]!r} (usage: {CHAT_USAGE})")
@@ -155,7 +159,7 @@ class BaiMagics(Magics):
             display(HTML(chat.chat_turn_html(question, {"mode": "…"}, turn)))
             streamed = chat.StreamingAnswer()
             result = client.ask(question, top_k=top_k, history=self.chat_history[-CHAT_MEMORY:],
-                                on_delta=streamed)
+                                on_delta=streamed, llm=llm)
         except BaiError as err:
             _error(str(err))
             return None

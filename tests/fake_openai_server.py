@@ -6,7 +6,8 @@ Run as a model service route: ``python fake_openai_server.py --port N [--model N
 answers name the route's port, so a test sees which route served it).
 It answers by quoting the first passage title it was given, citing it as [1], so a test can
 check the answer came from the retrieved passages. ``mode`` makes it ``ok``, ``slow`` (sleeps
-before the first token) or ``down`` (HTTP 503). Run in a thread: ``with FakeOpenAI() as llm``.
+before the first token), ``down`` (HTTP 503), ``generic`` (the model-service answers below) or
+``json`` (those, never streamed). Run in a thread: ``with FakeOpenAI() as llm``.
 """
 from __future__ import annotations
 
@@ -65,9 +66,14 @@ class FakeOpenAI:
                     pass
 
             def _generic(self, body: dict[str, Any]) -> None:
-                """Answers for a model service: the words name the port that served them."""
+                """Answers for a model service: the words name the port that served them (and, given
+                numbered passages like the API assistant's, the first passage's title, cited [1])."""
                 words = f"fake answer from port {fake.port} .".split(" ")
                 chat = self.path == "/v1/chat/completions"
+                last = (body.get("messages") or [{}])[-1].get("content", "") if chat else ""
+                cited = re.search(r"^\[1\] (.+?) \(", str(last), re.M)
+                if cited:
+                    words = f"fake answer from port {fake.port}: use {cited.group(1)} [1].".split(" ")
                 kind = "chat.completion" if chat else "text_completion"
                 if body.get("stream"):
                     self._sse([{"id": "fake", "object": kind + (".chunk" if chat else ""),
@@ -93,6 +99,9 @@ class FakeOpenAI:
                     return
                 if fake.mode == "generic":
                     self._generic(body)
+                    return
+                if fake.mode == "json":  # a server that ignores stream: one JSON completion
+                    self._generic({**body, "stream": False})
                     return
                 if fake.mode == "down":
                     self.send_error(503, "model is down")

@@ -42,7 +42,7 @@ def test_assistant_notebook_answers_with_sources(engine_env: dict[str, str], tmp
     assert "PUT /bai/api/v1/vfolders/{name}/files uploadFile" in py
     learned = next(t for s, t in cells.items() if s.startswith("import time"))
     assert "learned 108 operations" in learned and "vectors: ready" in learned
-    logs = cells["%bai ask how can I see what my container printed?"]
+    logs = cells["%bai ask how can I see what my container printed to stdout?"]
     assert "GET /containers/{id}/logs` (swagger.yaml)" in logs
     scoped = cells["%bai ask --in swagger.yaml which volumes exist?"]
     assert "GET /volumes` (swagger.yaml)" in scoped and "this workbench" not in scoped

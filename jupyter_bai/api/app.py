@@ -75,10 +75,15 @@ class BaiApp(ExtensionApp):
         20.0, help="Seconds to wait for the LLM's first token (and between tokens) before falling "
         "back to the extractive answer.",
     ).tag(config=True)
+    assistant_llm_service = Unicode(
+        "", help="Model service of this workbench that writes the API assistant's answers by default "
+        "(its endpoint and a token the engine issues; '--llm SERVICE' picks one per question). "
+        "Empty: assistant_llm_url, else extractive answers.",
+    ).tag(config=True)
     assistant_retrieval = Enum(
         ["bm25", "auto", "dense", "hybrid"], "auto",
         help="API assistant retrieval. auto (default): hybrid (BM25 + dense vectors from the packaged "
-        "int8 MiniLM model, reciprocal-rank fusion) when the model is installed, else bm25. While a "
+        "int8 MiniLM model, scores combined half and half) when the model is installed, else bm25. While a "
         "newly learned file's vectors are computed in the background, answers use BM25. "
         "See bench/assistant_eval.py for the numbers.",
     ).tag(config=True)
@@ -174,6 +179,15 @@ class BaiApp(ExtensionApp):
     engine: Engine | None = None
     engine_error: str | None = None
     _assistant: Any = None
+    _service_llms: Any = None
+
+    def service_llms(self) -> Any:
+        """Model services as the assistant's LLM (``--llm SERVICE``); tokens cached per service."""
+        if self._service_llms is None:
+            from .assistant_llm import ServiceLLMs
+
+            self._service_llms = ServiceLLMs(timeout=self.assistant_llm_timeout)
+        return self._service_llms
 
     def get_assistant(self) -> Any:
         """The API assistant, made on first use (its index is built on the first question)."""

@@ -18,21 +18,26 @@ class AssistantAskHandler(AssistantHandler):
                 response=AssistantAnswer, alt_content=(("application/x-ndjson", "with `stream: true`"),),
                 summary="Ask the API assistant a question; get an answer with sources and runnable examples.",
                 returns="The answer (or, with `stream`, NDJSON messages ending with `done`).",
-                errors=(400,))
+                errors=(400, 404, 409))
     async def post(self) -> None:
         """Retrieves the best-matching operations, client methods, magic/CLI verbs and doc sections
         from the assistant's index (built on the first question) and answers extractively, or
-        synthesised by the configured OpenAI-compatible LLM (`c.BaiApp.assistant_llm_url`), citing
-        its sources. When nothing relevant is indexed the answer says so (`abstained: true`).
+        synthesised by an OpenAI-compatible LLM, citing its sources and keeping the runnable
+        examples: a model service of this workbench named by `llm` (its endpoint and a token the
+        engine issues; 404 when there is no such service, 409 when it is not healthy), else
+        `c.BaiApp.assistant_llm_service` or `c.BaiApp.assistant_llm_url`. When nothing relevant is indexed the answer says so (`abstained: true`).
         With `stream: true` the answer comes as NDJSON messages: `sources`, `delta` pieces, `done`.
-        Example: `%bai ask "QUESTION"`, `Client().ask("QUESTION")`.
+        Example: `%bai ask "QUESTION"`, `%bai ask --llm chat "QUESTION"`, `Client().ask("QUESTION", llm="chat")`.
         """
         req = self.body_model(AskRequest, "question")
         history = [turn.model_dump() for turn in req.history]
+        app = self.settings["bai_app"]
+        service = req.llm or app.assistant_llm_service or None
+        llm = app.service_llms().resolve(self.engine, service) if service else None
         if req.stream:
-            await self.stream_ndjson(self.assistant.ask(req.question, req.top_k, history, req.source))
+            await self.stream_ndjson(self.assistant.ask(req.question, req.top_k, history, req.source, llm))
         else:
-            self.reply(await self.assistant.answer(req.question, req.top_k, history, req.source))
+            self.reply(await self.assistant.answer(req.question, req.top_k, history, req.source, llm))
 
 
 class AssistantSourcesHandler(AssistantHandler):

@@ -21,6 +21,8 @@ import yaml
 from ..spec.errors import InvalidRequest
 from .text import expand_identifiers, glossary_terms
 
+#: The line before an operation's response field names in its text.
+RESPONSE_HEAD = "\nresponse:\n"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 MARKDOWN_EXT = (".md", ".markdown")
 OPENAPI_EXT = (".json", ".yaml", ".yml")
@@ -73,24 +75,22 @@ class Doc:
         head = f"{self.title}\n{self.title}"
         if self.operation_id:
             head += f"\n{self.operation_id}"
-        topic = f"{self.title}\n{self.text}"
+        # the everyday words of the operation's own text, not of the fields it happens to return
+        topic = f"{self.title}\n{self.text.split(RESPONSE_HEAD, 1)[0]}"
         shape = operation_words(self.method, self.path) if self.kind == "operation" and self.method and self.path else ""
         return expand_identifiers(f"{head}\n{self.text}") + "\n" + glossary_terms(topic) + "\n" + shape
 
     def embed_text(self) -> str:
-        """What the embedding model sees: short, so it is fast and the operation's gist dominates
-        (method, path words, summary, tags, parameter names; a section's title and opening)."""
+        """What the embedding model sees: an operation's first sentence (its summary, run on into
+        the description when the summary has no full stop), or its path words when it has neither.
+        Method words, path words and parameter names pulled the vectors of unrelated operations
+        together (chosen on the tune halves of ``bench/corpora``); BM25 sees all of them.
+        A section: its title and opening."""
         if self.kind == "operation" and self.method and self.path:
-            lines = self.text.splitlines()
-            keep = [ln for ln in lines[1:] if not ln.startswith(("operationId:", "parameter ", "  ", "tags:", "request body:"))]
-            params = [ln.split()[1] for ln in lines if ln.startswith("parameter ") and len(ln.split()) > 1]
-            words = " ".join(w for w in re.split(r"[/{}_\-.]+", self.path) if w)
-            # the summary and the description's first sentence; the rest is detail that blurs the vector
-            body = " ".join(keep)
-            body = re.split(r"(?<=[.!?])\s", body, maxsplit=2)
-            body = " ".join(body[:2])[:300]
-            verb = "" if is_action(self.method, self.path) else METHOD_WORDS.get(self.method, self.method).split()[0]
-            return f"{verb} {words}. {body} Parameters: {', '.join(params[:8])}".strip()
+            skip = ("operationId:", "parameter ", "  ", "tags:", "request body:", "response:")
+            body = " ".join(ln for ln in self.text.splitlines()[1:] if not ln.startswith(skip))
+            first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0][:200].strip()
+            return first or " ".join(w for w in re.split(r"[/{}_\-.]+", self.path) if w)
         return f"{self.title}. {self.text[:400]}"
 
     def to_json(self) -> dict[str, Any]:
@@ -148,26 +148,58 @@ class _Refs:
         return node if depth < 20 else {}
 
 
-def _schema_fields(refs: _Refs, schema: Any, prefix: str = "", depth: int = 0) -> list[str]:
-    """``name (type): description`` for each property, one level of nesting."""
+def _one_line(text: Any) -> str:
+    """Descriptions span lines in many files; one line each keeps "parameter ..." lines whole."""
+    return " ".join(str(text or "").split())
+
+
+def _first_sentence(text: Any, limit: int = 160) -> str:
+    return re.split(r"(?<=[.!?])\s", _one_line(text), maxsplit=1)[0][:limit]
+
+
+def _schema_fields(refs: _Refs, schema: Any, prefix: str = "", depth: int = 0, limit: int = 60) -> list[str]:
+    """``name (type): description`` for each property, one level of nesting; ``allOf``/``oneOf``/
+    ``anyOf`` parts are merged (generated files compose most bodies that way)."""
     schema = refs.get(schema)
     if not isinstance(schema, dict) or depth > 1:
         return []
     out: list[str] = []
     if schema.get("description") and not prefix:
-        out.append(str(schema["description"]).strip())
+        out.append(_one_line(schema["description"]))
     props = schema.get("properties")
     if isinstance(props, dict):
         for key, sub in props.items():
             sub_r = refs.get(sub)
             typ = sub_r.get("type", "") if isinstance(sub_r, dict) else ""
-            desc = sub_r.get("description", "") if isinstance(sub_r, dict) else ""
-            out.append(f"{prefix}{key} ({typ}): {str(desc).strip()}".rstrip(": "))
+            desc = _first_sentence(sub_r.get("description", "")) if isinstance(sub_r, dict) else ""
+            out.append(f"{prefix}{key} ({typ}): {desc}".rstrip(": "))
             out.extend(_schema_fields(refs, sub_r, f"{prefix}{key}.", depth + 1))
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
             out.extend(_schema_fields(refs, schema[key], prefix, depth + 1))
-    return out
+    for key in ("allOf", "oneOf", "anyOf"):
+        for part in schema.get(key) or []:
+            out.extend(_schema_fields(refs, part, prefix, depth))
+    return list(dict.fromkeys(out))[:limit]
+
+
+def _response_schema(refs: _Refs, op: dict[str, Any]) -> Any:
+    """The schema of the first success response (OpenAPI 3 ``content`` or Swagger 2 ``schema``)."""
+    responses = op.get("responses")
+    if not isinstance(responses, dict):
+        return None
+    for code in sorted(str(c) for c in responses):
+        if not code.startswith("2"):
+            continue
+        resp = refs.get(responses.get(code) if code in responses else responses.get(int(code)))
+        if not isinstance(resp, dict):
+            continue
+        if resp.get("schema") is not None:
+            return resp["schema"]
+        for media in (resp.get("content") or {}).values():
+            if isinstance(media, dict) and media.get("schema") is not None:
+                return media["schema"]
+    return None
 
 
 def _example_value(refs: _Refs, schema: Any, depth: int = 0) -> Any:
@@ -241,17 +273,17 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
                 continue
             seen_ids.add(doc_id)
             # a path item's own summary/description covers its operations that have none
-            summary = str(op.get("summary") or item.get("summary") or "").strip()
+            summary = _one_line(op.get("summary") or item.get("summary"))
             description = str(op.get("description") or item.get("description") or "").strip()
             lines = [f"{method.upper()} {path}", f"operationId: {op_id}"]
             if op.get("tags"):
                 lines.append("tags: " + ", ".join(map(str, op["tags"])))
             if summary:
                 lines.append(summary)
-            if description and description != summary:
-                lines.append(description)
+            if description and _one_line(description) != summary:
+                lines.extend(ln for ln in (_one_line(par) for par in description.split("\n\n")) if ln)
             for p in params:
-                desc = str(p.get("description") or "").strip()
+                desc = _one_line(p.get("description"))
                 lines.append(f"parameter {p['name']} (in {p.get('in', '?')}): {desc}".rstrip(": "))
             body_schema = next((p.get("schema") for p in params if p.get("in") == "body"), None)  # Swagger 2
             rb = refs.get(op.get("requestBody"))
@@ -263,6 +295,14 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
             if body_schema is not None:
                 lines.append("request body:")
                 lines.extend("  " + f for f in _schema_fields(refs, body_schema))
+            answer = _response_schema(refs, op)
+            if answer is not None:  # what comes back says what an operation is for ("its IP address")
+                # field names only: their descriptions would outweigh the operation's own words
+                fields = [m.group(1) for f in _schema_fields(refs, answer, limit=30)
+                          if (m := re.match(r"([\w.\-]+) \(", f))]
+                if fields:
+                    lines.append(RESPONSE_HEAD.strip())
+                    lines.append("    " + ", ".join(fields))
             body = _example_value(refs, body_schema) if body_schema is not None else None
             title = f"{method.upper()} {path}" + (f" — {summary}" if summary else "")
             docs.append(Doc(

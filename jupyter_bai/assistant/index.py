@@ -2,8 +2,8 @@
 
 Every mode scores all documents at once (a few ms for thousands of operations), so a search can be
 limited to some sources (``--in``) and results are one per operation: an operation's REST doc,
-client method and ``%bai`` verb count once, as the best of them. Hybrid is reciprocal-rank fusion
-of the two rankings. A learned API is searched on equal terms with the workbench's own docs; when
+client method and ``%bai`` verb count once, as the best of them. Hybrid is a weighted sum of
+the two scores, each divided by its best (:func:`hybrid_scores`). A learned API is searched on equal terms with the workbench's own docs; when
 both match, the API whose best document is closest to the question leads the results, with a
 margin (:data:`LEARNED_MARGIN`) for the file the user chose to learn; it was tuned on the tune
 halves of ``bench/corpora/*/questions.yaml`` against the own-docs questions asked with the
@@ -21,12 +21,11 @@ from .corpus import Doc
 from .text import STOPWORDS, expand_identifiers
 
 MODES = ("bm25", "dense", "hybrid")
-#: Reciprocal-rank-fusion constant (Cormack et al.); 60 is the usual choice.
-RRF_K = 60
-#: Weight of the dense ranking against BM25's in the fusion.
-DENSE_WEIGHT = 1.0
-#: How deep each ranking goes into the fusion.
-FUSION_DEPTH = 50
+#: Hybrid score: ``HYBRID_ALPHA * cosine / best cosine + (1 - HYBRID_ALPHA) * bm25 / best bm25``
+#: over the searched documents (a convex combination of normalised scores, which keeps how far
+#: apart two documents are, where reciprocal-rank fusion keeps only their order). Chosen with the
+#: documents' embedded text on the tune halves of ``bench/corpora``: equal weight did best.
+HYBRID_ALPHA = 0.5
 #: Without vectors: score multiplier for documents of a learned file (see the module docstring).
 LEARNED_BOOST = 1.1
 #: With vectors: the API whose best document is most similar to the question (a learned file
@@ -38,7 +37,7 @@ API_LEAD = 3
 @dataclass
 class Hit:
     doc: Doc
-    score: float  # bm25: raw score; dense: cosine; hybrid: RRF
+    score: float  # bm25: raw score; dense: cosine; hybrid: weighted sum of both, each over its best
     bm25: float = 0.0
     cosine: float | None = None
 
@@ -56,6 +55,14 @@ def op_key(doc: Doc) -> str:
     if doc.method and doc.path:
         return f"{group}:{doc.method} {doc.path}"
     return doc.id
+
+
+def hybrid_scores(lex: Any, cos: Any) -> Any:
+    """Convex combination of max-normalised BM25 and cosine (see :data:`HYBRID_ALPHA`)."""
+    top_lex, top_cos = float(lex.max()), float(cos.max())
+    lex_n = lex / top_lex if top_lex > 0 else np.zeros_like(lex)
+    cos_n = np.clip(cos / top_cos, 0.0, None) if top_cos > 0 else np.zeros_like(cos)
+    return HYBRID_ALPHA * cos_n + (1 - HYBRID_ALPHA) * lex_n
 
 
 def _nodes(docs: list[Doc]) -> list[Any]:
@@ -146,11 +153,7 @@ class SearchIndex:
         elif mode == "dense":
             score = cos.copy()  # type: ignore[union-attr]
         else:
-            score = np.zeros(len(self.docs))
-            for ranked, floor_, weight in ((lex, 0, 1.0), (cos, -1, DENSE_WEIGHT)):
-                order = np.argsort(-ranked)[:FUSION_DEPTH]
-                order = order[mask[order] & (ranked[order] > floor_)]
-                score[order] += weight / (RRF_K + 1 + np.arange(len(order)))
+            score = hybrid_scores(lex, cos)
         lead: Any = None
         if sources is None and self._learned.any():
             if cos is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec.errors import InvalidRequest
-from .answer import ABSTAIN_COVERAGE, extractive, llm_messages, source_json
+from .answer import ABSTAIN_COVERAGE, examples_markdown, extractive, llm_messages, source_json
 from . import embed
 from .corpus import Doc
 from .index import MODES
@@ -116,9 +116,10 @@ class Assistant:
         return hits, by_op
 
     async def ask(self, question: Any, top_k: int = 5, history: list[dict[str, str]] | None = None,
-                  source: Any = None) -> AsyncIterator[dict[str, Any]]:
+                  source: Any = None, llm: LLMConfig | None = None) -> AsyncIterator[dict[str, Any]]:
         """Messages: ``sources``, then ``delta`` pieces, then ``done`` with the whole answer.
-        ``source`` limits the search to one API (see :meth:`scope`)."""
+        ``source`` limits the search to one API (see :meth:`scope`); ``llm`` writes this answer
+        instead of the configured one (a model service named with ``--llm``)."""
         question = check_question(question)
         if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
@@ -133,15 +134,20 @@ class Assistant:
         result["sources"] = result["sources"][:top_k]
         yield {"type": "sources", "sources": result["sources"], "query": query}
         mode, note = "extractive", None
-        if self.llm is not None and not result["abstained"]:
+        llm = llm or self.llm
+        if llm is not None and not result["abstained"]:
             pieces: list[str] = []
             try:
-                async for piece in stream_chat(self.llm, llm_messages(question, hits, history)):
+                async for piece in stream_chat(llm, llm_messages(question, hits, history)):
                     pieces.append(piece)
                     yield {"type": "delta", "text": piece}
                 if not pieces:
-                    raise LLMUnavailable(f"the LLM at {self.llm.url} sent an empty answer")
-                result["answer"], mode = "".join(pieces), "llm"
+                    raise LLMUnavailable(f"{llm.name()} sent an empty answer")
+                # the model's words, then the runnable examples of the best operation, verbatim
+                tail = examples_markdown(result["examples"])
+                if tail:
+                    yield {"type": "delta", "text": "\n\n" + tail}
+                result["answer"], mode = "".join(pieces) + ("\n\n" + tail if tail else ""), "llm"
             except LLMUnavailable as exc:
                 mode = "fallback"
                 note = f"{exc}; showing the extractive answer instead."
@@ -155,10 +161,10 @@ class Assistant:
                "note": note, "query": query, "seconds": round(time.perf_counter() - t0, 4)}
 
     async def answer(self, question: Any, top_k: int = 5, history: list[dict[str, str]] | None = None,
-                     source: Any = None) -> dict[str, Any]:
+                     source: Any = None, llm: LLMConfig | None = None) -> dict[str, Any]:
         """The ``done`` message of :meth:`ask` (for callers that do not stream)."""
         done: dict[str, Any] = {}
-        async for msg in self.ask(question, top_k, history, source):
+        async for msg in self.ask(question, top_k, history, source, llm):
             if msg["type"] == "done":
                 done = msg
         done.pop("type", None)

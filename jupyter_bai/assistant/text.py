@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 
-_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[_.\-/][A-Za-z0-9]+)+|[a-z]+[A-Z][A-Za-z0-9]*")
+#: ``snake_case``, ``dotted.name``, ``path/like`` or ``camelCase``/``PascalCase`` (from its first letter).
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[_.\-/][A-Za-z0-9]+)+|[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 #: Questions longer than this are refused (a pasted log is not a question; retrieval degrades).

@@ -682,6 +682,7 @@ class AsyncClient:
         history: list[dict[str, str]] | None = None,
         on_delta: Callable[[str], None] | None = None,
         source: str | None = None,
+        llm: str | None = None,
     ) -> AssistantAnswer:
         """Ask the API assistant a question about this platform's API.
 
@@ -690,11 +691,12 @@ class AsyncClient:
         ``api`` (which API it belongs to). ``history`` (earlier ``{"question", "answer"}``
         turns) lets follow-ups refer back; ``on_delta`` receives the answer's text as it streams
         (useful when an LLM writes it). ``source`` limits the search to one API:
-        ``"workbench"`` or a learned file (path or file name).
+        ``"workbench"`` or a learned file (path or file name). ``llm`` names a model service of
+        this workbench that writes the answer (``mode: "llm"``; the sources and examples stay).
         """
         done = None
         async with aclosing(self.ask_stream(question, top_k=top_k, history=history,
-                                            source=source)) as stream:
+                                            source=source, llm=llm)) as stream:
             async for msg in stream:
                 if msg.get("type") == "delta" and on_delta is not None:
                     on_delta(str(msg.get("text", "")))
@@ -704,10 +706,10 @@ class AsyncClient:
 
     async def ask_stream(
         self, question: str, *, top_k: int = 5, history: list[dict[str, str]] | None = None,
-        source: str | None = None,
+        source: str | None = None, llm: str | None = None,
     ) -> AsyncIterator[Mapping[str, Any]]:
         """The assistant's raw NDJSON messages: ``sources``, ``delta`` pieces, then ``done``."""
-        body = _ops.ask_body(question, top_k, history, stream=True, source=source)
+        body = _ops.ask_body(question, top_k, history, stream=True, source=source, llm=llm)
         async with aclosing(self.driver.ask_stream(body)) as stream:
             async for msg in stream:
                 yield msg

@@ -370,10 +370,12 @@ class _ops:
 
     @staticmethod
     def ask_body(question: str, top_k: int, history: list[dict[str, str]] | None, stream: bool,
-                 source: str | None = None) -> dict[str, Any]:
+                 source: str | None = None, llm: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"question": question, "top_k": top_k, "stream": stream}
         if source:
             body["source"] = source
+        if llm:
+            body["llm"] = llm
         if history:
             body["history"] = [{"question": str(t.get("question", "")), "answer": str(t.get("answer", ""))}
                                for t in history]

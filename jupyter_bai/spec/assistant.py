@@ -50,6 +50,14 @@ class AskRequest(BaseModel):
         json_schema_extra={"maxLength": 4096},
     )
 
+    llm: str | None = Field(
+        default=None,
+        description="Name of a model service of this workbench (OpenAI-compatible) that writes the "
+        "answer from the retrieved operations; the sources and runnable examples stay. Without it: "
+        "the configured LLM, if any, else an extractive answer.",
+        json_schema_extra={"maxLength": 200},
+    )
+
     @field_validator("top_k", mode="before")
     @classmethod
     def _check_top_k(cls, v: Any) -> Any:
