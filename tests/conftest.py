@@ -38,7 +38,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Iterator[Eng
                                   '{"name": "Fake GPU B", "memory": "16g"}]'},
     )
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def fresh_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
     """A private engine for tests that kill or restart it."""
     eng = start_engine(tmp_path / "eng")
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +76,13 @@ def backendai():  # type: ignore[no-untyped-def]
     cluster = ensure_cluster()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reap_what_tests_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Sessions and endpoint proxies outlive their engine by design (a restart adopts them):
+    at the end of the run, none of the engines made under pytest's temp dir leaves any."""
+    yield
+    from engine_proc import reap_leftovers
+
+    reap_leftovers(tmp_path_factory.getbasetemp())

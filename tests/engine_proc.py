@@ -94,6 +94,12 @@ class EngineProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    def teardown(self) -> None:
+        """Stop the server and whatever it left running on purpose (sessions and the endpoint
+        proxy outlive a server so that a restart adopts them): nothing outlives a test."""
+        self.stop()
+        reap_leftovers(self.state_dir)
+
     def connection_file(self) -> dict[str, object]:
         return json.loads((self.runtime_dir / "bai-engine.json").read_text())
 
@@ -158,3 +164,39 @@ class Api:
         msgs = self.stream(f"/sessions/{name}/run", {"code": code})
         text = "".join(m.get("text", "") for m in msgs if m["type"] == "stream")
         return text, msgs
+
+
+def reap_leftovers(root: Path) -> list[int]:
+    """SIGKILL local sessions and endpoint proxies of engines whose state lies under ``root``.
+
+    A local session's wrapper (its process group's leader) carries ``BAI_STATE_DIR`` under
+    the engine's state dir; a proxy names the engine's database in its argv.
+    """
+    prefix = str(Path(root).resolve())
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+        except OSError:
+            continue
+        state = next((e[len(b"BAI_STATE_DIR="):].decode(errors="replace") for e in env
+                      if e.startswith(b"BAI_STATE_DIR=")), "")
+        session = state.startswith(prefix + os.sep)
+        proxy = "jupyter_bai.proxy" in argv and any(a.startswith(prefix + os.sep) for a in argv)
+        if not (session or proxy):
+            continue
+        pid = int(entry)
+        try:
+            if session and os.getpgid(pid) == pid and pid != os.getpgrp():
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            pass
+    return killed

@@ -32,7 +32,7 @@ def readonly_engine(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Ite
         ["--ServerApp.authorizer_class=readonly_authorizer.ReadOnlyAuthorizer"],
     )
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 def operations() -> list[tuple[str, str, str]]:

@@ -37,7 +37,7 @@ def deng(tmp_path_factory: pytest.TempPathFactory, root: Path, bwrap: str) -> It
     eng = start_engine(tmp_path_factory.mktemp("deploy-engine"),
                        extra_argv=[f"--ServerApp.root_dir={root}"])
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 @pytest.fixture()

@@ -73,7 +73,7 @@ def deng(tmp_path_factory: pytest.TempPathFactory, dclient: Any, images: dict[st
     eng = start_engine(tmp_path_factory.mktemp("dengine"),
                        docker_env(JUPYTER_BAI_FAKE_GPUS='[{"name": "Fake GPU", "memory": "16g"}]'))
     yield eng
-    eng.stop()
+    eng.teardown()
     leftovers = engine_containers(dclient, eng)
     remove_engine_containers(dclient, eng)
     assert leftovers == [] or all(c.status == "running" for c in leftovers)

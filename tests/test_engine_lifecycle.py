@@ -21,7 +21,7 @@ def quick_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
         "--BaiApp.checker_interval=0.2", "--BaiApp.stop_grace=1", "--BaiApp.default_cpu=0.5",
         "--BaiApp.default_mem=128m"])
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 def test_request_that_fits_later_waits_pending_in_fifo_order(quick_engine: EngineProcess) -> None:

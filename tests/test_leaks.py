@@ -28,7 +28,7 @@ def leng(tmp_path: Path, bwrap: str, dclient: Any, images: dict[str, str]) -> It
     eng = start_engine(tmp_path / "eng",
                        {"JUPYTER_BAI_DOCKER_BINDS": ",".join(docker_image.HOST_BINDS)})
     yield eng
-    eng.stop()
+    eng.teardown()
     for c in containers(dclient, eng):
         c.remove(force=True)
 

@@ -64,7 +64,7 @@ def peng(tmp_path_factory: pytest.TempPathFactory, bwrap: str, dclient: Any,  # 
     eng = start_engine(tmp_path_factory.mktemp("priv"),
                        {"JUPYTER_BAI_DOCKER_BINDS": ",".join(binds)})
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 def parse(logs: str) -> dict[str, str]:

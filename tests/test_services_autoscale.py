@@ -26,7 +26,7 @@ def gpu_engine(tmp_path: Path, bwrap: str, util_file: Path) -> Iterator[EnginePr
     gpus = [{"name": "Fake GPU A", "memory": "16g", "utilization_file": str(util_file)}]
     eng = start_engine(tmp_path / "eng", {"JUPYTER_BAI_FAKE_GPUS": json.dumps(gpus)})
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 def test_gpu_util_rule_scales_out_on_the_routes_gpu_utilisation(

@@ -29,7 +29,7 @@ models:
 def dsvc(tmp_path: Path, dclient: Any, images: dict[str, str]) -> Iterator[EngineProcess]:  # noqa: F811
     eng = start_engine(tmp_path / "eng", docker_env())
     yield eng
-    eng.stop()
+    eng.teardown()
     remove_engine_containers(dclient, eng)
 
 

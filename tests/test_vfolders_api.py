@@ -150,7 +150,7 @@ def private_engine(request: pytest.FixtureRequest, tmp_path: Path, bwrap: str
     eng = start_engine(tmp_path / "eng", {"TMPDIR": str(tmp), "JUPYTER_BAI_DOCKER": "off"},
                        list(request.param))
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 CAP_4M = pytest.mark.parametrize("private_engine", [["--BaiApp.max_upload_size=4194304"]],

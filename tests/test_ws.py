@@ -167,7 +167,7 @@ def test_sse_replay_that_cannot_be_whole_starts_with_resync(engine: EngineProces
 def small_buffer_engine(tmp_path: Path, bwrap: str) -> Iterator[EngineProcess]:
     eng = start_engine(tmp_path / "eng", extra_argv=["--BaiApp.event_buffer=4"])
     yield eng
-    eng.stop()
+    eng.teardown()
 
 
 def test_stalled_websocket_client_gets_resync_with_a_snapshot(
