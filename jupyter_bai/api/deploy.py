@@ -42,7 +42,7 @@ class ServiceDeployHandler(_DeployHandler):
         one is drained. Nothing is made when a check fails. Example:
         `%bai deploy classifier.ipynb -t clf --replicas 2`."""
         body = DeployRequest.from_json(self.body_json())
-        self.reply(self.deploys.deploy(name, body), status=202)
+        self.reply(await self.deploys.deploy(name, body), status=202)
 
 
 class ServiceRollbackHandler(_DeployHandler):

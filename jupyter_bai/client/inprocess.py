@@ -112,7 +112,7 @@ class EngineDriver(Driver):
 
     async def deploy_notebook(self, name: str, request: Mapping[str, Any]) -> DeployInfo:
         return DeployInfo.model_validate(
-            self._deploys.deploy(name, DeployRequest.from_json(dict(request))))
+            await self._deploys.deploy(name, DeployRequest.from_json(dict(request))))
 
     async def rollback_service(self, name: str) -> DeployInfo:
         return DeployInfo.model_validate(self._deploys.rollback(name))

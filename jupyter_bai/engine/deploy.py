@@ -9,6 +9,7 @@ service row changes removes the folder again, so a refused deploy leaves nothing
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -47,6 +48,7 @@ class DeployManager:
         self.store = store
         self.services = services
         self.vfolders = vfolders
+        self._lock = asyncio.Lock()
 
     # -- paths under the Jupyter root --------------------------------------
     @property
@@ -121,7 +123,15 @@ class DeployManager:
         for rel in RUNTIME_FILES:
             up(folder, f"{lib}/jupyter_bai/{rel}", (PACKAGE / rel).read_bytes())
 
-    def deploy(self, name: str, req: DeployRequest) -> dict[str, Any]:
+    async def deploy(self, name: str, req: DeployRequest) -> dict[str, Any]:
+        """Check, pack (in a thread: listed files may be large), then create or update.
+
+        One deploy at a time, so that two of one name cannot both take the next version.
+        """
+        async with self._lock:
+            return await self._deploy(name, req)
+
+    async def _deploy(self, name: str, req: DeployRequest) -> dict[str, Any]:
         nb, text = self._notebook(req.notebook)
         captured = capture(text, nb.name)
         if captured.problems:
@@ -157,8 +167,9 @@ class DeployManager:
             raise Conflict(f"vfolder '{folder}' already exists (left by an interrupted deploy?): "
                            f"remove it with `vfolder rm {folder}` and deploy again") from None
         try:
-            self._pack(folder, nb, text, files, definition.model_dump(mode="json",
-                                                                      exclude_none=True))
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._pack, folder, nb, text, files,
+                definition.model_dump(mode="json", exclude_none=True))
             with self.store.tx():
                 if existing is None:
                     self.services.create(spec)
