@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from conftest import require
+
 from jupyter_bai.engine import safefs
 from jupyter_bai.engine import vfolders as vf_mod
 from jupyter_bai.engine.store import Store
@@ -36,8 +38,8 @@ def mgr(
     """Every test runs with the kernel's resolver and with the component-by-component walk."""
     if request.param == "walk":
         monkeypatch.setattr(safefs, "_openat2", None)
-    elif not safefs.uses_openat2():
-        pytest.skip("this kernel has no openat2")
+    else:
+        require(safefs.uses_openat2(), "a kernel with openat2 (Linux 5.6+)")
     return VFolderManager(store, tmp_path / "storage")
 
 
@@ -559,8 +561,7 @@ def test_from_json_gives_one_line() -> None:
 def test_owner_gets_what_the_engine_makes(store: Store, tmp_path: Path) -> None:
     """Sessions run as an unprivileged uid: folder roots, uploads and new directories are
     theirs, while what existed before keeps its owner."""
-    if os.geteuid() != 0:
-        pytest.skip("giving files to another uid needs root")
+    require(os.geteuid() == 0, "root (to give files to another uid)")
     owner = (65534, 65534)
     mgr = VFolderManager(store, tmp_path / "storage", owner=owner)
     path = make(mgr)
