@@ -63,6 +63,9 @@ class BaiMagics(Magics):
         Line:  %bai session create local -t exp1 -r cpu=1 -r mem=1g -v data:ro
                %bai vfolder upload data ./train.csv
                %bai resources            (add --json to get the Python object back)
+               %bai deploy classifier.ipynb -t clf --replicas 2   (a notebook as a model service)
+               %bai pipeline run pipeline.yaml --wait
+               %bai engine use lab       (a named Backend.AI cluster; `local` to go back)
         Cell:  %%bai run SESSION         (runs the cell in the session's interpreter;
                                           variables persist from cell to cell)
                %%bai chat                (asks the API assistant; follow-ups remember the chat)

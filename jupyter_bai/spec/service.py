@@ -116,10 +116,7 @@ class ServiceCreate(BaseModel):
     @classmethod
     def _env(cls, v: Any) -> Any:
         if isinstance(v, (list, tuple)):
-            try:
-                return parse_env(v)
-            except InvalidRequest as err:
-                raise ValueError(err.message) from None
+            return as_value_error(parse_env, v)
         return v
 
     @field_validator("resources")
