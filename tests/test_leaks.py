@@ -196,3 +196,18 @@ def test_docker_sessions_need_no_thread_each(
         api.delete(f"/sessions/t{i}")
     api.delete("/sessions/tfirst")
     eventually(lambda: containers(dclient, leng), "containers")
+
+
+def test_a_stopped_engine_leaves_no_cgroup_directory(tmp_path: Path, bwrap: str) -> None:
+    """Every engine gets jupyter-bai/<engine id>; one that stops with no session left removes
+    it, or a machine that runs the test suite collects thousands of empty cgroups."""
+    eng = start_engine(tmp_path / "e")
+    try:
+        api = Api(eng)
+        api.create(name="brief", type="batch", command="true")
+        assert api.wait("brief", ("TERMINATED",))["status"] == "TERMINATED"
+        mine = glob.glob(f"/sys/fs/cgroup/**/jupyter-bai/{engine_id(eng)}", recursive=True)
+        assert mine, "the engine made its cgroup directory"
+    finally:
+        eng.teardown()
+    eventually(lambda: [p for p in mine if os.path.isdir(p)], "the engine's cgroup directory")

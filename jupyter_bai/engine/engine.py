@@ -159,7 +159,7 @@ class Engine:
                 await self.proxy.close(stop=not self.store.one("SELECT 1 FROM services"))
             await self.sessions.close()
             for runtime in self.runtimes:
-                runtime.close()
+                await asyncio.get_running_loop().run_in_executor(None, runtime.close)
             self.store.close()
         finally:  # whatever failed above, the next engine on this state dir may start
             self._release_lock()

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +40,7 @@ HOLDS_RESOURCES = (S.SCHEDULED, S.PREPARING, S.RUNNING, S.TERMINATING)
 LIVE = (S.PENDING, *HOLDS_RESOURCES)
 LOG_TAIL_ON_ERROR = 10
 SCHEDULE_BATCH = 2  # sessions placed per scheduler pass (each pass is one event-loop callback)
+START_THREADS = 2  # runtime starts at once (cgroup creation and fork serialise in the kernel anyway)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -109,6 +111,9 @@ class SessionManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._main: list[asyncio.Task[None]] = []
         self._seq = int((store.one("SELECT MAX(seq) AS s FROM sessions") or {"s": 0})["s"] or 0)
+        # Starts get their own few threads: a burst of 20 no longer has every worker thread
+        # making cgroups and forking at once, each competing with the event loop for a CPU.
+        self._start_pool = ThreadPoolExecutor(START_THREADS, thread_name_prefix="bai-session-start")
 
     # -- rows --------------------------------------------------------------
     def _row(self, ref: str) -> Any:
@@ -614,7 +619,7 @@ class SessionManager:
             # is never cancelled half-way (a cancelled await would leave the executor's
             # container running): a destroy meanwhile is honoured when it returns.
             handle = await asyncio.shield(
-                asyncio.get_running_loop().run_in_executor(None, runtime.start, ctx))
+                asyncio.get_running_loop().run_in_executor(self._start_pool, runtime.start, ctx))
         except Exception as exc:
             log.exception("start of %s failed", sid)
             self._finish(sid, S.ERROR, f"failed to start: {exc}", ctx=ctx, runtime=runtime)

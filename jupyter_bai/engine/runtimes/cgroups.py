@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -39,7 +40,11 @@ def _own_path(controller: str, proc_cgroup: str) -> str:
     return "/"
 
 
-REMOVE_PATIENCE = 30.0  # seconds the janitor keeps killing and retrying one cgroup
+#: A session id (a UUID): what a cgroup directly under ``jupyter-bai/`` was named before
+#: engines got their own directories (those are named by 16 hex digits).
+_OLD_LAYOUT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+REMOVE_PATIENCE = 30.0
+CLOSE_PATIENCE = 3.0  # seconds an engine's close waits for its last session cgroups to go  # seconds the janitor keeps killing and retrying one cgroup
 
 
 class CgroupLimits:
@@ -52,6 +57,7 @@ class CgroupLimits:
         self._pending: dict[Path, float] = {}
         self._cond = threading.Condition()
         self._janitor: threading.Thread | None = None
+        self._closing = False
         sub = ("jupyter-bai", engine_id) if engine_id else ("jupyter-bai",)
         if (root / "cgroup.controllers").exists():
             base = root / _own_path("", text).lstrip("/") / Path(*sub)
@@ -104,6 +110,8 @@ class CgroupLimits:
         procs: list[str] = []
         if self.version == "v2":
             path = self.bases["unified"] / session_id
+            if not path.parent.is_dir():  # removed by a closing engine of the same state dir
+                self._prepare_v2(path.parent)
             path.mkdir(exist_ok=True)
             if quota:
                 (path / "cpu.max").write_text(f"{quota} {PERIOD_US}")
@@ -114,8 +122,8 @@ class CgroupLimits:
         elif self.version == "v1":
             mpath = self.bases["memory"] / session_id
             cpath = self.bases["cpu"] / session_id
-            mpath.mkdir(exist_ok=True)
-            cpath.mkdir(exist_ok=True)
+            mpath.mkdir(parents=True, exist_ok=True)
+            cpath.mkdir(parents=True, exist_ok=True)
             if mem > 0:
                 (mpath / "memory.limit_in_bytes").write_text(str(mem))
             if quota:
@@ -128,13 +136,59 @@ class CgroupLimits:
         return [base / session_id for base in self.bases.values()]
 
     def remove(self, session_id: str) -> None:
-        """Remove the session's cgroups; what still has tasks goes to the janitor thread."""
+        """Hand the session's cgroups to the janitor thread, which removes them at once or retries.
+
+        Never removed on the caller's thread: ``rmdir`` of a cgroup waits on the kernel's cgroup
+        lock, which other sessions' cgroup creation holds during a burst of starts; on the event
+        loop that wait showed up as tens of milliseconds of lag.
+        """
         for path in self.paths(session_id):
-            if not self._try_remove(path, kill=False):
-                self._defer(path)
+            self._defer(path)
+
+    def close(self) -> None:
+        """Remove this engine's own directory once no session cgroup is left in it (blocking:
+        waits up to ``CLOSE_PATIENCE`` for the janitor).
+
+        Without this every engine ever started on the machine (each test run makes hundreds)
+        left an empty directory behind, and the kernel's cgroup operations slow down as
+        they pile up. A directory with live sessions stays (a restart adopts them).
+        """
+        deadline = time.monotonic() + CLOSE_PATIENCE
+        with self._cond:
+            self._closing = True
+            # Sessions that just ended: their cgroups go in a moment (the janitor's retries).
+            while self._pending and time.monotonic() < deadline:
+                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
+            busy = {path.parent for path in self._pending}
+        for base in self.bases.values():
+            if base not in busy:
+                self._remove_quietly(base)
+
+    @staticmethod
+    def _remove_quietly(path: Path) -> None:
+        try:
+            path.rmdir()
+        except OSError:
+            pass  # sessions still in it (adopted by the next engine), or already gone
+
+    def _sweep_old_layout(self) -> None:
+        """Empty session cgroups of engines from before per-engine directories
+        (``jupyter-bai/<session id>``): never swept by any engine since. Only empty ones go:
+        one that still has tasks belongs to a session some old engine may still run."""
+        for base in self.bases.values():
+            top = base.parent
+            if top.name != "jupyter-bai":
+                continue
+            try:
+                entries = [p for p in top.iterdir() if _OLD_LAYOUT.fullmatch(p.name)]
+            except OSError:
+                continue
+            for path in entries:
+                self._remove_quietly(path)
 
     def sweep(self, live: set[str]) -> list[str]:
         """Remove this engine's cgroups of sessions not in ``live`` (killing leftover tasks)."""
+        self._sweep_old_layout()
         swept = set()
         for base in self.bases.values():
             try:
@@ -183,10 +237,8 @@ class CgroupLimits:
     def _janitor_loop(self) -> None:
         while True:
             with self._cond:
-                if not self._pending:
-                    self._janitor = None
-                    self._cond.notify_all()
-                    return
+                while not self._pending:  # stays for the next burst: no thread start per exit
+                    self._cond.wait()
                 todo = list(self._pending.items())
             for path, deadline in todo:
                 # A stopped session's tasks are on their way out; a late straggler is killed.
@@ -198,4 +250,7 @@ class CgroupLimits:
                     with self._cond:
                         self._pending.pop(path, None)
                         self._cond.notify_all()
+                        last = self._closing and not any(p.parent == path.parent for p in self._pending)
+                    if last:  # the engine has closed and this was its last session cgroup
+                        self._remove_quietly(path.parent)
             time.sleep(0.05)

@@ -20,8 +20,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,11 @@ WRAPPER = (
     'echo $$ > "$BAI_STATE_DIR/wrapper.pid"; "$@"; rc=$?; '
     'echo $rc > "$BAI_STATE_DIR/exit"; exit $rc'
 )
+
+
+#: One thread deletes finished sessions' scratch trees in order: starting a thread per session
+#: cost the event loop about a millisecond each in a burst of exits.
+_REMOVER = ThreadPoolExecutor(1, thread_name_prefix="bai-scratch-remover")
 
 
 def _remove_trees(paths: list[Path]) -> None:
@@ -431,10 +436,13 @@ class LocalRuntime(Runtime):
             if trash.exists():  # also one left by an engine killed while removing
                 doomed.append(trash)
         if doomed:
-            threading.Thread(target=_remove_trees, args=(doomed,), daemon=True,
-                             name=f"cleanup-{ctx.session_id[:8]}").start()
+            _REMOVER.submit(_remove_trees, doomed)
         if self.cgroups is not None:
             self.cgroups.remove(ctx.session_id)
+
+    def close(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.close()
 
     def sweep(self, live: set[str]) -> list[str]:
         """Cgroups of this engine's sessions that no longer exist (an engine killed mid-way)."""
