@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import platform
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ from jupyter_bai.spec.errors import (
     QuotaExceeded,
 )
 
-__all__ = ["API_VERSION", "BackendAIConfig", "BackendAIRest", "sign"]
+__all__ = ["API_VERSION", "BackendAIConfig", "BackendAIRest", "session_body", "sign"]
 
 #: The API version Backend.AI 23.09 speaks (``ai.backend.client.config.API_VERSION``).
 API_VERSION = "v7.20230615"
@@ -196,3 +197,27 @@ class BackendAIRest:
             raise BaiError(f"Backend.AI: {one_line(data['errors'][0].get('message'))}",
                            status=502, code="backendai-error")
         return dict(data.get("data") or {})
+
+
+def arch() -> str:
+    """This machine's architecture as Backend.AI names it (images are looked up by it)."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine or "x86_64")
+
+
+def session_body(*, name: str, image: str, type_: str, command: str | None, mounts: list[str],
+                 mount_map: Mapping[str, str], env: Mapping[str, str],
+                 resources: Mapping[str, Any], group: str = "") -> dict[str, Any]:
+    """``POST /session``'s body for a single-node session, queued at once (``enqueueOnly``):
+    the caller follows its status instead of holding the request open."""
+    body: dict[str, Any] = {
+        "name": name, "image": image, "type": type_,
+        "config": {"mounts": list(mounts), "mount_map": dict(mount_map), "environ": dict(env),
+                   "resources": dict(resources), "resource_opts": {}},
+        "enqueueOnly": True, "maxWaitSeconds": 0, "reuseIfExists": False,
+        "startupCommand": command, "clusterSize": 1,
+        "clusterMode": "single-node", "architecture": arch(),
+    }
+    if group:
+        body["group"] = group
+    return body

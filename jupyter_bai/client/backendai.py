@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import platform
 import posixpath
 import re
 import secrets
@@ -35,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jupyter_bai.backendai.rest import API_VERSION, BackendAIConfig, BackendAIRest, sign
+from jupyter_bai.backendai.rest import API_VERSION, BackendAIConfig, BackendAIRest, session_body, sign
 from jupyter_bai.backendai.rest import json_field as _json_field
 from jupyter_bai.backendai.rest import one_line as _one_line
 from jupyter_bai.backendai.rest import server_error as _server_error
@@ -57,6 +56,7 @@ from jupyter_bai.spec.models import (
     ImageInfo,
     ImageList,
     MountInfo,
+    PipelineJobInfo,
     Resources,
     RunMessage,
     SessionInfo,
@@ -340,16 +340,10 @@ class BackendAIDriver(Driver):
             raise InvalidRequest("a batch session needs a command (-c/--startup-command)")
         name = str(request.get("name") or f"bai-{secrets.token_hex(4)}")
         env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
-        body: dict[str, Any] = {
-            "name": name, "image": request["image"], "type": type_,
-            "config": {"mounts": mounts, "mount_map": mount_map, "environ": env,
-                       "resources": dict(request.get("resources") or {}), "resource_opts": {}},
-            "enqueueOnly": True, "maxWaitSeconds": 0, "reuseIfExists": False,
-            "startupCommand": request.get("command"), "clusterSize": 1,
-            "clusterMode": "single-node", "architecture": _arch(),
-        }
-        if self.config.group:
-            body["group"] = self.config.group
+        body = session_body(name=name, image=request["image"], type_=type_,
+                            command=request.get("command"), mounts=mounts, mount_map=mount_map,
+                            env=env, resources=dict(request.get("resources") or {}),
+                            group=self.config.group)
         if request.get("ports"):
             body["config"]["preopen_ports"] = [int(p) for p in request["ports"]]
         too_big, created = await asyncio.gather(
@@ -736,7 +730,7 @@ class BackendAIDriver(Driver):
             await asyncio.sleep(self.poll_interval * 4)
 
     # -- not driven on a cluster yet: model services (23.09 serves them through an app proxy
-    #    the test halfstack lacks) and pipelines. Say so, rather than "the cluster has none".
+    #    the test halfstack lacks). Say so, rather than "the cluster has none".
 
     def _not_yet(self, what: str) -> Unsupported:
         return Unsupported(f"{what} on a Backend.AI cluster ({self.where}) are not supported by "
@@ -751,17 +745,58 @@ class BackendAIDriver(Driver):
     async def get_service(self, name: str) -> Any:
         raise self._not_yet("model services")
 
-    async def submit_pipeline(self, spec: Mapping[str, Any]) -> Any:
-        raise self._not_yet("pipelines")
+    # -- pipelines: the local engine (the Jupyter server's) runs the job and starts each task
+    #    as a batch session here, with this engine's keys from its engine list; a job is shown
+    #    by the engine it runs on.
 
-    async def list_pipeline_jobs(self) -> Any:
-        raise self._not_yet("pipelines")
+    def _pipeline_engine(self) -> str:
+        if not self.config.name:
+            raise Unsupported(f"pipelines on {self.where} run through a named engine: add it with "
+                              "`engine add NAME --backendai URL ...` and `engine use NAME`")
+        return self.config.name
 
-    async def get_pipeline_job(self, job: str) -> Any:
-        raise self._not_yet("pipelines")
+    async def _runner(self) -> Driver:
+        """The local engine that runs this cluster's pipeline jobs."""
+        if self._local is None:
+            from jupyter_bai.client.connection import EngineNotFound, find_engine
+            from jupyter_bai.client.http import HttpDriver
 
+            try:
+                self._local = HttpDriver(find_engine())
+            except EngineNotFound:
+                raise BaiError(
+                    f"pipelines on the cluster {self.where} are run by the local jupyter-bai "
+                    "engine, and none is running: start JupyterLab or `jupyter bai serve`",
+                    status=503, code="engine-not-found") from None
+        return self._local
 
-def _arch() -> str:
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine or "x86_64")
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
+        engine = self._pipeline_engine()
+        if spec.get("engine") not in (None, engine):
+            raise InvalidRequest(f"the pipeline names engine {spec['engine']!r}, but the active "
+                                 f"engine is {engine!r}")
+        return await (await self._runner()).submit_pipeline({**spec, "engine": engine})
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        engine = self._pipeline_engine()
+        return [j for j in await (await self._runner()).list_pipeline_jobs() if j.engine == engine]
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        engine = self._pipeline_engine()
+        info = await (await self._runner()).get_pipeline_job(job)
+        if info.engine != engine:
+            raise NotFound(f"pipeline job {job!r} runs on engine {info.engine!r}, not {engine!r}")
+        return info
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).cancel_pipeline_job(job)
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).rerun_pipeline_job(job)
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).pipeline_task_logs(job, task)
 
