@@ -6,10 +6,12 @@ Every cluster object a test makes carries a random tag and is deleted at the end
 """
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,3 +224,65 @@ def test_without_a_local_engine_it_says_so(lab: dict[str, str], tmp_path: Path) 
                          timeout=120, env={**clean, **run_env})
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "run by the local jupyter-bai engine, and none is running" in out.stderr
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver on 127.0.0.1 (a real HTTP server; the bodies land in ``got``)."""
+
+    got: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).got.append({"body": json.loads(body), "key": self.headers.get("Idempotency-Key")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_cluster_job_survives_its_engine_being_killed_and_notifies(
+        lab: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kill -9 of the local engine mid-task: after a restart the running cluster session is
+    followed (not started again), the dependent runs, and the webhook hears of the end."""
+    env = {k: lab[k] for k in (engines.ENV_STORE, "JUPYTER_CONFIG_DIR", "JUPYTER_CONFIG_PATH")}
+    eng = start_engine(tmp_path / "eng", env)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    _Receiver.got = []
+    for key, value in {**env, **eng.env, engines.ENV_ENGINE: ENGINE}.items():
+        monkeypatch.setenv(key, value)
+    tag = _tag()
+    spec = {"name": f"kr{tag}", "defaults": DEFAULTS,
+            "notify": [{"webhook": f"http://127.0.0.1:{srv.server_address[1]}/hook"}],
+            "tasks": [{"name": "a", "command": "sleep 8; echo survived > /pipeline/outputs/x"},
+                      {"name": "b", "depends_on": ["a"], "command": "cat /pipeline/input1/x"}]}
+    client = engines.make_client()
+    job: dict[str, Any] = {}
+    try:
+        job = dict(client.run_pipeline(_write(tmp_path, spec)))
+        deadline = time.monotonic() + 300
+        while client.get_pipeline_job(job["id"])["tasks"][0]["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        client.close()
+        eng.kill9()
+        eng.start()
+        client = engines.make_client()
+        done = client.wait_pipeline_job(job["id"], timeout=600)
+        assert done["status"] == "SUCCEEDED", done
+        assert [(t["name"], t["attempts"]) for t in done["tasks"]] == [("a", 1), ("b", 1)]
+        assert "survived" in client.pipeline_task_logs(job["id"], "b")
+        deadline = time.monotonic() + 60
+        while not _Receiver.got:
+            assert time.monotonic() < deadline, client.get_pipeline_job(job["id"])["notifications"]
+            time.sleep(0.5)
+        text = _Receiver.got[0]["body"]["text"]
+        assert text.startswith(f"Pipeline job kr{tag} ({job['id']}) SUCCEEDED")
+        assert client.get_pipeline_job(job["id"])["notifications"][0]["status"] == "DELIVERED"
+    finally:
+        if job.get("folder"):
+            _delete_folder(client, job["folder"])
+        client.close()
+        srv.shutdown()
+        eng.teardown()
