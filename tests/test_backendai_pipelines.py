@@ -144,31 +144,36 @@ def test_two_task_pipeline_runs_on_the_cluster(lab: dict[str, str], on_lab: Clie
             _delete_folder(on_lab, job["folder"])
 
 
-def test_a_failed_attempt_is_retried_as_a_new_batch_session(on_lab: Client, tmp_path: Path) -> None:
+def test_a_failed_attempt_is_retried_and_a_failed_job_rerun(on_lab: Client, tmp_path: Path) -> None:
+    """Each attempt is a new batch session starting from empty outputs; the attempt count is
+    kept in a mounted folder of the user's, so attempts 1 and 2 fail and the rerun's succeeds."""
     tag = _tag()
     state = f"st{tag}"
     on_lab.create_vfolder(state)
     job: dict[str, Any] = {}
     try:
-        spec = {"name": f"rt{tag}", "defaults": {**DEFAULTS, "retries": 2, "backoff": 1},
+        spec = {"name": f"rt{tag}", "defaults": {**DEFAULTS, "retries": 1, "backoff": 1},
                 "mounts": [f"{state}:/home/work/state"], "tasks": [
                     {"name": "flaky", "command":
-                        "echo attempt >> /pipeline/outputs/seen.txt; "
-                        "if [ -e /home/work/state/tried ]; then echo second > /pipeline/outputs/result; "
-                        "else touch /home/work/state/tried; exit 3; fi"}]}
+                        "n=$(cat /home/work/state/n 2>/dev/null || echo 0); n=$((n + 1)); "
+                        "echo $n > /home/work/state/n; echo \"attempt $n\" >> /pipeline/outputs/seen.txt; "
+                        "[ $n -ge 3 ]"}]}
         job = dict(on_lab.run_pipeline(_write(tmp_path, spec), wait=True, timeout=600))
-        assert job["status"] == "SUCCEEDED", job
-        task = job["tasks"][0]
-        assert task["attempts"] == 2 and task["status"] == "SUCCEEDED"
+        assert job["status"] == "FAILED", job
+        assert [(t["status"], t["attempts"]) for t in job["tasks"]] == [("FAILED", 2)]
         full = on_lab.get_pipeline_job(job["id"])
-        assert _history(full, "flaky") == ["WAITING", "RUNNING", "RETRYING", "RUNNING", "SUCCEEDED"]
+        assert _history(full, "flaky") == ["WAITING", "RUNNING", "RETRYING", "RUNNING", "FAILED"]
         retry = [h for h in full["status_history"] if h["status"] == "RETRYING"][0]
         assert retry["info"].startswith("attempt 1 failed")
-        # the second attempt started from empty outputs: one line, not two
-        dest = tmp_path / "dl"
-        on_lab.download(job["folder"], "tasks/flaky/outputs", dest)
-        assert next(dest.rglob("seen.txt")).read_text() == "attempt\n"
-        assert next(dest.rglob("result")).read_text() == "second\n"
+
+        on_lab.rerun_pipeline_job(job["id"])
+        done = on_lab.wait_pipeline_job(job["id"], timeout=600)
+        assert done["status"] == "SUCCEEDED", done
+        assert [(t["status"], t["attempts"], t["exit_code"]) for t in done["tasks"]] == [
+            ("SUCCEEDED", 1, 0)]
+        # the third attempt started from empty outputs: its line only
+        on_lab.download(job["folder"], "tasks/flaky/outputs/seen.txt", tmp_path / "dl")
+        assert next((tmp_path / "dl").rglob("seen.txt")).read_text() == "attempt 3\n"
     finally:
         if job.get("folder"):
             _delete_folder(on_lab, job["folder"])
@@ -210,6 +215,18 @@ def test_unknown_image_is_one_line_and_makes_nothing(lab: dict[str, str], on_lab
     assert f"unknown image 'nope-{tag}'" in out.stderr
     assert {f.name for f in on_lab.list_vfolders()} == folders
     assert {s.id for s in on_lab.list_sessions()} == sessions
+    assert {j["id"] for j in on_lab.list_pipeline_jobs()} == jobs
+    # an engine the local engine's list does not have, and what only the local engine can run
+    for active, bad, why in (
+            ("local", {"engine": f"nope{tag}"}, f"no engine named 'nope{tag}'"),
+            (ENGINE, {"engine": "local"}, "the pipeline names engine 'local', but the active engine is 'lab'"),
+            (ENGINE, {"tasks": [{"name": "a", "command": "true", "cache": True}]},
+             "cache: true needs the local engine")):
+        out = cli({**lab, engines.ENV_ENGINE: active}, "pipeline", "run",
+                  str(_write(tmp_path, {**spec, **bad})))
+        assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+        assert why in out.stderr, out.stderr
+    assert {f.name for f in on_lab.list_vfolders()} == folders
     assert {j["id"] for j in on_lab.list_pipeline_jobs()} == jobs
 
 

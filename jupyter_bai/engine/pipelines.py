@@ -123,8 +123,8 @@ class PipelineManager:
     async def submit_any(self, spec: PipelineSpec) -> dict[str, Any]:
         """:meth:`submit`, or for a pipeline naming a cluster ``engine``: check it against the
         cluster, make the job's folder there, then the job (the folder goes if that fails)."""
-        if spec.engine is None:
-            return self.submit(spec)
+        if spec.engine in (None, "local"):
+            return self.submit(spec.model_copy(update={"engine": None}))
         launcher = self._cluster(spec.engine)
         for task in spec.tasks:
             if task.notebook is not None:
