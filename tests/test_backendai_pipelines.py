@@ -132,6 +132,14 @@ def test_two_task_pipeline_runs_on_the_cluster(lab: dict[str, str], on_lab: Clie
         local = Client(lab["JUPYTER_BAI_URL"], lab["JUPYTER_BAI_TOKEN"])
         try:
             assert local.get_pipeline_job(job["id"])["engine"] == ENGINE
+            # the sidebar's event stream carries its changes like a local job's (replayed)
+            seen: list[tuple[str | None, str | None]] = []
+            for ev in local.events(since=0):
+                if ev.kind == "pipeline-task" and ev.name and ev.name.startswith(job["id"] + "/"):
+                    seen.append((ev.name.split("/", 1)[1], ev.status))
+                if ev.kind == "pipeline-job" and ev.name == job["id"] and ev.status == "SUCCEEDED":
+                    break
+            assert [st for t, st in seen if t == "use"] == ["RUNNING", "SUCCEEDED"]
         finally:
             local.close()
         # each attempt was a batch session on the cluster, finished and gone from the live list
