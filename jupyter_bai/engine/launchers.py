@@ -188,6 +188,9 @@ class ClusterLauncher:
         return str(((data or {}).get("result") or {}).get("logs") or "")
 
     async def poll(self, sids: list[str]) -> bool:
-        """Poll several sessions at once; True when any changed."""
+        """Poll the sessions of the running tasks at once (and forget the others); True when
+        any changed."""
+        for sid in set(self.seen) - set(sids):
+            del self.seen[sid]
         changed = await asyncio.gather(*(self.refresh(s) for s in sids))
         return any(changed)

@@ -288,7 +288,8 @@ class PipelineManager:
         data: dict[str, Any] = {
             "id": row["id"], "name": row["name"], "status": row["status"],
             "status_info": row["status_info"], "folder": row["folder"],
-            "engine": spec.engine or "local", "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"]),
+            "engine": spec.engine or "local",
+            "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"]),
             "tasks": [self._task_json(t, spec) for t in self._tasks_of(row["id"])],
         }
         if history:
@@ -445,7 +446,11 @@ class PipelineManager:
         """A RUNNING task: finish it when its session has ended; enforce its timeout."""
         name, sid = row["name"], row["session_id"]
         if spec.engine is not None:
-            session = self._cluster(spec.engine).seen.get(sid) if sid else None
+            try:
+                session = self._cluster(spec.engine).seen.get(sid) if sid else None
+            except BaiError as err:  # the engine left the engine list meanwhile
+                self._task_status(job_id, name, T.FAILED, f"engine {spec.engine!r}: {err.message}")
+                return
             if session is None:
                 return  # not polled yet (after a restart): the poller wakes the runner
         else:
@@ -616,7 +621,7 @@ class PipelineManager:
                     "WHERE t.status = ? AND t.session_id IS NOT NULL AND j.status IN (?, ?) "
                     "AND json_extract(j.spec, '$.engine') IS NOT NULL",
                     (T.RUNNING.value, J.RUNNING.value, J.CANCELLING.value))
-                by_engine: dict[str, list[str]] = {}
+                by_engine: dict[str, list[str]] = {e: [] for e in self._clusters}
                 for r in rows:
                     by_engine.setdefault(r["engine"], []).append(r["sid"])
                 changed = await asyncio.gather(
