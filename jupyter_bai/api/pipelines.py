@@ -32,11 +32,12 @@ class PipelineJobsHandler(_PipelineHandler):
         """The body is the pipeline with `${VAR}`s already expanded (the client does it from
         the submitting environment). A bad pipeline (a cycle, an unknown dependency, an unknown
         image, a task that can never fit) is a 400 and starts nothing. Each task runs as a batch
-        session; watch `pipeline-job` and `pipeline-task` events on `/events`.
+        session, here or, when the pipeline names a Backend.AI `engine`, on that cluster (the
+        job's folder is then a vfolder there); watch `pipeline-job` and `pipeline-task` events on `/events`.
         Example: `%bai pipeline run pipeline.yaml`, `jupyter bai pipeline run FILE --wait`.
         """
         spec = PipelineSpec.from_json(self.body_json())
-        self.reply(self.pipelines.submit(spec), status=201)
+        self.reply(await self.pipelines.submit_any(spec), status=201)
 
 
 class PipelineJobHandler(_PipelineHandler):
@@ -74,4 +75,4 @@ class PipelineTaskLogsHandler(_PipelineHandler):
                 returns="`{\"logs\": text}`.", errors=(404,))
     async def get(self, job: str, task: str) -> None:
         """Example: `%bai pipeline logs JOB TASK`."""
-        self.reply({"logs": self.pipelines.task_logs(job, task)})
+        self.reply({"logs": await self.pipelines.task_logs_any(job, task)})

@@ -17,17 +17,14 @@ reason.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import platform
 import posixpath
 import re
 import secrets
 import shlex
 import stat
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -37,6 +34,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from jupyter_bai.backendai.rest import API_VERSION, BackendAIConfig, BackendAIRest, session_body, sign
+from jupyter_bai.backendai.rest import json_field as _json_field
+from jupyter_bai.backendai.rest import one_line as _one_line
+from jupyter_bai.backendai.rest import server_error as _server_error
+from jupyter_bai.backendai.rest import transport_error as _transport_error
 from jupyter_bai.client.driver import Driver, StatusWaiter, Unsupported
 from jupyter_bai.client.operations import CHUNK_SIZE, TERMINAL_STATUSES
 from jupyter_bai.spec.errors import (
@@ -46,7 +48,6 @@ from jupyter_bai.spec.errors import (
     InvalidRequest,
     InvalidState,
     NotFound,
-    QuotaExceeded,
 )
 from jupyter_bai.spec.models import (
     Event,
@@ -55,6 +56,7 @@ from jupyter_bai.spec.models import (
     ImageInfo,
     ImageList,
     MountInfo,
+    PipelineJobInfo,
     Resources,
     RunMessage,
     SessionInfo,
@@ -64,11 +66,6 @@ from jupyter_bai.spec.mounts import parse_mount
 from jupyter_bai.spec.resources import parse_size
 
 __all__ = ["API_VERSION", "BackendAIConfig", "BackendAIDriver", "sign"]
-
-#: The API version Backend.AI 23.09 speaks (``ai.backend.client.config.API_VERSION``).
-API_VERSION = "v7.20230615"
-HASH = "sha256"
-_EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 
 #: Backend.AI's session statuses as this project's.
 _STATUS = {
@@ -90,107 +87,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
-@dataclass(frozen=True)
-class BackendAIConfig:
-    """Where the cluster is and the keypair to sign with (``secret_key`` is never shown)."""
-
-    endpoint: str
-    access_key: str
-    secret_key: str
-    #: The storage host new folders go to ("" lets the manager pick its default).
-    vfolder_host: str = ""
-    #: The project (group) sessions and folders belong to ("" = the manager's default).
-    group: str = ""
-
-    def __repr__(self) -> str:
-        return f"BackendAIConfig(endpoint={self.endpoint!r}, access_key={self.access_key!r})"
-
-
-def sign(
-    *, method: str, raw_path: str, date: str, host: str, content_type: str,
-    access_key: str, secret_key: str, version: str = API_VERSION,
-) -> str:
-    """The ``Authorization`` header value for one request (``manager/api/auth.py`` checks it)."""
-    day = datetime.fromisoformat(date).strftime("%Y%m%d")
-    payload = (
-        f"{method.upper()}\n{raw_path}\n{date}\nhost:{host}\ncontent-type:{content_type.lower()}\n"
-        f"x-backendai-version:{version}\n{_EMPTY_HASH}"
-    ).encode()
-    key = hmac.new(secret_key.encode(), day.encode(), HASH).digest()
-    key = hmac.new(key, host.encode(), HASH).digest()
-    signature = hmac.new(key, payload, HASH).hexdigest()
-    return f"BackendAI signMethod=HMAC-SHA256, credential={access_key}:{signature}"
-
-
-class _KeypairAuth(httpx.Auth):
-    """Signs every request as it is sent (so retries and redirects get a fresh ``Date``)."""
-
-    def __init__(self, access_key: str, secret_key: str) -> None:
-        self._ak, self._sk = access_key, secret_key
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        date = datetime.now(timezone.utc).isoformat()
-        ctype = request.headers.get("Content-Type", "application/octet-stream").split(";")[0].strip()
-        request.headers["Date"] = date
-        request.headers["X-BackendAI-Version"] = API_VERSION
-        request.headers["Authorization"] = sign(
-            method=request.method, raw_path=request.url.raw_path.decode("ascii"), date=date,
-            host=request.headers["Host"], content_type=ctype or "application/octet-stream",
-            access_key=self._ak, secret_key=self._sk,
-        )
-        yield request
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
-def _server_error(status: int, body: bytes, where: str) -> BaiError:
-    """A manager error answer (``{"type", "title", "msg"}``) as one line keeping its reason."""
-    try:
-        data = json.loads(body.decode("utf-8", "replace")) if body else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    kind = str(data.get("type") or "").rsplit("/", 1)[-1]
-    title = _one_line(data.get("title") or "")
-    detail = _one_line(data.get("msg") or data.get("message") or "")
-    extra = data.get("data")
-    if isinstance(extra, dict) and extra:
-        detail = "; ".join(filter(None, [detail, ", ".join(f"{k}: {_one_line(v)}" for k, v in extra.items())]))
-    reason = title if not detail or detail == title else f"{title} ({detail})" if title else detail
-    if not (kind or title or detail):
-        return BaiError(f"the endpoint {where} answered HTTP {status} with no Backend.AI error "
-                        "body: is it a Backend.AI manager?", status=502, code="bad-response")
-    if status == 401:
-        return BaiError(
-            f"access key or secret key rejected by the Backend.AI manager at {where}"
-            + (f": {reason}" if reason else ""), status=401, code="unauthorized")
-    text = f"Backend.AI: {reason or f'HTTP {status}'}" + (f" [{kind}]" if kind else "")
-    if status == 404 or kind.endswith("not-found"):
-        return NotFound(text)
-    if status == 403:
-        return BaiError(text, status=403, code="forbidden")
-    if status == 409 or kind.endswith("already-exists"):
-        return Conflict(text)
-    if kind in ("instance-not-available", "no-available-instances", "quota-exceeded"):
-        return QuotaExceeded(text) if "quota" in kind else InsufficientResources(text)
-    return BaiError(text, status=status if 400 <= status < 600 else 502,
-                    code=kind or "backendai-error")
-
-
-def _transport_error(exc: httpx.TransportError, where: str, timeout: float) -> BaiError:
-    if isinstance(exc, httpx.TimeoutException):
-        return BaiError(f"the Backend.AI endpoint {where} did not answer within {timeout:g}s",
-                        status=504, code="timeout")
-    if isinstance(exc, httpx.ConnectError):
-        return BaiError(f"cannot reach the Backend.AI endpoint {where}: {_one_line(exc) or 'connection refused'}",
-                        status=503, code="unreachable")
-    return BaiError(f"lost the connection to the Backend.AI endpoint {where}: "
-                    f"{_one_line(exc) or type(exc).__name__}", status=502, code="connection-lost")
-
-
 def _iso(value: Any) -> str | None:
     return str(value) if value else None
 
@@ -202,16 +98,6 @@ def _epoch(value: Any) -> float:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
-
-
-def _json_field(value: Any) -> Any:
-    """GraphQL JSONString fields arrive as text."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _slots(value: Any) -> dict[str, str]:
@@ -347,51 +233,28 @@ class BackendAIDriver(Driver):
     def __init__(self, config: BackendAIConfig, *, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
-        self.where = config.endpoint.rstrip("/")
+        self.rest = BackendAIRest(config, timeout=timeout, transport=transport)
+        self.where = self.rest.where
         self.timeout = timeout
-        self._http = httpx.AsyncClient(
-            base_url=self.where, auth=_KeypairAuth(config.access_key, config.secret_key),
-            headers={"User-Agent": "jupyter-bai"}, transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        )
+        self._http = self.rest.http
         # Storage-proxy transfers are authorised by the token in their URL, not signed.
-        self._storage = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=10.0), transport=transport)
+        self._storage = self.rest.storage
         self._env: dict[str, dict[str, str]] = {}
+        self._local: Any = None  # the local engine's driver, for pipelines (see submit_pipeline)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-        await self._storage.aclose()
+        await self.rest.aclose()
+        if self._local is not None:
+            await self._local.aclose()
 
     # -- plumbing
 
     async def _send(self, method: str, path: str, *, json_body: Any = None,
                     params: Mapping[str, str] | None = None, long: bool = False) -> Any:
-        """One signed call; ``long``: the execute API, which answers when the code has output
-        or ends (no read timeout; connecting is still bounded)."""
-        timeout = httpx.Timeout(None, connect=min(self.timeout, 10.0)) if long else httpx.USE_CLIENT_DEFAULT
-        try:
-            resp = await self._http.request(method, path, json=json_body, params=params, timeout=timeout)
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, self.where, self.timeout) from None
-        if resp.status_code >= 400:
-            raise _server_error(resp.status_code, resp.content, self.where)
-        if resp.status_code == 204 or not resp.content:
-            return None
-        try:
-            return resp.json()
-        except ValueError:
-            raise BaiError(f"the Backend.AI endpoint {self.where} sent a non-JSON answer to "
-                           f"{method} {path}: is it a Backend.AI manager?", status=502,
-                           code="bad-response") from None
+        return await self.rest.send(method, path, json_body=json_body, params=params, long=long)
 
     async def _gql(self, query: str, variables: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        data = await self._send("POST", "/admin/gql", json_body={"query": query, "variables": dict(variables or {})})
-        if not isinstance(data, dict):
-            raise BaiError("Backend.AI: empty GraphQL answer", status=502, code="bad-response")
-        if data.get("errors"):
-            raise BaiError(f"Backend.AI: {_one_line(data['errors'][0].get('message'))}",
-                           status=502, code="backendai-error")
-        return dict(data.get("data") or {})
+        return await self.rest.gql(query, variables)
 
     async def server_version(self) -> dict[str, Any]:
         """``GET /``: the manager's version and API version (also a keypair check)."""
@@ -477,16 +340,10 @@ class BackendAIDriver(Driver):
             raise InvalidRequest("a batch session needs a command (-c/--startup-command)")
         name = str(request.get("name") or f"bai-{secrets.token_hex(4)}")
         env = {str(k): str(v) for k, v in (request.get("env") or {}).items()}
-        body: dict[str, Any] = {
-            "name": name, "image": request["image"], "type": type_,
-            "config": {"mounts": mounts, "mount_map": mount_map, "environ": env,
-                       "resources": dict(request.get("resources") or {}), "resource_opts": {}},
-            "enqueueOnly": True, "maxWaitSeconds": 0, "reuseIfExists": False,
-            "startupCommand": request.get("command"), "clusterSize": 1,
-            "clusterMode": "single-node", "architecture": _arch(),
-        }
-        if self.config.group:
-            body["group"] = self.config.group
+        body = session_body(name=name, image=request["image"], type_=type_,
+                            command=request.get("command"), mounts=mounts, mount_map=mount_map,
+                            env=env, resources=dict(request.get("resources") or {}),
+                            group=self.config.group)
         if request.get("ports"):
             body["config"]["preopen_ports"] = [int(p) for p in request["ports"]]
         too_big, created = await asyncio.gather(
@@ -873,7 +730,7 @@ class BackendAIDriver(Driver):
             await asyncio.sleep(self.poll_interval * 4)
 
     # -- not driven on a cluster yet: model services (23.09 serves them through an app proxy
-    #    the test halfstack lacks) and pipelines. Say so, rather than "the cluster has none".
+    #    the test halfstack lacks). Say so, rather than "the cluster has none".
 
     def _not_yet(self, what: str) -> Unsupported:
         return Unsupported(f"{what} on a Backend.AI cluster ({self.where}) are not supported by "
@@ -888,17 +745,58 @@ class BackendAIDriver(Driver):
     async def get_service(self, name: str) -> Any:
         raise self._not_yet("model services")
 
-    async def submit_pipeline(self, spec: Mapping[str, Any]) -> Any:
-        raise self._not_yet("pipelines")
+    # -- pipelines: the local engine (the Jupyter server's) runs the job and starts each task
+    #    as a batch session here, with this engine's keys from its engine list; a job is shown
+    #    by the engine it runs on.
 
-    async def list_pipeline_jobs(self) -> Any:
-        raise self._not_yet("pipelines")
+    def _pipeline_engine(self) -> str:
+        if not self.config.name:
+            raise Unsupported(f"pipelines on {self.where} run through a named engine: add it with "
+                              "`engine add NAME --backendai URL ...` and `engine use NAME`")
+        return self.config.name
 
-    async def get_pipeline_job(self, job: str) -> Any:
-        raise self._not_yet("pipelines")
+    async def _runner(self) -> Driver:
+        """The local engine that runs this cluster's pipeline jobs."""
+        if self._local is None:
+            from jupyter_bai.client.connection import EngineNotFound, find_engine
+            from jupyter_bai.client.http import HttpDriver
 
+            try:
+                self._local = HttpDriver(find_engine())
+            except EngineNotFound:
+                raise BaiError(
+                    f"pipelines on the cluster {self.where} are run by the local jupyter-bai "
+                    "engine, and none is running: start JupyterLab or `jupyter bai serve`",
+                    status=503, code="engine-not-found") from None
+        return self._local
 
-def _arch() -> str:
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine or "x86_64")
+    async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
+        engine = self._pipeline_engine()
+        if spec.get("engine") not in (None, engine):
+            raise InvalidRequest(f"the pipeline names engine {spec['engine']!r}, but the active "
+                                 f"engine is {engine!r}")
+        return await (await self._runner()).submit_pipeline({**spec, "engine": engine})
+
+    async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
+        engine = self._pipeline_engine()
+        return [j for j in await (await self._runner()).list_pipeline_jobs() if j.engine == engine]
+
+    async def get_pipeline_job(self, job: str) -> PipelineJobInfo:
+        engine = self._pipeline_engine()
+        info = await (await self._runner()).get_pipeline_job(job)
+        if info.engine != engine:
+            raise NotFound(f"pipeline job {job!r} runs on engine {info.engine!r}, not {engine!r}")
+        return info
+
+    async def cancel_pipeline_job(self, job: str) -> PipelineJobInfo:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).cancel_pipeline_job(job)
+
+    async def rerun_pipeline_job(self, job: str) -> PipelineJobInfo:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).rerun_pipeline_job(job)
+
+    async def pipeline_task_logs(self, job: str, task: str) -> str:
+        await self.get_pipeline_job(job)
+        return await (await self._runner()).pipeline_task_logs(job, task)
 

@@ -160,7 +160,7 @@ class EngineDriver(Driver):
         return self.engine.pipelines
 
     async def submit_pipeline(self, spec: Mapping[str, Any]) -> PipelineJobInfo:
-        job = self._pipelines().submit(PipelineSpec.from_json(dict(spec)))
+        job = await self._pipelines().submit_any(PipelineSpec.from_json(dict(spec)))
         return PipelineJobInfo.model_validate(job)
 
     async def list_pipeline_jobs(self) -> list[PipelineJobInfo]:
@@ -176,7 +176,7 @@ class EngineDriver(Driver):
         return PipelineJobInfo.model_validate(self._pipelines().rerun(job))
 
     async def pipeline_task_logs(self, job: str, task: str) -> str:
-        return str(self._pipelines().task_logs(job, task))
+        return str(await self._pipelines().task_logs_any(job, task))
 
     async def session_logs(self, name: str, tail: int | None) -> str:
         return str(self.engine.sessions.logs(name, tail=tail))

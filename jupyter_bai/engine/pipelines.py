@@ -9,6 +9,11 @@ Files: each job gets a vfolder ``pipeline-<job id>``; task ``T`` writes to its
 ``tasks/T/outputs`` directory, mounted rw at ``/pipeline/outputs``; a dependent sees it
 read-only at ``/pipeline/inputN`` (N in ``depends_on`` order) and ``/pipeline/inputs/T``.
 
+On a cluster: a pipeline that names an ``engine`` (a Backend.AI engine of the engine list) runs
+here all the same (the job rows, retries, events and notifications below), but its folder is a
+vfolder on that cluster and each attempt is a batch session there
+(:class:`~jupyter_bai.engine.launchers.ClusterLauncher`, polled for status).
+
 Notifications: the transaction that ends a job also writes one ``pipeline_notifications``
 row per webhook (an outbox); rows are posted until a receiver answers 2xx, with backoff and
 an ``Idempotency-Key`` header, so each is delivered at least once, across engine restarts.
@@ -29,11 +34,12 @@ from typing import Any
 
 import httpx
 
-from ..spec.errors import InvalidRequest, InvalidState, NotFound
+from ..spec.errors import BaiError, InvalidRequest, InvalidState, NotFound
 from ..spec.pipeline import PIPELINE_ROOT, JobStatus, PipelineSpec, TaskStatus
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from ..spec.vfolder import VFolderCreate
 from .events import EventBus
+from .launchers import ClusterLauncher, task_mounts
 from .scheduler import check_can_ever_fit
 from .sessions import SessionManager, _iso
 from .store import Store
@@ -49,6 +55,7 @@ NOTIFY_MAX_BACKOFF = 60.0
 NOTIFY_GIVE_UP = 24 * 3600.0  # a receiver down for a day: the delivery is logged and dropped
 DEDUPE_HEADER = "Idempotency-Key"
 TICK = 0.5  # retries and timeouts are due by the clock, not by an event
+CLUSTER_POLL = 1.0  # seconds between polls of a job's running cluster sessions
 
 
 def notebook_file(notebook: str) -> str:
@@ -71,11 +78,14 @@ class PipelineManager:
         self._hashing: set[tuple[str, str]] = set()  # (job, task) cache keys being computed
         self._delivering: set[int] = set()  # notification rows being posted
         self._http: httpx.AsyncClient | None = None
+        self._clusters: dict[str, ClusterLauncher] = {}  # by engine name
+        self._starting: set[tuple[str, str]] = set()  # (job, task) cluster sessions being made
 
     # -- engine hooks ------------------------------------------------------
     async def start(self) -> None:
         self._http = httpx.AsyncClient(timeout=10)
-        self._main = [asyncio.create_task(c) for c in (self._loop(), self._listen(), self._tick())]
+        self._main = [asyncio.create_task(c) for c in (self._loop(), self._listen(), self._tick(),
+                                                        self._poll_clusters())]
         self._wake.set()
 
     async def close(self) -> None:
@@ -84,10 +94,14 @@ class PipelineManager:
         await asyncio.gather(*self._main, *self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()
+        for launcher in self._clusters.values():
+            await launcher.aclose()
 
     # -- public API --------------------------------------------------------
     def submit(self, spec: PipelineSpec) -> dict[str, Any]:
         """Make the job, its folder and its WAITING tasks; the runner starts them."""
+        if spec.engine is not None:
+            raise InvalidRequest("a pipeline for a cluster engine is submitted with submit_any")
         for task in spec.tasks:  # unknown image / a task that never fits: refused now
             if task.notebook is not None and task.notebook_content is None:
                 raise InvalidRequest(f"task '{task.name}': the notebook's content is missing "
@@ -99,28 +113,71 @@ class PipelineManager:
         try:
             for task in spec.tasks:
                 self.vfolders.mkdir(folder, f"tasks/{task.name}/outputs", parents=True)
-            now = time.time()
-            seq = int((self.store.one("SELECT MAX(seq) AS s FROM pipeline_jobs") or {"s": 0})["s"]
-                      or 0) + 1
-            with self.store.tx():
-                self.store.execute(
-                    "INSERT INTO pipeline_jobs(id, seq, name, spec, status, folder, created_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (job_id, seq, spec.name, spec.model_dump_json(), J.RUNNING.value, folder, now),
-                )
-                for pos, task in enumerate(spec.tasks):
-                    self.store.execute(
-                        "INSERT INTO pipeline_tasks(job_id, name, position, status) "
-                        "VALUES (?,?,?,?)", (job_id, task.name, pos, T.WAITING.value),
-                    )
-                    self._history(job_id, task.name, T.WAITING.value, None, now)
-                self._history(job_id, None, J.RUNNING.value, None, now)
-                self._publish_job(job_id)
+            self._insert_job(job_id, folder, spec)
         except BaseException:
             self.vfolders.delete(folder)
             raise
         self._wake.set()
         return self.get(job_id)
+
+    async def submit_any(self, spec: PipelineSpec) -> dict[str, Any]:
+        """:meth:`submit`, or for a pipeline naming a cluster ``engine``: check it against the
+        cluster, make the job's folder there, then the job (the folder goes if that fails)."""
+        if spec.engine in (None, "local"):
+            return self.submit(spec.model_copy(update={"engine": None}))
+        launcher = self._cluster(spec.engine)
+        for task in spec.tasks:
+            if task.notebook is not None:
+                raise InvalidRequest(f"task '{task.name}': notebook tasks run on the local engine "
+                                     "only (not yet on a Backend.AI cluster)")
+            if task.cache:
+                raise InvalidRequest(f"task '{task.name}': cache: true needs the local engine "
+                                     "(it hashes the inputs on this machine)")
+            for mount in [*spec.mounts, *task.mounts]:
+                if mount.perm is not None:
+                    raise InvalidRequest(
+                        f"task '{task.name}': invalid mount {mount}: Backend.AI 23.09 mounts a "
+                        "folder with its own permission (create it read-only instead)")
+        for image in sorted({t.image or spec.defaults.image for t in spec.tasks}):
+            await launcher.check_image(image)
+        for source in sorted({m.source for t in spec.tasks for m in [*spec.mounts, *t.mounts]}):
+            await launcher.check_folder(source)
+        job_id = secrets.token_hex(6)
+        folder = f"pipeline-{job_id}"
+        await launcher.prepare(folder, [t.name for t in spec.tasks])
+        try:
+            self._insert_job(job_id, folder, spec)
+        except BaseException:
+            await launcher.drop(folder)
+            raise
+        self._wake.set()
+        return self.get(job_id)
+
+    def _cluster(self, engine: str) -> ClusterLauncher:
+        """The launcher of a cluster engine (keys read from the engine list on first use)."""
+        if engine not in self._clusters:
+            self._clusters[engine] = ClusterLauncher(engine)
+        return self._clusters[engine]
+
+    def _insert_job(self, job_id: str, folder: str, spec: PipelineSpec) -> None:
+        """The job and its WAITING tasks, in one transaction."""
+        now = time.time()
+        seq = int((self.store.one("SELECT MAX(seq) AS s FROM pipeline_jobs") or {"s": 0})["s"]
+                  or 0) + 1
+        with self.store.tx():
+            self.store.execute(
+                "INSERT INTO pipeline_jobs(id, seq, name, spec, status, folder, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (job_id, seq, spec.name, spec.model_dump_json(), J.RUNNING.value, folder, now),
+            )
+            for pos, task in enumerate(spec.tasks):
+                self.store.execute(
+                    "INSERT INTO pipeline_tasks(job_id, name, position, status) "
+                    "VALUES (?,?,?,?)", (job_id, task.name, pos, T.WAITING.value),
+                )
+                self._history(job_id, task.name, T.WAITING.value, None, now)
+            self._history(job_id, None, J.RUNNING.value, None, now)
+            self._publish_job(job_id)
 
     def list(self) -> list[dict[str, Any]]:
         rows = self.store.query("SELECT * FROM pipeline_jobs ORDER BY seq DESC")
@@ -134,6 +191,19 @@ class PipelineManager:
         if row["session_id"] is None:
             return ""
         return self.sessions.logs(row["session_id"])
+
+    async def task_logs_any(self, job_id: str, task: str) -> str:
+        """:meth:`task_logs`, or a cluster task's from its batch session there."""
+        engine = self._engine_of(job_id)
+        if engine is None:
+            return self.task_logs(job_id, task)
+        row = self._task_row(job_id, task)
+        if row["session_id"] is None:
+            return ""
+        return await self._cluster(engine).logs(row["session_id"])
+
+    def _engine_of(self, job_id: str) -> str | None:
+        return PipelineSpec.model_validate_json(self._job_row(job_id)["spec"]).engine
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Stop running tasks (SIGTERM, grace, SIGKILL) and mark the rest CANCELLED."""
@@ -149,7 +219,8 @@ class PipelineManager:
                     self._task_status(job_id, row["name"], T.CANCELLED, "job cancelled")
                 elif status == T.RUNNING and row["session_id"]:
                     running.append(row["session_id"])
-        await asyncio.gather(*(self._destroy(sid) for sid in running))
+        engine = self._engine_of(job_id)
+        await asyncio.gather(*(self._destroy(sid, engine) for sid in running))
         self._wake.set()
         return self.get(job_id)
 
@@ -161,10 +232,12 @@ class PipelineManager:
             raise InvalidState(f"pipeline job {job_id} is {status.value}; rerun it when it ends")
         if status == J.SUCCEEDED:
             raise InvalidState(f"pipeline job {job_id} succeeded; nothing to rerun")
+        remote = PipelineSpec.model_validate_json(job["spec"]).engine is not None
         with self.store.tx():
             for row in self._tasks_of(job_id):
                 if T(row["status"]) != T.SUCCEEDED:
-                    self._clear_outputs(job["folder"], row["name"])
+                    if not remote:  # a cluster attempt clears its outputs as it starts
+                        self._clear_outputs(job["folder"], row["name"])
                     self._task_status(job_id, row["name"], T.WAITING, "rerun", attempts=0,
                                       exit_code=None, session_id=None, timed_out=0, cached=0,
                                       cache_key=None, next_attempt_at=None, finished_at=None)
@@ -215,6 +288,7 @@ class PipelineManager:
         data: dict[str, Any] = {
             "id": row["id"], "name": row["name"], "status": row["status"],
             "status_info": row["status_info"], "folder": row["folder"],
+            "engine": spec.engine or "local",
             "created_at": _iso(row["created_at"]), "finished_at": _iso(row["finished_at"]),
             "tasks": [self._task_json(t, spec) for t in self._tasks_of(row["id"])],
         }
@@ -329,6 +403,8 @@ class PipelineManager:
                 self._follow(job_id, spec, row, now, cancelling)
             elif cancelling and status in (T.WAITING, T.RETRYING):
                 self._task_status(job_id, name, T.CANCELLED, "job cancelled")
+            elif (job_id, name) in self._starting:
+                pass  # its cluster session is being made
             elif status == T.WAITING:
                 deps = [T(self._task_row(job_id, d)["status"]) for d in task.depends_on]
                 bad = [d for d, s in zip(task.depends_on, deps)
@@ -347,7 +423,8 @@ class PipelineManager:
                     else:  # looked up: a miss
                         self._start_attempt(job, spec, name, row["attempts"])
             elif status == T.RETRYING and (row["next_attempt_at"] or 0) <= now:
-                self._clear_outputs(job["folder"], name)
+                if spec.engine is None:
+                    self._clear_outputs(job["folder"], name)
                 self._start_attempt(job, spec, name, row["attempts"])
         rows = {r["name"]: r for r in self._tasks_of(job_id)}
         statuses = [T(r["status"]) for r in rows.values()]
@@ -368,8 +445,17 @@ class PipelineManager:
                 cancelling: bool) -> None:
         """A RUNNING task: finish it when its session has ended; enforce its timeout."""
         name, sid = row["name"], row["session_id"]
-        session = self.store.one("SELECT status, result, exit_code, status_info, started_at "
-                                 "FROM sessions WHERE id = ?", (sid,)) if sid else None
+        if spec.engine is not None:
+            try:
+                session = self._cluster(spec.engine).seen.get(sid) if sid else None
+            except BaiError as err:  # the engine left the engine list meanwhile
+                self._task_status(job_id, name, T.FAILED, f"engine {spec.engine!r}: {err.message}")
+                return
+            if session is None:
+                return  # not polled yet (after a restart): the poller wakes the runner
+        else:
+            session = self.store.one("SELECT status, result, exit_code, status_info, started_at "
+                                     "FROM sessions WHERE id = ?", (sid,)) if sid else None
         if session is None:  # the engine died between marking it and making its session
             self._start_attempt(self._job_row(job_id), spec, name, row["attempts"] - 1)
             return
@@ -382,9 +468,9 @@ class PipelineManager:
                     and sid not in self._stopping):
                 self.store.execute("UPDATE pipeline_tasks SET timed_out = 1 WHERE job_id = ? "
                                    "AND name = ?", (job_id, name))
-                self._spawn(self._destroy(sid))
+                self._spawn(self._destroy(sid, spec.engine))
             elif cancelling and sid not in self._stopping:
-                self._spawn(self._destroy(sid))
+                self._spawn(self._destroy(sid, spec.engine))
             return
         code = session["exit_code"]
         if cancelling:
@@ -444,6 +530,10 @@ class PipelineManager:
         )
 
     def _start_attempt(self, job: Any, spec: PipelineSpec, name: str, attempts: int) -> None:
+        if spec.engine is not None:
+            self._starting.add((job["id"], name))
+            self._spawn(self._start_on_cluster(job, spec, name, attempts))
+            return
         job_id, folder = job["id"], job["folder"]
         task = spec.task(name)
         mounts = [{"source": folder, "subpath": f"tasks/{name}/outputs",
@@ -473,6 +563,77 @@ class PipelineManager:
             log.info("pipeline %s task %s could not start: %s", job_id, name, exc)
             self._task_status(job_id, name, T.FAILED, f"could not start: {exc}",
                               attempts=attempts + 1)
+
+    async def _start_on_cluster(self, job: Any, spec: PipelineSpec, name: str,
+                                attempts: int) -> None:
+        """An attempt as a batch session on the job's cluster: its outputs emptied, the session
+        made, then the task RUNNING with it (or FAILED with the cluster's reason)."""
+        job_id, folder = job["id"], job["folder"]
+        assert spec.engine is not None
+        task = spec.task(name)
+        sid: str | None = None
+        try:
+            launcher = self._cluster(spec.engine)
+            await launcher.clear_outputs(folder, name)
+            session = self._session_spec(spec, name, job_id)
+            mounts, targets = task_mounts(folder, name, task.depends_on)
+            for m in [*spec.mounts, *task.mounts]:
+                mounts.append(m.source)
+                targets[m.source] = m.target
+            sid = await launcher.start(
+                name=f"{session.name}-{attempts + 1}"[:64], image=session.image,
+                command=session.command or "", mounts=mounts, mount_map=targets,
+                env={**session.env, "BACKENDAI_PIPELINE_JOB_ID": job_id,
+                     "BACKENDAI_PIPELINE_TASK_ID": name, "BACKENDAI_PIPELINE_NAME": spec.name},
+                resources={k: v for k, v in session.resources.to_json().items() if v != "0"})
+            with self.store.tx():
+                row = self._task_row(job_id, name)
+                if T(row["status"]) not in (T.WAITING, T.RETRYING):
+                    stale = True  # cancelled while the session was being made
+                else:
+                    stale = False
+                    self._task_status(job_id, name, T.RUNNING,
+                                      f"attempt {attempts + 1} on {spec.engine}",
+                                      attempts=attempts + 1, session_id=sid,
+                                      started_at=row["started_at"] or time.time(), exit_code=None)
+            if stale:
+                await launcher.destroy(sid)
+        except Exception as exc:
+            log.info("pipeline %s task %s could not start on %s: %s", job_id, name, spec.engine, exc)
+            if sid is not None:
+                await self._cluster(spec.engine).destroy(sid)
+            if T(self._task_row(job_id, name)["status"]) in (T.WAITING, T.RETRYING):
+                why = exc.message if isinstance(exc, BaiError) else str(exc)
+                self._task_status(job_id, name, T.FAILED, f"could not start: {why}",
+                                  attempts=attempts + 1)
+        finally:
+            self._starting.discard((job_id, name))
+            self._wake.set()
+
+    async def _poll_clusters(self) -> None:
+        """The status of every running cluster task's session, for the runner's next pass."""
+        while True:
+            await asyncio.sleep(CLUSTER_POLL)
+            try:
+                rows = self.store.query(
+                    "SELECT json_extract(j.spec, '$.engine') AS engine, t.session_id AS sid "
+                    "FROM pipeline_tasks t JOIN pipeline_jobs j ON j.id = t.job_id "
+                    "WHERE t.status = ? AND t.session_id IS NOT NULL AND j.status IN (?, ?) "
+                    "AND json_extract(j.spec, '$.engine') IS NOT NULL",
+                    (T.RUNNING.value, J.RUNNING.value, J.CANCELLING.value))
+                by_engine: dict[str, list[str]] = {e: [] for e in self._clusters}
+                for r in rows:
+                    by_engine.setdefault(r["engine"], []).append(r["sid"])
+                changed = await asyncio.gather(
+                    *(self._cluster(e).poll(sids) for e, sids in by_engine.items()),
+                    return_exceptions=True)
+                for engine, result in zip(by_engine, changed):
+                    if isinstance(result, BaseException):
+                        log.warning("polling engine %s failed: %s", engine, result)
+                if any(c is True for c in changed):
+                    self._wake.set()
+            except Exception:
+                log.exception("polling cluster pipeline sessions failed")
 
     # -- opt-in cache ------------------------------------------------------
     def _cache_key(self, root: Path, spec: PipelineSpec, name: str) -> str:
@@ -554,10 +715,14 @@ class PipelineManager:
             pass
         self.vfolders.mkdir(folder, path, parents=True, exist_ok=True)
 
-    async def _destroy(self, sid: str) -> None:
+    async def _destroy(self, sid: str, engine: str | None = None) -> None:
         self._stopping.add(sid)
         try:
-            await self.sessions.destroy(sid)
+            if engine is not None:
+                await self._cluster(engine).destroy(sid)
+                await self._cluster(engine).refresh(sid)
+            else:
+                await self.sessions.destroy(sid)
         except (InvalidState, NotFound):
             pass  # it ended by itself meanwhile
         except Exception:

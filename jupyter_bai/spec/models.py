@@ -393,6 +393,8 @@ class PipelineJobInfo(_Loose):
     status: Literal["RUNNING", "CANCELLING", "SUCCEEDED", "FAILED", "CANCELLED"]
     status_info: str | None = None
     folder: str = Field(description="The vfolder holding every task's outputs (`tasks/T/outputs`).")
+    engine: str = Field(default="local", description=(
+        "Where its tasks run: `local`, or the Backend.AI engine whose cluster holds the folder."))
     created_at: str | None = None
     finished_at: str | None = None
     tasks: list[PipelineTaskInfo]

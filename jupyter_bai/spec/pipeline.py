@@ -178,6 +178,9 @@ class PipelineSpec(_Model):
 
     name: str = "pipeline"
     description: str | None = None
+    engine: str | None = Field(default=None, description=(
+        "A Backend.AI engine from the engine list (`engine add`): the local engine runs the job "
+        "and starts each task as a batch session on that cluster. None: this engine's sessions."))
     env: dict[str, str] = Field(default_factory=dict)
     defaults: TaskDefaults = Field(default_factory=TaskDefaults)
     mounts: list[MountSpec] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Backend.AI's REST API and the engine list, below both the engine and the client."""
