@@ -39,6 +39,8 @@ SGROUP = "default"
 #: The token this module writes with its dead app-proxy address (so a run killed before it
 #: restored the scaling group is recognised, and cleaned up, by the next one).
 TEST_TOKEN = "jupyter-bai-test-no-app-proxy"
+KIT_IMAGE = "lablup/python:3.11-debian12"  # what the kit builds and aliases as IMAGE
+SERVING_IMAGE = "lablup/python-serving:3.11-debian12"
 MODEL_DEFINITION = """\
 models:
   - name: files
@@ -48,9 +50,12 @@ models:
       port: 8000
       health_check:
         path: /model-definition.yaml
-        max_retries: 10
-        max_wait_time: 2
+        max_retries: 30
+        max_wait_time: 5
 """
+# The agent waits max_retries * max_wait_time + 10 s for the kernel runner to start the server,
+# and the runner first starts its Jupyter kernel, sshd and ttyd: on a busy machine that takes
+# more than 23.09's defaults allow (the route then turns UNHEALTHY with "timeout").
 
 
 def _tag() -> str:
@@ -148,6 +153,55 @@ def silent_app_proxy(cluster: Client, original_sgroup: dict[str, Any]) -> Iterat
         sock.close()
 
 
+def serves_models(image: str) -> bool:
+    """Backend.AI's kernel runner starts a model service only in an image that has
+    ``/etc/backend.ai/service-defs`` (``ai/backend/kernel/base.py``: without it, its
+    ``service_parser`` is None and ``start_model_service`` fails its assert)."""
+    return subprocess.run(["docker", "run", "--rm", "--entrypoint", "test", image, "-d",
+                           "/etc/backend.ai/service-defs"], capture_output=True).returncode == 0
+
+
+def wait_image(client: Client, ref: str) -> None:
+    def known() -> bool:
+        images = gql(client, "{ images { name registry tag } }")["images"]
+        return any(f"{i['registry']}/{i['name']}:{i['tag']}" == ref for i in images)
+    wait_for(f"image {ref} registered", known, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def serving_image(cluster: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An image the kernel runner can serve from: the kit's kernel image (it has
+    ``/etc/backend.ai/service-defs`` since the kit makes it), or, on a halfstack started by an
+    older kit, that image plus the directory, registered the way ``image rescan --local`` does
+    (a ``local`` registry in etcd, scanned, then removed again)."""
+    if serves_models(KIT_IMAGE):
+        yield IMAGE
+        return
+    ctx = tmp_path_factory.mktemp("serving-image")
+    (ctx / "service-defs").mkdir()
+    (ctx / "service-defs" / "README").write_text("model services need this directory\n")
+    (ctx / "Dockerfile").write_text(f"FROM {KIT_IMAGE}\nCOPY service-defs /etc/backend.ai/service-defs\n")
+    subprocess.run(["docker", "build", "-q", "-t", SERVING_IMAGE, str(ctx)], check=True,
+                   capture_output=True)
+    driver = cluster.driver
+    assert isinstance(driver, BackendAIDriver)
+    key = "config/docker/registry/local"
+    cluster._submit(driver._send("POST", "/config/set", json_body={
+        "key": key, "value": {"": "http://localhost", "type": "local"}}))
+    try:
+        out = gql(cluster, 'mutation { rescan_images(registry: "local") { ok msg } }')
+        assert out["rescan_images"]["ok"], out
+        wait_image(cluster, f"index.docker.io/{SERVING_IMAGE}")
+    finally:
+        cluster._submit(driver._send("POST", "/config/delete", json_body={"key": key, "prefix": True}))
+    try:
+        yield f"index.docker.io/{SERVING_IMAGE}"
+    finally:
+        gql(cluster, 'mutation($r: String!) { forget_image(reference: $r, architecture: "x86_64") '
+                     '{ ok msg } }', {"r": f"index.docker.io/{SERVING_IMAGE}"})
+        subprocess.run(["docker", "rmi", SERVING_IMAGE], capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def model_folder(cluster: Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     name = f"bai-svc-model-{_tag()}"
@@ -225,14 +279,15 @@ def test_without_an_app_proxy_create_says_so_and_makes_nothing(
 
 
 def test_service_lifecycle_create_routes_scale_info_rm(
-        cluster: Client, model_folder: str, silent_app_proxy: str, removed: list[str]) -> None:
+        cluster: Client, model_folder: str, serving_image: str, silent_app_proxy: str,
+        removed: list[str]) -> None:
     name = f"svc-{_tag()}"
     removed.append(name)
-    info = cluster.create_service(IMAGE, model_folder, 1, name=name, public=False,
+    info = cluster.create_service(serving_image, model_folder, 1, name=name, public=False,
                                   resources=["cpu=1", "mem=512m"])
     assert (info.name, info.replicas, info.public, info.model_folder, info.runtime_variant) == (
         name, 1, False, model_folder, "custom")
-    assert info.image.endswith("python:3.11-debian12")
+    assert info.image.endswith(KIT_IMAGE if serving_image == IMAGE else SERVING_IMAGE)
     assert info.status in ("PROVISIONING", "HEALTHY")
 
     # the scheduler makes a route, its INFERENCE session starts, the kernel runner's health
@@ -291,11 +346,12 @@ def test_service_lifecycle_create_routes_scale_info_rm(
 
 
 def test_rm_of_a_service_whose_routes_cannot_be_placed(
-        cluster: Client, model_folder: str, silent_app_proxy: str, removed: list[str]) -> None:
+        cluster: Client, model_folder: str, serving_image: str, silent_app_proxy: str,
+        removed: list[str]) -> None:
     """23.09's scheduler never stops a PROVISIONING route; rm stops its pending sessions too."""
     name = f"svc-{_tag()}"
     removed.append(name)
-    cluster.create_service(IMAGE, model_folder, 1, name=name, resources=["cpu=64"])
+    cluster.create_service(serving_image, model_folder, 1, name=name, resources=["cpu=64"])
     cur = wait_for("the route's session is pending", lambda: (lambda s: s if s.routes and s.routes[0]
                    .session_id and (s.routes[0].status_info or "").startswith("session PENDING")
                    else None)(cluster.get_service(name)), timeout=120)
@@ -310,10 +366,10 @@ def test_rm_of_a_service_whose_routes_cannot_be_placed(
 @pytest.mark.parametrize("case", ["unknown folder", "general folder", "unknown image", "name",
                                   "variant", "replicas"])
 def test_bad_service_requests_are_one_line_and_make_nothing(
-        cluster: Client, model_folder: str, silent_app_proxy: str, case: str,
-        tmp_path: Path) -> None:
+        cluster: Client, model_folder: str, serving_image: str, silent_app_proxy: str,
+        case: str) -> None:
     name = f"svc-{_tag()}"
-    folder, image, kwargs = model_folder, IMAGE, {}
+    folder, image, kwargs = model_folder, serving_image, {}
     general = None
     if case == "unknown folder":
         folder = f"no-such-{_tag()}"
@@ -328,7 +384,7 @@ def test_bad_service_requests_are_one_line_and_make_nothing(
         kwargs = {"runtime_variant": "vllm"}
     try:
         with pytest.raises(BaiError) as err:
-            cluster.create_service(image, folder, 99 if case == "replicas" else 1, name=name, **kwargs)
+            cluster.create_service(image, folder, 20 if case == "replicas" else 1, name=name, **kwargs)
     finally:
         if general:
             cluster.delete_vfolder(general)
@@ -351,8 +407,8 @@ def test_bad_service_requests_are_one_line_and_make_nothing(
 
 
 def test_cli_service_verbs_on_the_cluster(
-        cluster: Client, backendai: Cluster, model_folder: str, silent_app_proxy: str,
-        tmp_path: Path, removed: list[str]) -> None:
+        cluster: Client, backendai: Cluster, model_folder: str, serving_image: str,
+        silent_app_proxy: str, tmp_path: Path, removed: list[str]) -> None:
     """``jupyter bai --engine lab service ...`` with the local engine's JSON shapes."""
     cfg = tmp_path / "cfg"
     env = {**os.environ, engines.ENV_STORE: str(cfg / "bai-engines.json"),
@@ -369,7 +425,7 @@ def test_cli_service_verbs_on_the_cluster(
     assert out.returncode == 0, out.stderr
     name = f"svc-{_tag()}"
     removed.append(name)
-    out = cli("--engine", "lab", "service", "create", IMAGE, model_folder, "1", "-t", name,
+    out = cli("--engine", "lab", "service", "create", serving_image, model_folder, "1", "-t", name,
               "--public", "--json")
     assert out.returncode == 0, out.stderr
     created = json.loads(out.stdout)

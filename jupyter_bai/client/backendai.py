@@ -943,7 +943,8 @@ class BackendAIDriver(Driver):
             "arch": _arch(), "open_to_public": req.public,
             "config": {"model": req.model_folder, "model_mount_destination": MODEL_MOUNT,
                        "environ": dict(req.env),
-                       "resources": dict(request.get("resources") or {}) or None},
+                       # {} (not null, which 23.09 cannot store): each route gets the image's minimum
+                       "resources": dict(request.get("resources") or {})},
         }
         if self.config.group:
             body["group"] = self.config.group
@@ -1059,14 +1060,15 @@ class BackendAIDriver(Driver):
         return await self._service_of(eid)
 
     async def delete_service(self, name: str) -> ServiceInfo:
-        """Mark the endpoint for removal; the scheduler then stops its routes. 23.09 never
-        stops a route still PROVISIONING (``scale_services``), so those sessions are destroyed
-        here: a service whose routes cannot be placed is removed too."""
+        """Mark the endpoint for removal (DESTROYING, no routes wanted), then destroy its route
+        sessions: 23.09's scheduler never stops a route still PROVISIONING (``scale_services``)
+        and was seen leaving an UNHEALTHY one running, while a terminated route session always
+        removes its route, after which the scheduler marks the endpoint DESTROYED."""
         eid = await self._endpoint_id(name)
         before = await self._service_of(eid)
         await self._send("DELETE", f"/services/{eid}")
         for route in before.routes:
-            if route.status == "PROVISIONING" and route.session_id:
+            if route.status != "TERMINATING" and route.session_id:
                 try:
                     await self._send("DELETE", f"/session/{route.session_id}", params={"forced": "true"})
                 except (NotFound, InvalidState):
