@@ -998,7 +998,7 @@ class BackendAIDriver(Driver):
                 info = f"session {sess.get('status')}" + (f": {_one_line(why)}" if why else "")
         return RouteInfo(id=str(route["routing_id"]), status=status if status in _ROUTE_STATUSES
                          else "PROVISIONING", session_id=sid, session_name=name, port=port,
-                         status_info=info)
+                         status_info=info, version=0)
 
     async def _service_of(self, endpoint_id: str, row: Mapping[str, Any] | None = None) -> ServiceInfo:
         row = row or await self._endpoint_row(endpoint_id)
@@ -1024,6 +1024,8 @@ class BackendAIDriver(Driver):
             "image": f"{image.get('registry')}/{image.get('name')}:{image.get('tag')}" if image else "",
             "model_folder": folder, "runtime_variant": "custom", "routes": list(routes),
             "created_at": _epoch(row.get("created_at")) or None,
+            # local-only features (the engine's autoscaler, notebook deploy), shown empty
+            "autoscaling_rules": [], "scaling_decisions": [], "version": 0,
         })
 
     async def _folder_name(self, folder_id: str) -> str:
