@@ -301,6 +301,8 @@ def test_service_lifecycle_create_routes_scale_info_rm(
     assert cur.status == "HEALTHY" and cur.endpoint == ""
     assert cur.status_info == (f"this cluster has no app proxy configured for scaling group "
                                f"'{SGROUP}'; the endpoint has no URL")
+    logs = cluster.service_logs(name)
+    assert logs.startswith(f"==> route {route.id} (session {route.session_name}, HEALTHY) <==\n")
     sess = cluster.get_session(route.session_id)
     assert sess.type == "inference" and sess.status == "RUNNING"
     assert [(m.source, m.target) for m in sess.mounts] == [(model_folder, "/models")]

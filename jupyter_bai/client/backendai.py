@@ -1101,8 +1101,10 @@ class BackendAIDriver(Driver):
         info = await self.get_service(name)
         parts = []
         for route in info.routes:
-            text = await self.session_logs(route.session_id, tail) if route.session_id else ""
-            parts.append(f"==> route {route.id} ({route.status}) <==\n{text}")
+            if route.session_id is None:
+                continue
+            text = await self.session_logs(route.session_id, tail)
+            parts.append(f"==> route {route.id} (session {route.session_name}, {route.status}) <==\n{text}")
         return "\n".join(parts)
 
 def _arch() -> str:
