@@ -8,12 +8,15 @@ started. One start per test run: the fixture is session-scoped.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Coroutine
 
 import httpx
 
@@ -64,9 +67,21 @@ def _ready() -> bool:
             await d.aclose()
 
     try:
-        return float(asyncio.run(capacity())) > 0
+        return float(_run(capacity)) > 0
     except Exception:
         return False
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, str]]) -> str:
+    """``asyncio.run`` that also works under a running loop (Playwright's sync API runs one):
+    there it would fail, ``_ready`` would say False and a second halfstack would start on top of
+    the running one (rewriting its etcd keys and removing its kernel image when stopped)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def can_start() -> str | None:
@@ -81,10 +96,34 @@ def can_start() -> str | None:
     return None
 
 
+def _listening() -> bool:
+    """Something holds the manager's port: a halfstack starting, or a busy one."""
+    try:
+        with socket.create_connection(("127.0.0.1", int(ENDPOINT.rsplit(":", 1)[1])), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_ready(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if _ready():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(3)
+
+
 def ensure_cluster(workdir: Path | None = None, timeout: float = 900) -> Cluster:
-    """A running halfstack: the one already up, or a new one (stopped by ``Cluster.stop``)."""
+    """A running halfstack: the one already up, or a new one (stopped by ``Cluster.stop``).
+
+    A manager that answers slowly (a loaded machine) is waited for, never doubled: a second
+    halfstack would fight the first for its ports, and its ``stop.sh`` removes the kernel
+    image both use.
+    """
     default = Path(os.environ.get("BAI_HALFSTACK_DIR", "/tmp/bai-halfstack"))
-    if _ready():
+    if _ready() or (_listening() and _wait_ready(300)):
         return Cluster(ENDPOINT, ACCESS_KEY, SECRET_KEY, default, started=False)
     work = workdir or Path(f"/tmp/bai-halfstack-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
