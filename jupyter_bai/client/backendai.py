@@ -1000,8 +1000,8 @@ class BackendAIDriver(Driver):
                          else "PROVISIONING", session_id=sid, session_name=name, port=port,
                          status_info=info, version=0)
 
-    async def _service_of(self, endpoint_id: str, row: Mapping[str, Any] | None = None) -> ServiceInfo:
-        row = row or await self._endpoint_row(endpoint_id)
+    async def _service_of(self, endpoint_id: str) -> ServiceInfo:
+        row = await self._endpoint_row(endpoint_id)
         routes = await asyncio.gather(*(self._route(r) for r in row.get("routings") or []))
         replicas = int(row.get("desired_session_count") or 0)
         stage = str(row.get("lifecycle_stage") or "created").upper()
@@ -1106,6 +1106,7 @@ class BackendAIDriver(Driver):
             text = await self.session_logs(route.session_id, tail)
             parts.append(f"==> route {route.id} (session {route.session_name}, {route.status}) <==\n{text}")
         return "\n".join(parts)
+
 
 def _arch() -> str:
     machine = platform.machine().lower()
