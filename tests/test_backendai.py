@@ -287,9 +287,6 @@ def test_cluster_errors_keep_the_servers_reason(cluster: Client) -> None:
     with pytest.raises(InvalidRequest) as ro:
         cluster.create_session(IMAGE, mounts=["data:ro"])
     assert "own permission" in str(ro.value)
-    with pytest.raises(BaiError) as unsupported:
-        cluster.list_services()
-    assert unsupported.value.code == "unsupported" and "not supported by jupyter-bai yet" in str(unsupported.value)
     with pytest.raises(NotFound):
         cluster.get_session(f"none{_tag()}")
     with pytest.raises(NotFound):

@@ -17,13 +17,13 @@ reason.
 from __future__ import annotations
 
 import asyncio
-import json
 import posixpath
 import re
 import secrets
 import shlex
 import stat
 import time
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jupyter_bai.backendai.rest import API_VERSION, BackendAIConfig, BackendAIRest, session_body, sign
+from jupyter_bai.backendai.rest import API_VERSION, BackendAIConfig, BackendAIRest, arch, session_body, sign
 from jupyter_bai.backendai.rest import json_field as _json_field
 from jupyter_bai.backendai.rest import one_line as _one_line
 from jupyter_bai.backendai.rest import server_error as _server_error
@@ -58,12 +58,16 @@ from jupyter_bai.spec.models import (
     MountInfo,
     PipelineJobInfo,
     Resources,
+    RouteInfo,
     RunMessage,
+    ServiceInfo,
+    ServiceToken,
     SessionInfo,
     VFolderInfo,
 )
 from jupyter_bai.spec.mounts import parse_mount
 from jupyter_bai.spec.resources import parse_size
+from jupyter_bai.spec.service import MODEL_MOUNT, ServiceCreate, ServiceStatus, parse_ttl, service_status
 
 __all__ = ["API_VERSION", "BackendAIConfig", "BackendAIDriver", "sign"]
 
@@ -83,6 +87,16 @@ _SESSION_FIELDS = """
   id name type image status status_info status_data status_history created_at terminated_at
   starts_at startup_command result occupied_slots mounts vfolder_mounts scaling_group
 """
+#: An endpoint as ``service info`` needs it (GraphQL ``endpoint``; 23.09 names the image
+#: ``image_object`` and the lifecycle ``lifecycle_stage``).
+_ENDPOINT_FIELDS = """
+  endpoint_id name url open_to_public desired_session_count created_at lifecycle_stage model
+  resource_group image_object { name registry tag }
+  routings { routing_id session status error_data }
+"""
+#: ``api/service.py`` checks service names with this pattern.
+_SERVICE_NAME = re.compile(r"^(?=.{4,24}$)\w[\w.-]*\w$", re.ASCII)
+_ROUTE_STATUSES = ("PROVISIONING", "HEALTHY", "UNHEALTHY", "TERMINATING", "FAILED_TO_START")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
@@ -729,21 +743,209 @@ class BackendAIDriver(Driver):
             first = False
             await asyncio.sleep(self.poll_interval * 4)
 
-    # -- not driven on a cluster yet: model services (23.09 serves them through an app proxy
-    #    the test halfstack lacks). Say so, rather than "the cluster has none".
+    # -- model services: Backend.AI's /services API (endpoints whose routes are INFERENCE
+    #    sessions). 23.09 refuses to create one unless the scaling group names an app proxy
+    #    (``wsproxy_addr``, ``api/service.py:create``); the app proxy gives the endpoint its URL
+    #    and issues its tokens. Without one answering, routes still run and report health.
 
-    def _not_yet(self, what: str) -> Unsupported:
-        return Unsupported(f"{what} on a Backend.AI cluster ({self.where}) are not supported by "
-                           "jupyter-bai yet; use the local engine (`engine use local`)")
+    async def _scaling_groups(self) -> list[str]:
+        data = await self._send("GET", "/scaling-groups", params={"group": self.config.group or "default"})
+        return [str(g["name"]) for g in (data or {}).get("scaling_groups") or []]
 
-    async def create_service(self, request: Mapping[str, Any]) -> Any:
-        raise self._not_yet("model services")
+    async def _no_app_proxy(self, why: str) -> str:
+        """"this cluster has no app proxy ..." naming the scaling group(s) the user may use."""
+        try:
+            groups = await self._scaling_groups()
+        except BaiError:
+            groups = []
+        where = (f"scaling group '{groups[0]}'" if len(groups) == 1 else
+                 f"scaling groups {', '.join(repr(g) for g in groups)}" if groups else "its scaling group")
+        return f"this cluster has no app proxy configured for {where}; {why}"
 
-    async def list_services(self) -> Any:
-        raise self._not_yet("model services")
+    async def create_service(self, request: Mapping[str, Any]) -> ServiceInfo:
+        req = ServiceCreate.from_json(dict(request))
+        if not _SERVICE_NAME.match(req.name):
+            raise InvalidRequest(f"invalid service name '{req.name}': Backend.AI 23.09 needs 4-24 "
+                                 "letters, digits, '_', '.' or '-', starting and ending with a "
+                                 "letter, digit or '_'")
+        for bad, why in ((req.runtime_variant != "custom",
+                          f"runtime variant '{req.runtime_variant}' is not available on a Backend.AI "
+                          "23.09 cluster: it serves what the model folder's model-definition.yaml "
+                          "says (runtime variant 'custom')"),
+                         (bool(req.mounts), "extra mounts are not available for a Backend.AI 23.09 "
+                          "model service (only its model folder is mounted)"),
+                         (req.model_writable, "a Backend.AI 23.09 model service mounts its model "
+                          "folder with the folder's own permission")):
+            if bad:
+                raise InvalidRequest(why)
+        body: dict[str, Any] = {
+            "name": req.name, "desired_session_count": req.replicas, "image": req.image,
+            "arch": arch(), "open_to_public": req.public,
+            "config": {"model": req.model_folder, "model_mount_destination": MODEL_MOUNT,
+                       "environ": dict(req.env),
+                       # {} (not null, which 23.09 cannot store): each route gets the image's minimum
+                       "resources": dict(request.get("resources") or {})},
+        }
+        if self.config.group:
+            body["group"] = self.config.group
+        try:
+            created = await self._send("POST", "/services", json_body=body)
+        except NotFound as err:
+            if "accept the session type" in err.message:
+                raise BaiError(f"no scaling group of {self.where} accepts model services: an "
+                               "administrator must allow the 'inference' session type on one "
+                               f"({err.message})", status=409, code="no-inference-scaling-group") from None
+            if "folder" in err.message.lower():
+                raise NotFound(f"no model folder named '{req.model_folder}' on {self.where} (a "
+                               f"model service needs a folder created with usage mode 'model'): "
+                               f"{err.message}") from None
+            raise
+        except BaiError as err:
+            if err.status == 503 and ("coordinator" in err.message or "not ready to start model" in err.message):
+                raise BaiError(await self._no_app_proxy(
+                    f"Backend.AI 23.09 creates model services only through one ({err.message})"),
+                    status=503, code="no-app-proxy") from None
+            raise
+        return await self._service_of(str(created["endpoint_id"]))
 
-    async def get_service(self, name: str) -> Any:
-        raise self._not_yet("model services")
+    async def _endpoint_row(self, endpoint_id: str) -> dict[str, Any]:
+        data = await self._gql(f"query($id: UUID!) {{ endpoint(endpoint_id: $id) {{ {_ENDPOINT_FIELDS} }} }}",
+                               {"id": endpoint_id})
+        row = data.get("endpoint")
+        if not row:
+            raise NotFound(f"no such service on {self.where}: {endpoint_id}")
+        return dict(row)
+
+    async def _route(self, route: Mapping[str, Any]) -> RouteInfo:
+        """A route with its INFERENCE session's name, host port and (while it is not healthy)
+        why: the session's status or the error that stopped it."""
+        status = str(route.get("status") or "PROVISIONING")
+        sid = str(route["session"]) if route.get("session") else None
+        name, port, info = None, 0, None
+        errors = (_json_field(route.get("error_data")) or {}).get("errors") or []
+        if errors:
+            info = "; ".join(_one_line(e.get("repr") or e.get("name")) for e in errors if isinstance(e, dict))
+        if sid:
+            data = await self._gql("query($id: UUID!) { compute_session(id: $id) { name status "
+                                   "status_info status_data service_ports } }", {"id": sid})
+            sess = data.get("compute_session") or {}
+            name = sess.get("name")
+            for sp in _json_field(sess.get("service_ports")) or []:
+                if isinstance(sp, dict) and sp.get("is_inference") and sp.get("host_ports"):
+                    port = int(sp["host_ports"][0] or 0)
+            if not info and status != "HEALTHY" and sess:
+                why = _pending_reason(sess.get("status_data")) or sess.get("status_info")
+                info = f"session {sess.get('status')}" + (f": {_one_line(why)}" if why else "")
+        return RouteInfo(id=str(route["routing_id"]), status=status if status in _ROUTE_STATUSES
+                         else "PROVISIONING", session_id=sid, session_name=name, port=port,
+                         status_info=info, version=0)
+
+    async def _service_of(self, endpoint_id: str) -> ServiceInfo:
+        row = await self._endpoint_row(endpoint_id)
+        routes = await asyncio.gather(*(self._route(r) for r in row.get("routings") or []))
+        replicas = int(row.get("desired_session_count") or 0)
+        stage = str(row.get("lifecycle_stage") or "created").upper()
+        status = service_status([r.status for r in routes], replicas, terminating=stage != "CREATED")
+        if stage == "DESTROYED":
+            status = ServiceStatus.STOPPED
+        notes = []
+        if not row.get("url") and stage == "CREATED":
+            notes.append(await self._no_app_proxy("the endpoint has no URL") if routes and all(
+                r.status == "HEALTHY" for r in routes) else "the endpoint has no URL yet (the "
+                "cluster's app proxy gives it one once a route is healthy)")
+        failed = [r.status_info for r in routes if r.status == "FAILED_TO_START" and r.status_info]
+        notes += failed[:1]
+        image = row.get("image_object") or {}
+        folder = await self._folder_name(str(row.get("model") or ""))
+        return ServiceInfo.model_validate({
+            "id": str(row["endpoint_id"]), "name": row["name"], "status": str(status),
+            "status_info": "; ".join(notes) or None, "endpoint": str(row.get("url") or ""),
+            "public": bool(row.get("open_to_public")), "replicas": replicas,
+            "image": f"{image.get('registry')}/{image.get('name')}:{image.get('tag')}" if image else "",
+            "model_folder": folder, "runtime_variant": "custom", "routes": list(routes),
+            "created_at": _epoch(row.get("created_at")) or None,
+            # local-only features (the engine's autoscaler, notebook deploy), shown empty
+            "autoscaling_rules": [], "scaling_decisions": [], "version": 0,
+        })
+
+    async def _folder_name(self, folder_id: str) -> str:
+        if not folder_id:
+            return ""
+        want = uuid.UUID(folder_id)
+        for row in await self._send("GET", "/folders") or []:
+            try:
+                if uuid.UUID(str(row.get("id"))) == want:
+                    return str(row["name"])
+            except ValueError:
+                continue
+        return folder_id
+
+    async def _endpoint_id(self, name: str) -> str:
+        if _UUID.match(name):
+            return str(uuid.UUID(name))
+        rows = await self._send("GET", "/services", params={"name": name}) if _SERVICE_NAME.match(name) else []
+        for row in rows or []:
+            if row.get("name") == name:
+                return str(row["id"])
+        raise NotFound(f"no such service: {name!r}")
+
+    async def list_services(self) -> list[ServiceInfo]:
+        rows = await self._send("GET", "/services") or []
+        return list(await asyncio.gather(*(self._service_of(str(r["id"])) for r in rows)))
+
+    async def get_service(self, name: str) -> ServiceInfo:
+        return await self._service_of(await self._endpoint_id(name))
+
+    async def scale_service(self, name: str, replicas: int) -> ServiceInfo:
+        eid = await self._endpoint_id(name)
+        await self._send("POST", f"/services/{eid}/scale", json_body={"to": int(replicas)})
+        return await self._service_of(eid)
+
+    async def delete_service(self, name: str) -> ServiceInfo:
+        """Mark the endpoint for removal (DESTROYING, no routes wanted), then destroy its route
+        sessions: 23.09's scheduler never stops a route still PROVISIONING (``scale_services``)
+        and was seen leaving an UNHEALTHY one running, while a terminated route session always
+        removes its route, after which the scheduler marks the endpoint DESTROYED."""
+        eid = await self._endpoint_id(name)
+        before = await self._service_of(eid)
+        await self._send("DELETE", f"/services/{eid}")
+        for route in before.routes:
+            if route.status != "TERMINATING" and route.session_id:
+                try:
+                    await self._send("DELETE", f"/session/{route.session_id}", params={"forced": "true"})
+                except (NotFound, InvalidState):
+                    pass
+        try:
+            return await self._service_of(eid)
+        except NotFound:
+            return before.model_copy(update={"status": "STOPPED", "routes": []})
+
+    async def issue_service_token(self, name: str, ttl: str) -> ServiceToken:
+        seconds = parse_ttl(ttl)
+        info = await self.get_service(name)
+        if not info.endpoint:
+            raise InvalidState(await self._no_app_proxy(
+                f"service '{info.name}' has no URL, so there is nothing a token could open "
+                "(Backend.AI 23.09's app proxy issues service tokens)"))
+        expires = int(time.time() + seconds)
+        try:
+            data = await self._send("POST", f"/services/{info.id}/token", json_body={"valid_until": expires})
+        except BaiError as err:
+            if err.status >= 500:
+                raise BaiError(f"the app proxy of service '{info.name}' issued no token: {err.message}",
+                               status=502, code="app-proxy-error") from None
+            raise
+        return ServiceToken(token=str(data["token"]), expires_at=float(expires))
+
+    async def service_logs(self, name: str, tail: int | None) -> str:
+        info = await self.get_service(name)
+        parts = []
+        for route in info.routes:
+            if route.session_id is None:
+                continue
+            text = await self.session_logs(route.session_id, tail)
+            parts.append(f"==> route {route.id} (session {route.session_name}, {route.status}) <==\n{text}")
+        return "\n".join(parts)
 
     # -- pipelines: the local engine (the Jupyter server's) runs the job and starts each task
     #    as a batch session here, with this engine's keys from its engine list; a job is shown

@@ -25,7 +25,7 @@ from ..spec.errors import BaiError, Conflict, InvalidRequest, NotFound
 from ..spec.model_definition import DEFINITION_FILES, HealthCheck, ModelDefinition, parse_model_definition
 from ..spec.mounts import MountSpec
 from ..spec.service import (
-    AutoscaleRule, DOCKER_PORT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, plan_route, service_status,
+    AutoscaleRule, DOCKER_PORT, RouteLaunch, RouteStatus, ServiceCreate, ServiceStatus, parse_ttl, plan_route, service_status,
 )
 from ..spec.session import SessionSpec, SessionStatus, SessionType
 from .config import EngineConfig
@@ -48,19 +48,6 @@ LIVE = (R.PROVISIONING.value, R.HEALTHY.value, R.UNHEALTHY.value)
 def token_hash(token: str) -> str:
     """Tokens are kept only as this hash (the proxy hashes what it is shown and compares)."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_ttl(text: str | float | int) -> float:
-    """``30m``, ``12h``, ``1d``, ``3600`` (seconds) -> seconds > 0."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    raw = str(text).strip().lower()
-    try:
-        value = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
-    except ValueError:
-        value = -1
-    if not value > 0 or value != value:
-        raise InvalidRequest(f"invalid ttl '{text}': use seconds or a number with s, m, h, d or w")
-    return value
 
 
 def free_port(avoid: set[int]) -> int:

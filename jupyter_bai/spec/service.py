@@ -24,7 +24,7 @@ from .session import SESSION_NAME_RE, parse_env, spec_error
 __all__ = [
     "RouteStatus", "ServiceStatus", "VARIANTS", "ServiceCreate", "RouteLaunch", "plan_route",
     "service_status", "MODEL_MOUNT", "NIM_CACHE", "DOCKER_PORT", "AutoscaleRule",
-    "notebook_definition", "NOTEBOOK_RUNTIME",
+    "notebook_definition", "NOTEBOOK_RUNTIME", "parse_ttl",
 ]
 
 MODEL_MOUNT = "/models"
@@ -135,6 +135,19 @@ class ServiceCreate(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             raise spec_error(exc, "service request") from None
+
+
+def parse_ttl(text: str | float | int) -> float:
+    """``30m``, ``12h``, ``1d``, ``3600`` (seconds) -> seconds > 0."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    raw = str(text).strip().lower()
+    try:
+        value = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    except ValueError:
+        value = -1
+    if not value > 0 or value != value:
+        raise InvalidRequest(f"invalid ttl '{text}': use seconds or a number with s, m, h, d or w")
+    return value
 
 
 class AutoscaleRule(BaseModel):

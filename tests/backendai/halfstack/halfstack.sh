@@ -77,6 +77,9 @@ setsid $B storage start-server -f storage-proxy.toml >logs/storage.log 2>&1 & ec
 for i in $(seq 60); do curl -sf http://127.0.0.1:8081/ && break; sleep 1; done; echo
 
 ts "wait debootstrap + docker import"; wait $DBS
+# Backend.AI's kernel runner starts a model service only when the image has this directory
+# (ai/backend/kernel/base.py: service_parser), as Backend.AI's own images do.
+mkdir -p $W/rootfs/etc/backend.ai/service-defs
 tar -C $W/rootfs -c . | docker import \
   --change 'LABEL ai.backend.kernelspec="1"' --change 'LABEL ai.backend.features="batch query uid-match user-input"' \
   --change 'LABEL ai.backend.base-distro="ubuntu22.04"' --change 'LABEL ai.backend.runtime-type="python"' \
