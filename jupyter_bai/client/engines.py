@@ -161,6 +161,11 @@ def active_name(explicit: str | None = None) -> str:
     return LOCAL
 
 
+def default_name() -> str:
+    """The stored default (``jupyter bai engine use``, the sidebar's switch), else ``local``."""
+    return str(_read_store().get("active") or LOCAL)
+
+
 def get_engine(name: str) -> Engine:
     engines = all_engines()
     if name not in engines:
@@ -222,8 +227,9 @@ def use_engine(name: str, *, persist: bool) -> Engine:
     return engine
 
 
-def make_driver(engine: Engine) -> Any:
-    """The :class:`~jupyter_bai.client.driver.Driver` for a Backend.AI engine."""
+def make_driver(engine: Engine, timeout: float | None = None) -> Any:
+    """The :class:`~jupyter_bai.client.driver.Driver` for a Backend.AI engine (``timeout``:
+    seconds per request, the driver's default if None)."""
     from jupyter_bai.client.backendai import BackendAIConfig, BackendAIDriver
 
     if not engine.secret_key:
@@ -231,7 +237,8 @@ def make_driver(engine: Engine) -> Any:
                              "(set it again with `engine add --replace`, or its secret_key_env)")
     return BackendAIDriver(BackendAIConfig(endpoint=engine.url, access_key=engine.access_key,
                                            secret_key=engine.secret_key,
-                                           vfolder_host=engine.vfolder_host, group=engine.group))
+                                           vfolder_host=engine.vfolder_host, group=engine.group),
+                           **({} if timeout is None else {"timeout": timeout}))
 
 
 def make_client(name: str | None = None) -> Any:
