@@ -8,12 +8,14 @@ started. One start per test run: the fixture is session-scoped.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, Coroutine
 
 import httpx
 
@@ -64,9 +66,21 @@ def _ready() -> bool:
             await d.aclose()
 
     try:
-        return float(asyncio.run(capacity())) > 0
+        return float(_run(capacity)) > 0
     except Exception:
         return False
+
+
+def _run(make: Callable[[], Coroutine[Any, Any, str]]) -> str:
+    """``asyncio.run`` that also works under a running loop (Playwright's sync API runs one):
+    there it would fail, ``_ready`` would say False and a second halfstack would start on top of
+    the running one (rewriting its etcd keys and removing its kernel image when stopped)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def can_start() -> str | None:
