@@ -188,3 +188,50 @@ def test_cluster_resources_and_sessions_through_the_driver(setup: Setup, backend
         cluster.close()
         setup.cli("engine", "rm", lab)
         setup.cli("engine", "rm", bad)
+
+
+# --------------------------------------------------------------------------- `resources` says which engine
+
+
+def _magic_resources(env: dict[str, str], *args: str) -> str:
+    """``%bai resources`` in a real IPython shell with ``env``: the HTML a notebook shows."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "jupyter_bai")
+        with capture_output() as cap:
+            ip.run_line_magic("bai", " ".join([*args, "resources"]))
+    assert cap.stderr == "", cap.stderr
+    return str(cap.outputs[0].data["text/html"])
+
+
+def test_resources_title_names_the_local_engine(setup: Setup) -> None:
+    env = {**setup.env, **setup.engine.env}
+    out = subprocess.run([sys.executable, "-m", "jupyter_bai.cli", "resources"], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"engine local (local, {setup.engine.url})"
+    assert out.stdout.splitlines()[1].startswith("node ")
+    html = _magic_resources(env)
+    assert f'<p class="bai-resources-title"><b>engine local (local, {setup.engine.url})</b></p>' in html
+    out = setup.cli("--engine", "down", "resources")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "cannot reach" in out.stderr
+
+
+def test_resources_title_names_the_cluster(setup: Setup, backendai: Cluster) -> None:
+    name = f"title{uuid.uuid4().hex[:6]}"
+    out = setup.cli("engine", "add", name, "--backendai", backendai.endpoint, "--access-key",
+                    backendai.access_key, stdin=backendai.secret_key + "\n")
+    assert out.returncode == 0, out.stderr
+    try:
+        text = setup.cli("--engine", name, "resources").stdout
+        assert text.splitlines()[0] == f"engine {name} (backendai, {backendai.endpoint})"
+        html = _magic_resources({**setup.env, engines.ENV_ENGINE: name})
+        assert f"<b>engine {name} (backendai, {backendai.endpoint})</b>" in html and "cpu01-small" in html
+        assert backendai.secret_key not in html
+    finally:
+        setup.cli("engine", "rm", name)
