@@ -8,6 +8,7 @@ and no answer here carries a key (not even the access key).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
@@ -56,8 +57,6 @@ def _info(engine: Any, active: str) -> dict[str, Any]:
 
 def _listing() -> dict[str, Any]:
     """Reads the engine list (a file) and the Jupyter config files: run in a thread."""
-    import os
-
     from ..client import engines
 
     found = engines.all_engines()
