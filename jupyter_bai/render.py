@@ -421,7 +421,8 @@ def images_table(data: Mapping[str, Any]) -> Rendered:
 
 
 def resources_view(res: Mapping[str, Any]) -> Rendered:
-    """``resources``: node, used/free per slot and per GPU, runtimes, pending requests."""
+    """``resources``: which engine (title), node, used/free per slot and per GPU, runtimes,
+    pending requests, and a cluster's presets."""
     node = res.get("node") or {}
     capacity = res.get("capacity") or {}
     used = res.get("used") or {}
@@ -473,8 +474,8 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
     if limit and limit != "none":
         head += f"; fractional GPU limits: {limit}"
     engine = res.get("engine")
-    if engine:
-        head += f"; engine {engine.get('name')} ({engine.get('kind')}, {engine.get('url') or '-'})"
+    # The title says which engine this describes (several can be configured; `engine ls`).
+    title = f"engine {engine.get('name')} ({engine.get('kind')}, {engine.get('url') or '-'})" if engine else ""
     preset_rows: list[Sequence[Any]] = [
         [p.get("name"), format_slots(p.get("resources")), "yes" if p.get("allocatable") else "no"]
         for p in res.get("presets") or []
@@ -482,8 +483,10 @@ def resources_view(res: Mapping[str, Any]) -> Rendered:
     slot_h = ["slot", "used", "free", "capacity", "usage"]
     gpu_h = ["gpu", "name", "memory", "source", "shares used", "shares free", "usage", "sessions"]
     rt_h = ["runtime", "available", "sandbox", "notes"]
-    parts_text = [head, "", text_table(slot_h, slot_rows)]
-    parts_html = [f"<p><b>{html.escape(head)}</b></p>", html_table(slot_h, slot_rows, "resource slots")]
+    parts_text = [*([title] if title else []), head, "", text_table(slot_h, slot_rows)]
+    parts_html = [f'<p class="bai-resources-title"><b>{html.escape(title)}</b></p>' if title else "",
+                  f"<p>{html.escape(head)}</p>" if title else f"<p><b>{html.escape(head)}</b></p>",
+                  html_table(slot_h, slot_rows, "resource slots")]
     if gpu_rows:
         parts_text += ["", text_table(gpu_h, gpu_rows)]
         parts_html.append(html_table(gpu_h, gpu_rows, "GPUs"))

@@ -439,7 +439,8 @@ def test_cli_duplicate_names_and_escapes(bai: Any, tmp_path: Path) -> None:
 
 def test_resources_table(bai: Any) -> None:
     out = bai("resources").stdout
-    assert out.startswith("node ") and "SLOT" in out and "cuda.shares" in out
+    assert out.startswith("engine local (local, ") and out.splitlines()[1].startswith("node ")
+    assert "SLOT" in out and "cuda.shares" in out
     assert "Fake GPU A" in out  # the fixture's fake GPUs
     res = json.loads(bai("resources", "--json").stdout)
     assert {"node", "capacity", "used", "free", "gpus", "runtimes", "pending"} <= res.keys()

@@ -57,6 +57,8 @@ TAGS = [
     {"name": "vfolders", "description": "Virtual folders and their files."},
     {"name": "services", "description": "Model services: replicated inference routes behind a "
      "health-checked, token-guarded endpoint (`/services/<name>/` on the proxy's port)."},
+    {"name": "engines", "description": "Configured engines (this node and Backend.AI clusters), "
+     "the stored default, and a cluster's capacity and sessions; never their keys."},
     {"name": "events", "description": "Live change notifications."},
     {"name": "assistant", "description": "Questions about this API, answered from its own docs (and docs you add)."},
     {"name": "meta", "description": "This document."},
@@ -69,6 +71,8 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     409: ("Conflict", "`conflict` (the name is taken, the folder is mounted) or `invalid-state` "
                       "(the session cannot do that now)."),
     413: ("QuotaExceeded", "`quota-exceeded`: the folder's quota would be exceeded; nothing was written."),
+    502: ("BadGateway", "A Backend.AI cluster behind the engine could not be reached, refused the keys "
+                        "or failed; `error` is the cluster's reason (`unreachable`, `unauthorized`, ...)."),
     503: ("Unavailable", "`runtime-unavailable`: the engine or the requested runtime is not running."),
 }
 
@@ -81,6 +85,7 @@ PATH_PARAMETERS = {
     "sessions": ("SessionName", "Session name or id."),
     "vfolders": ("VFolderName", "Folder name."),
     "services": ("ServiceName", "Service name or id."),
+    "engines": ("EngineName", "Engine name (`GET /engines`); `local` is this engine."),
 }
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 from .base import API, BaiHandler
 from .deploy import DeployCheckHandler, ServiceDeployHandler, ServiceRollbackHandler, ServiceVersionsHandler
+from .engines import ActiveEngineHandler, EngineResourcesHandler, EngineSessionsHandler, EnginesHandler
 from .events import EventsHandler
 from .metrics import MetricsHandler
 from .pipelines import (
@@ -83,6 +84,10 @@ def route_table() -> list[tuple[str, type[Any]]]:
         (rf"{API}/events", EventsHandler),
         (rf"{API}/ws", StreamSocket),
         (rf"{API}/metrics", MetricsHandler),
+        (rf"{API}/engines", EnginesHandler),
+        (rf"{API}/engines/active", ActiveEngineHandler),
+        (rf"{API}/engines/{NAME}/resources", EngineResourcesHandler),
+        (rf"{API}/engines/{NAME}/sessions", EngineSessionsHandler),
         (rf"{API}/openapi.yaml", OpenAPIHandler),
         *assistant_routes(),
     ]

@@ -51,6 +51,11 @@ def active_name(explicit: str | None = None) -> str:
     return LOCAL
 
 
+def default_name() -> str:
+    """The stored default (``jupyter bai engine use``, the sidebar's switch), else ``local``."""
+    return str(_read_store().get("active") or LOCAL)
+
+
 def add_engine(name: str, url: str, access_key: str, secret_key: str, *,
                vfolder_host: str = "", group: str = "", replace: bool = False) -> Engine:
     """Store a Backend.AI engine (0600); refuses to shadow ``local`` or an existing name."""
@@ -104,14 +109,15 @@ def use_engine(name: str, *, persist: bool) -> Engine:
     return engine
 
 
-def make_driver(engine: Engine) -> Any:
-    """The :class:`~jupyter_bai.client.driver.Driver` for a Backend.AI engine."""
+def make_driver(engine: Engine, timeout: float | None = None) -> Any:
+    """The :class:`~jupyter_bai.client.driver.Driver` for a Backend.AI engine (``timeout``:
+    seconds per request, the driver's default if None)."""
     from jupyter_bai.client.backendai import BackendAIDriver
 
     if not engine.secret_key:
         raise InvalidRequest(f"engine {engine.name!r} has no secret key "
                              "(set it again with `engine add --replace`, or its secret_key_env)")
-    return BackendAIDriver(engine.config())
+    return BackendAIDriver(engine.config(), **({} if timeout is None else {"timeout": timeout}))
 
 
 def make_client(name: str | None = None) -> Any:

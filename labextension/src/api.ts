@@ -82,6 +82,33 @@ export interface Resources {
   fractional_gpu_limit: string;
   runtimes: { name: string; available: boolean; notes?: string[] }[];
   pending: number;
+  /** A cluster's resource presets. */
+  presets?: ResourcePreset[];
+}
+
+/** A resource preset of a Backend.AI cluster (its `resources` answer lists them). */
+export interface ResourcePreset {
+  name: string;
+  resources: Slots;
+  allocatable?: boolean;
+}
+
+/** A configured engine as `GET /engines` lists it: never its keys. */
+export interface EngineInfo {
+  name: string;
+  kind: 'local' | 'backendai';
+  url: string | null;
+  source: 'builtin' | 'store' | 'config' | 'env';
+  active: boolean;
+  secret_key: 'set' | 'missing' | 'none';
+}
+
+export interface EngineList {
+  engines: EngineInfo[];
+  /** The stored default (`jupyter bai engine use`). */
+  active: string;
+  /** The server's `$JUPYTER_BAI_ENGINE`, which wins for processes it starts. */
+  override: string | null;
 }
 
 export interface ImageInfo {
@@ -327,6 +354,24 @@ export class BaiApi {
 
   async images(): Promise<ImageInfo[]> {
     return (await this.call<{ images: ImageInfo[] }>('listing images', 'images')).images;
+  }
+
+  engines(): Promise<EngineList> {
+    return this.call('listing engines', 'engines');
+  }
+
+  /** Make `name` the stored default engine (as `jupyter bai engine use NAME`). */
+  setActiveEngine(name: string): Promise<EngineList> {
+    return this.call(`switching to engine '${name}'`, 'engines/active', this.json('PUT', { name }));
+  }
+
+  /** An engine's capacity, read by the server through its driver. */
+  engineResources(name: string): Promise<Resources> {
+    return this.call(`reading the resources of engine '${name}'`, `engines/${enc(name)}/resources`);
+  }
+
+  async engineSessions(name: string): Promise<Session[]> {
+    return (await this.call<{ sessions: Session[] }>(`listing the sessions of engine '${name}'`, `engines/${enc(name)}/sessions`)).sessions;
   }
 
   async sessions(): Promise<Session[]> {

@@ -19,6 +19,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { logWidget, SessionLog, TaskLog, taskLogWidget } from './logs';
 import { BaiSidebar } from './panel';
+import { EngineModel } from './engines';
 import { runningManager } from './running';
 import { jupyterRequester } from './server';
 import { BaiStore, Notify } from './store';
@@ -94,7 +95,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: args => actions.terminate(String(args.name))
     });
 
-    const sidebar = new BaiSidebar(store, actions);
+    const engines = new EngineModel(api, { notify });
+    const sidebar = new BaiSidebar(store, actions, engines);
     sidebar.title.icon = baiIcon;
     const rank = 600;
     shell.add(sidebar, 'left', { rank });
@@ -109,7 +111,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const runningPanel = Array.from(shell.widgets('left')).find(w => w.id === 'jp-running-sessions');
       return !document.hidden && (sidebar.isVisible || !!runningPanel?.isVisible);
     };
-    const update = () => store.setVisible(looked());
+    const update = () => {
+      store.setVisible(looked());
+      engines.setVisible(!document.hidden && sidebar.isVisible);
+    };
     shell.layoutModified.connect(update);
     shell.currentChanged.connect(update);
     document.addEventListener('visibilitychange', update);
@@ -128,6 +133,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }).catch(() => undefined);
     }
     store.start();
+    engines.start();
 
     const openapiUrl = URLExt.join(ServerConnection.makeSettings().baseUrl, API_PATH, 'openapi.yaml');
     const openFile = (path: string) => void app.commands.execute('docmanager:open', { path }).catch((e: Error) => notify('error', `cannot open ${path}: ${e.message}`));

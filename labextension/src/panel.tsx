@@ -5,7 +5,9 @@ import { Message } from '@lumino/messaging';
 import { ISignal, Signal } from '@lumino/signaling';
 import { BaiStore } from './store';
 import { useStoreState } from './sections/common';
-import { ResourcesView } from './sections/resources';
+import { ClusterResourcesView, ResourcesView } from './sections/resources';
+import { EngineModel } from './engines';
+import { EngineHeader, useClusterView } from './sections/engine';
 import { SessionActions, SessionsView } from './sections/sessions';
 import { FoldersView } from './sections/folders';
 import { PipelineActions, PipelinesView } from './sections/pipelines';
@@ -19,14 +21,17 @@ function section(id: string, label: string, body: JSX.Element): ReactWidget {
   return w;
 }
 
-function Resources(props: { store: BaiStore }): JSX.Element {
-  return <ResourcesView state={useStoreState(props.store)} />;
+function Resources(props: { store: BaiStore; engines: EngineModel }): JSX.Element {
+  const state = useStoreState(props.store);
+  const cluster = useClusterView(props.engines);
+  return cluster ? <ClusterResourcesView view={cluster} /> : <ResourcesView state={state} />;
 }
 
 export class BaiSidebar extends SidePanel {
   constructor(
     readonly store: BaiStore,
-    actions: SessionActions & PipelineActions
+    actions: SessionActions & PipelineActions,
+    readonly engines: EngineModel
   ) {
     super();
     this.id = 'jp-bai-sidebar';
@@ -36,16 +41,19 @@ export class BaiSidebar extends SidePanel {
     heading.className = 'jp-bai-heading';
     heading.textContent = 'Backend.AI';
     this.header.node.appendChild(heading);
+    const engineHeader = ReactWidget.create(<EngineHeader model={engines} />);
+    engineHeader.id = 'jp-bai-engine-header';
+    this.header.addWidget(engineHeader);
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
         icon: refreshIcon,
         tooltip: 'Refresh',
-        onClick: () => void store.act(() => store.refresh())
+        onClick: () => void Promise.all([store.act(() => store.refresh()), engines.refresh()])
       })
     );
-    this.addWidget(section('resources', 'Resources', <Resources store={store} />));
-    this.addWidget(section('sessions', 'Sessions', <SessionsView store={store} actions={actions} />));
+    this.addWidget(section('resources', 'Resources', <Resources store={store} engines={engines} />));
+    this.addWidget(section('sessions', 'Sessions', <SessionsView store={store} actions={actions} engines={engines} />));
     this.addWidget(section('folders', 'Folders', <FoldersView store={store} />));
     this.addWidget(section('pipelines', 'Pipelines', <PipelinesView store={store} actions={actions} />));
     this.addWidget(section('services', 'Services', <ServicesView store={store} />));

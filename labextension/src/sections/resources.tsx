@@ -1,7 +1,8 @@
 /** Resources: CPU, memory and each GPU, allocated (and live use when metrics arrive). */
 import * as React from 'react';
 import { Resources } from '../api';
-import { bytes, fraction } from '../format';
+import { ClusterView } from '../engines';
+import { bytes, fraction, slots } from '../format';
 import { MetricsSample, StoreState } from '../store';
 import { Bar, LinkLine } from './common';
 
@@ -61,5 +62,33 @@ export function ResourceBars(props: { r: Resources; m: MetricsSample | null }): 
           </div>
         ))}
     </>
+  );
+}
+
+/** A Backend.AI cluster's capacity (the stored default engine), with its resource presets. */
+export function ClusterResourcesView(props: { view: ClusterView }): JSX.Element {
+  const { name, resources, problem } = props.view;
+  return (
+    <div className="jp-bai-section-body jp-bai-resources" data-engine={name}>
+      <div className="jp-bai-link jp-bai-engine-of">cluster {name} (polled)</div>
+      {problem && <div className="jp-bai-note jp-bai-warn">{problem}</div>}
+      {resources ? (
+        <>
+          <ResourceBars r={resources} m={null} />
+          {(resources.presets ?? []).length > 0 && (
+            <ul className="jp-bai-list jp-bai-presets" aria-label="resource presets">
+              {(resources.presets ?? []).map(p => (
+                <li className="jp-bai-note" key={p.name} data-preset={p.name}>
+                  {p.name}: {slots(p.resources)}
+                  {p.allocatable === false ? ' (not allocatable now)' : ''}
+                </li>
+              ))}
+            </ul>
+          )}
+        </>
+      ) : (
+        !problem && <div className="jp-bai-empty">loading…</div>
+      )}
+    </div>
   );
 }

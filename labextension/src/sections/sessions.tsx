@@ -4,7 +4,9 @@ import { addIcon, closeIcon, listIcon } from '@jupyterlab/ui-components';
 import { ImageInfo, Session, SessionCreate, TERMINAL_STATUSES } from '../api';
 import { age, bytes, parseMounts, resourcesFromForm, slots } from '../format';
 import { BaiStore, MetricsSample, SessionSample, StoreState } from '../store';
+import { ClusterView, EngineModel } from '../engines';
 import { StatusChip, useNow, useStoreState } from './common';
+import { useClusterView } from './engine';
 
 export interface SessionActions {
   openLogs(name: string): void;
@@ -32,6 +34,8 @@ export function SessionList(props: {
   now: number;
   actions: SessionActions;
   metrics?: MetricsSample | null;
+  /** A cluster's sessions: listed here, managed with `%bai --engine` / `jupyter bai --engine`. */
+  readOnly?: boolean;
 }): JSX.Element {
   const live = new Map((props.metrics?.sessions ?? []).map(x => [x.id, x]));
   const rows = props.sessions
@@ -61,6 +65,7 @@ export function SessionList(props: {
             <span className="jp-bai-age" title={s.created_at ?? ''}>
               {age(s.created_at, props.now)}
             </span>
+            {!props.readOnly && (
             <span className="jp-bai-row-actions">
               <button className="jp-bai-icon-button" title={`logs of ${s.name}`} aria-label="logs" onClick={() => props.actions.openLogs(s.name)}>
                 <listIcon.react tag="span" />
@@ -76,6 +81,7 @@ export function SessionList(props: {
                 </button>
               )}
             </span>
+            )}
           </div>
         </li>
       ))}
@@ -173,7 +179,37 @@ function folders(names: string[]): string {
   return names.length ? `${names[0]}:ro, …` : 'folder[:ro], …';
 }
 
-export function SessionsView(props: { store: BaiStore; actions: SessionActions }): JSX.Element {
+/** A cluster's sessions (the stored default engine): read-only, polled. */
+export function ClusterSessionsView(props: { view: ClusterView; actions: SessionActions }): JSX.Element {
+  const now = useNow();
+  const [showEnded, setShowEnded] = React.useState(false);
+  const { name, sessions, problem } = props.view;
+  return (
+    <div className="jp-bai-section-body" data-engine={name}>
+      <div className="jp-bai-toolbar">
+        <span className="jp-bai-note jp-bai-engine-of" title={`manage them with %bai engine use ${name} in a notebook, or jupyter bai --engine ${name} session ...`}>
+          on cluster {name} (read-only here)
+        </span>
+        <label className="jp-bai-toggle">
+          <input type="checkbox" checked={showEnded} onChange={e => setShowEnded(e.target.checked)} /> show ended
+        </label>
+      </div>
+      {problem && <div className="jp-bai-note jp-bai-warn">{problem}</div>}
+      {sessions ? (
+        <SessionList sessions={sessions} showEnded={showEnded} now={now} actions={props.actions} readOnly />
+      ) : (
+        !problem && <div className="jp-bai-empty">loading…</div>
+      )}
+    </div>
+  );
+}
+
+export function SessionsView(props: { store: BaiStore; actions: SessionActions; engines?: EngineModel }): JSX.Element {
+  const cluster = useClusterView(props.engines);
+  return cluster ? <ClusterSessionsView view={cluster} actions={props.actions} /> : <LocalSessionsView store={props.store} actions={props.actions} />;
+}
+
+function LocalSessionsView(props: { store: BaiStore; actions: SessionActions }): JSX.Element {
   const state: StoreState = useStoreState(props.store);
   const now = useNow();
   const [creating, setCreating] = React.useState(false);
