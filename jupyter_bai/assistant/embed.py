@@ -102,6 +102,17 @@ class Embedder:
         return out
 
 
+def mean_vectors(embedder: Any, texts: list[list[str]]) -> Any:
+    """One vector per document: the mean of its texts' vectors, so a dot product with a question
+    is the mean of the cosines with each text (every text is encoded in one batch)."""
+    import numpy as np
+
+    flat = [t for group in texts for t in group]
+    matrix = embedder.encode(flat)
+    ends = np.cumsum([len(group) for group in texts])
+    return np.vstack([matrix[end - len(group):end].mean(axis=0) for end, group in zip(ends, texts)])
+
+
 @lru_cache(maxsize=1)
 def shared_embedder() -> Embedder:
     """One model per process (loading takes about a second)."""
