@@ -488,3 +488,20 @@ def test_packaged_minilm_model_loads_offline(tmp_path: Path, monkeypatch: pytest
     result = run(asst.answer("spin up a container with a fraction of a graphics card"))
     assert result["sources"][0]["operation_id"] == "createSession" or any(
         s["operation_id"] == "createSession" for s in result["sources"][:5])
+
+
+def test_a_documents_vector_is_the_weighted_mean_of_its_texts_vectors() -> None:
+    """So its dot product with a question is the same weighted mean of the two cosines."""
+    import numpy as np
+
+    from jupyter_bai.assistant.embed import SENTENCE_WEIGHT, mean_vectors
+
+    emb = HashEmbedder()
+    groups = [["zebra stripes"], ["penguin colony", "ice floe"], ["a", "b", "c"]]
+    got = mean_vectors(emb, groups)
+    assert emb.encoded == 6 and got.shape == (3, 512)  # every text once, in one batch
+    q = emb.encode(["penguin on the ice"])[0]
+    sentence, shape = emb.encode(groups[1])
+    assert np.isclose(got[1] @ q, SENTENCE_WEIGHT * (sentence @ q) + (1 - SENTENCE_WEIGHT) * (shape @ q))
+    assert np.allclose(got[0], emb.encode(groups[0])[0])
+    assert np.allclose(got[2], emb.encode(groups[2]).mean(axis=0))

@@ -96,8 +96,8 @@ class Doc:
         return f"{self.title}. {self.text[:400]}"
 
     def embed_texts(self) -> list[str]:
-        """The texts whose vectors are averaged into the document's vector (the mean of the two
-        cosines): :meth:`embed_text`, and for an operation a second, shorter view, its method's
+        """The texts whose vectors are averaged into the document's vector (so its cosine is the
+        weighted mean of theirs, see :func:`~.embed.mean_vectors`): :meth:`embed_text`, and for an operation a second, shorter view, its method's
         verb, its distinctive path and operationId words and its summary ("create auth approle
         login. Issue a token"), which says what the operation acts on where the first sentence
         alone does not. Chosen on the tune halves of ``bench/corpora``."""
