@@ -79,6 +79,27 @@ def test_openapi_operation_doc_has_method_params_body_and_example() -> None:
     assert "vaccinate pet" in doc.search_text()
 
 
+def test_an_operation_is_embedded_as_its_sentence_and_its_distinctive_name_words() -> None:
+    """Words in the paths of many operations of one file (a shared mount prefix) name none of
+    them: the second embedded text keeps only the words that tell this operation apart."""
+    paths: dict[str, Any] = {f"/{{vault_mount_path}}/thing{i}/lookup": {"get": {
+        "operationId": f"lookup-thing{i}", "summary": f"Look up thing {i}.",
+        "responses": {"200": {"description": "OK"}}}} for i in range(24)}
+    paths["/{vault_mount_path}/wrapping/wrap"] = {"post": {"operationId": "wrap", "description": "Response-wraps an object."}}
+    docs = openapi_docs({"openapi": "3.0.0", "paths": paths}, "v.json", "v.json")
+    wrap = next(d for d in docs if d.path == "/{vault_mount_path}/wrapping/wrap")
+    assert wrap.keywords == "wrapping wrap"  # "vault", "mount", "path" are in every operation
+    assert wrap.embed_texts() == ["Response-wraps an object.", "create wrapping wrap"]
+    first = next(d for d in docs if d.operation_id == "lookup-thing0")
+    assert first.keywords == "thing0"
+    assert first.embed_texts()[1] == "get thing0. Look up thing 0."
+    # a small file keeps every word; prose documents have one text
+    (small,) = openapi_docs({"openapi": "3.0.0", "paths": {"/{vault_mount_path}/wrap": {"post": {}}}}, "s.json", "s.json")
+    assert small.keywords == "vault mount path wrap"
+    (section,) = markdown_docs("# Zebras\nThey have stripes.\n", "z.md", "z.md")
+    assert section.embed_texts() == [section.embed_text()]
+
+
 @pytest.mark.parametrize("content, message", [
     ("openapi: 3.0.0\npaths: [1, 2]\n", "'paths' is missing or is not a mapping"),
     ("openapi: 3.0.0\npaths:\n  /a: 5\n", "path '/a' must map methods to operations"),
@@ -423,7 +444,8 @@ def test_hybrid_fuses_bm25_and_dense_and_reuses_embeddings(tmp_path: Path) -> No
     assert all(0 < s["score"] <= 1.0 for s in result["sources"])
     assert result["sources"][0]["score"] > 0.5
     first = emb.encoded
-    assert first == len({d.embed_text() for d in docs}) + 1  # every distinct text once, plus the question
+    # every distinct set of texts once (an operation has two: its sentence and its shape), plus the question
+    assert first == sum(len(t) for t in {tuple(d.embed_texts()) for d in docs}) + 1
     # reloaded: nothing re-embedded; a learned file: only its docs are embedded
     emb2 = HashEmbedder()
     lib = Library(tmp_path / "idx", embedder=emb2)
@@ -440,7 +462,7 @@ def test_hybrid_fuses_bm25_and_dense_and_reuses_embeddings(tmp_path: Path) -> No
     emb3 = Other()
     lib3 = Library(tmp_path / "idx", embedder=emb3)
     lib3.index()
-    assert lib3.wait_vectors(60) and emb3.encoded == len({d.embed_text() for d in lib.index().docs})
+    assert lib3.wait_vectors(60) and emb3.encoded == sum(len(t) for t in {tuple(d.embed_texts()) for d in lib.index().docs})
 
 
 def test_dense_mode_without_the_model_falls_back_to_bm25(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -466,3 +488,20 @@ def test_packaged_minilm_model_loads_offline(tmp_path: Path, monkeypatch: pytest
     result = run(asst.answer("spin up a container with a fraction of a graphics card"))
     assert result["sources"][0]["operation_id"] == "createSession" or any(
         s["operation_id"] == "createSession" for s in result["sources"][:5])
+
+
+def test_a_documents_vector_is_the_weighted_mean_of_its_texts_vectors() -> None:
+    """So its dot product with a question is the same weighted mean of the two cosines."""
+    import numpy as np
+
+    from jupyter_bai.assistant.embed import SENTENCE_WEIGHT, mean_vectors
+
+    emb = HashEmbedder()
+    groups = [["zebra stripes"], ["penguin colony", "ice floe"], ["a", "b", "c"]]
+    got = mean_vectors(emb, groups)
+    assert emb.encoded == 6 and got.shape == (3, 512)  # every text once, in one batch
+    q = emb.encode(["penguin on the ice"])[0]
+    sentence, shape = emb.encode(groups[1])
+    assert np.isclose(got[1] @ q, SENTENCE_WEIGHT * (sentence @ q) + (1 - SENTENCE_WEIGHT) * (shape @ q))
+    assert np.allclose(got[0], emb.encode(groups[0])[0])
+    assert np.allclose(got[2], emb.encode(groups[2]).mean(axis=0))

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import yaml
 
 from ..spec.errors import InvalidRequest
-from .text import expand_identifiers, glossary_terms
+from .text import expand_identifiers, glossary_terms, split_identifier
 
 #: The line before an operation's response field names in its text.
 RESPONSE_HEAD = "\nresponse:\n"
@@ -69,6 +69,8 @@ class Doc:
     path: str | None = None
     operation_id: str | None = None
     examples: dict[str, str] = field(default_factory=dict)
+    #: An operation's distinctive path and operationId words (see :func:`mark_keywords`).
+    keywords: str = ""
 
     def search_text(self) -> str:
         """What BM25 sees: the title twice (it is the strongest signal), then the body."""
@@ -92,6 +94,19 @@ class Doc:
             first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0][:200].strip()
             return first or " ".join(w for w in re.split(r"[/{}_\-.]+", self.path) if w)
         return f"{self.title}. {self.text[:400]}"
+
+    def embed_texts(self) -> list[str]:
+        """The texts whose vectors are averaged into the document's vector (so its cosine is the
+        weighted mean of theirs, see :func:`~.embed.mean_vectors`): :meth:`embed_text`, and for an operation a second, shorter view, its method's
+        verb, its distinctive path and operationId words and its summary ("create auth approle
+        login. Issue a token"), which says what the operation acts on where the first sentence
+        alone does not. Chosen on the tune halves of ``bench/corpora``."""
+        if not (self.kind == "operation" and self.method and self.path):
+            return [self.embed_text()]
+        summary = self.title.split(" — ", 1)[1] if " — " in self.title else ""
+        verb = METHOD_WORDS.get(self.method.upper(), "").split(" ", 1)[0]
+        shape = " ".join(w for w in (verb, self.keywords) if w) + (f". {summary}" if summary else "")
+        return [self.embed_text(), shape]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -311,7 +326,36 @@ def openapi_docs(spec: Any, name: str, source: str, base_url: str | None = None)
                 operation_id=op_id,
                 examples={"http": _http_example(method, str(path), base_url, params, body)},
             ))
-    return drop_boilerplate(docs)
+    return mark_keywords(drop_boilerplate(docs))
+
+
+#: A path or operationId word found in more than this share of one file's operations names no
+#: particular operation (Vault's "mount", "path"); files with fewer than
+#: :data:`KEYWORD_MIN_OPS` operations keep every word. Chosen on the tune halves of ``bench/corpora``.
+KEYWORD_SHARE = 0.15
+KEYWORD_MIN_OPS = 20
+
+
+def _name_words(doc: Doc) -> list[str]:
+    """Words of an operation's path and of its operationId (not of a made-up ``get_/path`` id)."""
+    words = [w for seg in re.split(r"[/{}]+", doc.path or "") for w in split_identifier(seg) if w]
+    if doc.operation_id and "/" not in doc.operation_id:
+        words += split_identifier(doc.operation_id)
+    return list(dict.fromkeys(words))
+
+
+def mark_keywords(docs: list[Doc]) -> list[Doc]:
+    """Set each operation's :attr:`Doc.keywords`: its path and operationId words, less those
+    that repeat across many operations of the file (they do not tell operations apart)."""
+    names = {d.id: _name_words(d) for d in docs}
+    counts: dict[str, int] = {}
+    for words in names.values():
+        for w in words:
+            counts[w] = counts.get(w, 0) + 1
+    limit = KEYWORD_SHARE * len(docs) if len(docs) >= KEYWORD_MIN_OPS else float("inf")
+    for d in docs:
+        d.keywords = " ".join(w for w in names[d.id] if counts[w] <= limit)
+    return docs
 
 
 #: A line found in more than this share of one file's operations (and in at least

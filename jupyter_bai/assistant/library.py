@@ -16,11 +16,12 @@ from typing import Any
 
 from ..spec.errors import InvalidRequest, NotFound
 from . import builtin, embed, persist
+from .embed import mean_vectors
 from .corpus import Doc, check_learnable, load_path, path_hash, sha256_bytes
 from .index import SearchIndex
 
 log = logging.getLogger(__name__)
-FORMAT = 2
+FORMAT = 3
 INDEX_FILE = "index.joblib"
 LEARNED_FILE = "learned.json"
 #: Seconds between checks that the sources are unchanged (hashing is cheap, not free).
@@ -43,7 +44,7 @@ class Library:
         self.last_build: dict[str, Any] = {}
         self.refused: str | None = None
         self.skipped: dict[str, str] = {}
-        self._vectors: dict[str, Any] = {}  # sha256 of a doc's embed_text() -> its vector
+        self._vectors: dict[str, Any] = {}  # sha256 of a doc's embed_texts() -> its vector
         self._vectors_done: threading.Event | None = None
         self._state: dict[str, Any] = {}
 
@@ -145,8 +146,9 @@ class Library:
     def _attach_vectors(self, index: SearchIndex) -> None:
         """Vectors from the cache (by content hash) at once; the missing ones in the background.
         BM25 answers meanwhile; the index switches to hybrid when the vectors are in."""
-        keys = [sha256_bytes(d.embed_text().encode()) for d in index.docs]
-        missing = [i for i, k in enumerate(keys) if k not in self._vectors]
+        keys = [sha256_bytes("\n\x1f".join(d.embed_texts()).encode()) for d in index.docs]
+        # one document per missing text: documents with the same texts share a vector
+        missing = list({k: i for i, k in reversed(list(enumerate(keys))) if k not in self._vectors}.values())
         if not missing:
             try:
                 self._finish_vectors(index, keys, 0)
@@ -159,8 +161,7 @@ class Library:
 
         def work() -> None:
             try:
-                texts = [index.docs[i].embed_text() for i in missing]
-                matrix = self.embedder().encode(texts)
+                matrix = mean_vectors(self.embedder(), [index.docs[i].embed_texts() for i in missing])
                 with self._lock:
                     for row, i in enumerate(missing):
                         self._vectors[keys[i]] = matrix[row]
