@@ -85,8 +85,9 @@ class Doc:
     def embed_text(self) -> str:
         """What the embedding model sees: an operation's first sentence (its summary, run on into
         the description when the summary has no full stop), or its path words when it has neither.
-        Method words, path words and parameter names pulled the vectors of unrelated operations
-        together (chosen on the tune halves of ``bench/corpora``); BM25 sees all of them.
+        Method words, path words and parameter names in this text pulled the vectors of unrelated
+        operations together (chosen on the tune halves of ``bench/corpora``); the distinctive path
+        words go in a second text instead (:meth:`embed_texts`); BM25 sees all of them.
         A section: its title and opening."""
         if self.kind == "operation" and self.method and self.path:
             skip = ("operationId:", "parameter ", "  ", "tags:", "request body:", "response:")
