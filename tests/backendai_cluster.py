@@ -8,9 +8,11 @@ started. One start per test run: the fixture is session-scoped.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import concurrent.futures
 import os
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # the example fixtures' admin keypair
 IMAGE = "python"  # the alias halfstack.sh registers for its locally built kernel image
 SDK_PYTHON_REL = "venv/bin/python"
+#: Held while a halfstack starts (by this module, or by hand: `flock FILE bash halfstack.sh`).
+START_LOCK = "/tmp/bai-halfstack.start.lock"
 
 
 @dataclass
@@ -95,11 +99,42 @@ def can_start() -> str | None:
     return None
 
 
+def _listening() -> bool:
+    """Something holds the manager's port: a halfstack starting, or a busy one."""
+    try:
+        with socket.create_connection(("127.0.0.1", int(ENDPOINT.rsplit(":", 1)[1])), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_ready(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        if _ready():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(3)
+
+
 def ensure_cluster(workdir: Path | None = None, timeout: float = 900) -> Cluster:
-    """A running halfstack: the one already up, or a new one (stopped by ``Cluster.stop``)."""
+    """A running halfstack: the one already up, or a new one (stopped by ``Cluster.stop``).
+
+    A manager that answers slowly (a loaded machine) is waited for, never doubled: a second
+    halfstack would fight the first for its ports, and its ``stop.sh`` removes the kernel
+    image both use.
+    """
     default = Path(os.environ.get("BAI_HALFSTACK_DIR", "/tmp/bai-halfstack"))
-    if _ready():
-        return Cluster(ENDPOINT, ACCESS_KEY, SECRET_KEY, default, started=False)
+    with open(START_LOCK, "a") as lock:
+        # One start at a time on the machine: a second caller waits, then finds it running.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _ready() or (_listening() and _wait_ready(300)):
+            return Cluster(ENDPOINT, ACCESS_KEY, SECRET_KEY, default, started=False)
+        return _start(workdir, timeout)
+
+
+def _start(workdir: Path | None, timeout: float) -> Cluster:
     work = workdir or Path(f"/tmp/bai-halfstack-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
