@@ -67,12 +67,12 @@ export function optionLabel(e: EngineInfo): string {
 
 /** The caveats under the header: what a switch affects and what it does not. */
 export function scopeNotes(list: EngineList | null): string[] {
-  const notes = ["The default for jupyter bai and new kernels; a notebook's %bai engine use is per kernel."];
+  const notes = ['Default for jupyter bai and new kernels; %bai engine use is per kernel.'];
   if (list?.override && list.override !== list.active) {
     notes.push(`This server sets JUPYTER_BAI_ENGINE=${list.override}: kernels it starts use ${list.override}.`);
   }
   if (clusterEngine(list)) {
-    notes.push('Folders, Pipelines and Services show this server\'s local engine.');
+    notes.push('Folders, Pipelines, Services: the local engine.');
   }
   return notes;
 }

@@ -1,7 +1,8 @@
 /** The jupyter-bai sidebar: a SidePanel of React sections, as the Debugger and Running panels are. */
 import * as React from 'react';
 import { ReactWidget, refreshIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
+import { Message, MessageLoop } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
 import { ISignal, Signal } from '@lumino/signaling';
 import { BaiStore } from './store';
 import { useStoreState } from './sections/common';
@@ -44,6 +45,10 @@ export class BaiSidebar extends SidePanel {
     const engineHeader = ReactWidget.create(<EngineHeader model={engines} />);
     engineHeader.id = 'jp-bai-engine-header';
     this.header.addWidget(engineHeader);
+    // The header grows once engines are read (and with a cluster's notes): the sections below
+    // are laid out by Lumino, which must be told their room changed, or the last ones overflow.
+    this._headerSize = new ResizeObserver(() => MessageLoop.postMessage(this.content, Widget.ResizeMessage.UnknownSize));
+    this._headerSize.observe(this.header.node);
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
@@ -60,6 +65,12 @@ export class BaiSidebar extends SidePanel {
   }
 
   private _visibilityChanged = new Signal<this, boolean>(this);
+  private _headerSize: ResizeObserver;
+
+  dispose(): void {
+    this._headerSize.disconnect();
+    super.dispose();
+  }
 
   /** Shown or hidden (the plugin pauses metrics and polling while nobody looks). */
   get visibilityChanged(): ISignal<this, boolean> {

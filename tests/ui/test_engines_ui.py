@@ -100,7 +100,7 @@ def test_add_switch_to_the_cluster_see_it_and_switch_back(backendai: Cluster, pa
         expect(head.locator(".jp-bai-engine-name")).to_have_text(name)
         expect(head.locator(".jp-bai-engine-kind")).to_have_text("Backend.AI cluster")
         expect(head.locator(".jp-bai-engine-host")).to_have_text(backendai.endpoint.split("//", 1)[1])
-        expect(head).to_contain_text("Folders, Pipelines and Services show this server's local engine")
+        expect(head).to_contain_text("Folders, Pipelines, Services: the local engine.")
         page.locator(".Toastify__toast", has_text=f"default engine: {name}").wait_for(timeout=30_000)
 
         resources = sidebar.locator("#jp-bai-section-resources")

@@ -36,10 +36,10 @@ export function EngineHeaderView(props: { state: EngineState; onSwitch: (name: s
         </span>
       </div>
       <label className="jp-bai-engine-switch">
-        Default engine
         <select
           className="jp-mod-styled"
           aria-label="default engine"
+          title="The default engine (jupyter bai engine use)"
           value={switching ?? list.active}
           disabled={switching !== null}
           onChange={e => props.onSwitch(e.target.value)}
