@@ -27,7 +27,6 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..engine.engine import Engine
-from ..engine.workers import background
 from ..spec.errors import BaiError, InvalidRequest, RuntimeUnavailable
 from ..spec.models import ApiModel
 from ..spec.session import spec_error
@@ -258,7 +257,7 @@ class BaiHandler(ExtensionHandlerMixin, APIHandler):
         validating them is milliseconds of CPU the event loop should not spend.
         """
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(background(), lambda: self._encode(make()))
+        body = await loop.run_in_executor(None, lambda: self._encode(make()))
         self._send_json(body, status)
 
     def _encode(self, data: Any) -> str:

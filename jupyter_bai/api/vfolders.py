@@ -17,7 +17,6 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..engine.vfolders import Upload
-from ..engine.workers import background
 from ..spec.errors import BaiError, InvalidRequest
 from ..spec.models import (
     DownloadQuery, FileEntry, FileList, FilesQuery, MkdirRequest, MoveRequest, RmRequest,
@@ -34,9 +33,9 @@ DOWNLOAD_CHUNK = 1 << 20
 
 
 async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` in the background pool so the event loop keeps answering meanwhile."""
+    """Run ``fn`` in the default executor so the event loop keeps answering meanwhile."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(background(), functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
 
 def content_disposition(name: str) -> str:

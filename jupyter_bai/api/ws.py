@@ -23,7 +23,6 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..engine.engine import Engine
-from ..engine.workers import background
 
 CHANNELS = ("events", "metrics")
 OPS = ("subscribe", "unsubscribe", "snapshot", "ping")
@@ -112,7 +111,7 @@ class StreamSocket(WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: i
                 self._tasks[channel] = asyncio.create_task(self._guard(run()))
 
     async def _send_snapshot(self) -> None:
-        snapshot = await asyncio.get_running_loop().run_in_executor(background(), self.engine.snapshot)
+        snapshot = await asyncio.get_running_loop().run_in_executor(None, self.engine.snapshot)
         seq = snapshot.pop("seq")
         self._floor = max(self._floor, seq)
         await self._send({"type": "resync", "seq": seq, "snapshot": snapshot})

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Sequence
 import psutil
 
 from .node import NodeInfo, _import_pynvml
-from .workers import lower_priority
 
 if TYPE_CHECKING:
     from .runtimes.base import Runtime
@@ -110,8 +109,7 @@ class MetricsCollector:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._watched_until = 0.0
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bai-metrics",
-                                            initializer=lower_priority)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bai-metrics")
         self._prev_cpu: dict[str, tuple[float, int]] = {}
         self._nvml: Any = None
         self._has_nvml = any(g.source == "nvml" for g in node.gpus)
