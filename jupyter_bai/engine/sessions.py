@@ -31,6 +31,7 @@ from .runtimes.agent_client import AgentUnavailable, agent_request, wait_ready
 from .runtimes.base import LaunchContext, ResolvedMount, Runtime, RuntimeLost
 from .scheduler import Allocation, allocate, check_can_ever_fit, gpu_usage
 from .store import Store
+from .turns import Turns
 from .vfolders import VFolderManager
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class SessionManager:
         # Starts get their own few threads: a burst of 20 no longer has every worker thread
         # making cgroups and forking at once, each competing with the event loop for a CPU.
         self._start_pool = ThreadPoolExecutor(START_THREADS, thread_name_prefix="bai-session-start")
+        self.turns = Turns()
 
     # -- rows --------------------------------------------------------------
     def _row(self, ref: str) -> Any:
@@ -278,7 +280,8 @@ class SessionManager:
         resources = spec.resources.with_defaults(self.defaults)
         check_can_ever_fit(resources, self.capacity)
         await asyncio.get_running_loop().run_in_executor(None, runtime.check, spec.image, resources)
-        return self.create(spec, image_checked=True, **engine_parts)
+        async with self.turns.turn():
+            return self.create(spec, image_checked=True, **engine_parts)
 
     def create(
         self, spec: SessionSpec, *, image_checked: bool = False,
@@ -597,7 +600,8 @@ class SessionManager:
             await self._wakeup.wait()
             self._wakeup.clear()
             try:
-                more = self._schedule_once()
+                async with self.turns.turn():
+                    more = self._schedule_once()
             except Exception:  # never let one bad row stop scheduling
                 log.exception("scheduler pass failed")
                 continue
@@ -609,12 +613,13 @@ class SessionManager:
         ctx: LaunchContext | None = None
         runtime: Runtime | None = None
         try:
-            row = self._row(sid)
-            ctx = self._context(row)
-            runtime = self.runtime_for(ctx.image)
-            if self._status(sid) != S.SCHEDULED:  # cancelled before it could start (destroy)
-                return
-            self._transition(sid, S.PREPARING)
+            async with self.turns.turn():
+                row = self._row(sid)
+                ctx = self._context(row)
+                runtime = self.runtime_for(ctx.image)
+                if self._status(sid) != S.SCHEDULED:  # cancelled before it could start (destroy)
+                    return
+                self._transition(sid, S.PREPARING)
             # Runtimes may block (a Docker API call); keep the event loop serving. The start
             # is never cancelled half-way (a cancelled await would leave the executor's
             # container running): a destroy meanwhile is honoured when it returns.
@@ -624,10 +629,12 @@ class SessionManager:
             log.exception("start of %s failed", sid)
             self._finish(sid, S.ERROR, f"failed to start: {exc}", ctx=ctx, runtime=runtime)
             return
-        self.store.execute(
-            "UPDATE sessions SET runtime_state = ? WHERE id = ?", (json.dumps(handle), sid)
-        )
-        if self._status(sid) == S.TERMINATING:  # destroy came while the start was in flight
+        async with self.turns.turn():
+            self.store.execute(
+                "UPDATE sessions SET runtime_state = ? WHERE id = ?", (json.dumps(handle), sid)
+            )
+            terminating = self._status(sid) == S.TERMINATING
+        if terminating:  # destroy came while the start was in flight
             await runtime.stop(handle, grace=0.0)
             await self._run_until_exit(sid, ctx, runtime, handle, starting=False)
             return
@@ -653,7 +660,8 @@ class SessionManager:
                 elif self._status(sid) == S.PREPARING:
                     await runtime.stop(handle, grace=1.0)
             elif starting:
-                self._mark_running(sid)
+                async with self.turns.turn():
+                    self._mark_running(sid)
             await waiter
         except asyncio.CancelledError:
             waiter.cancel()
@@ -661,8 +669,8 @@ class SessionManager:
         except RuntimeLost as exc:  # e.g. the Docker daemon went away: ERROR, keep serving
             self._finish(sid, S.ERROR, str(exc), ctx, runtime, handle, result="failure")
             return
-        code = runtime.exit_code(ctx, handle)
-        self._on_exit(sid, ctx, runtime, handle, code)
+        async with self.turns.turn():
+            self._on_exit(sid, ctx, runtime, handle, runtime.exit_code(ctx, handle))
 
     def _mark_running(self, sid: str) -> None:
         if self._status(sid) == S.PREPARING:
