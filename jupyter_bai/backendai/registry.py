@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from jupyter_bai.spec.errors import BaiError, NotFound
 
+from .._files import write_private_json
 from .rest import BackendAIConfig
 
 ENV_STORE = "JUPYTER_BAI_ENGINES_FILE"
@@ -80,19 +80,7 @@ def _read_store() -> dict[str, Any]:
 
 def _write_store(data: dict[str, Any]) -> None:
     """Atomic, owner-only (0600) write: the file holds secret keys."""
-    path = store_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".bai-engines-", suffix=".json", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private_json(store_path(), data, prefix=".bai-engines-")
 
 
 def _from_entry(name: str, entry: Any, source: str) -> Engine:

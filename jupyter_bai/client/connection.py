@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_bai._files import write_private_json
 from jupyter_bai.spec.errors import BaiError
 
 CONNECTION_FILE_NAME = "bai-engine.json"
@@ -106,22 +106,8 @@ def write_connection_file(
 ) -> Path:
     """Publish the engine's URL and token (mode 0600, atomic rename) so front ends find it."""
     p = Path(path) if path is not None else connection_file_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
     payload = {"url": conn.url, "token": conn.token, "pid": int(pid), "state_dir": str(state_dir)}
-    fd, tmp = tempfile.mkstemp(prefix=".bai-engine-", suffix=".json", dir=p.parent)
-    try:
-        os.fchmod(fd, 0o600)  # mkstemp already uses 0600; be explicit, the token is a secret
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_private_json(p, payload, prefix=".bai-engine-")
     return p
 
 
