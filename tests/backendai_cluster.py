@@ -154,3 +154,20 @@ def _start(workdir: Path | None, timeout: float) -> Cluster:
         cluster.stop()
         raise
     return cluster
+
+
+def delete_folder_when_free(client: Any, folder: str, timeout: float = 120) -> None:
+    """Delete a cluster folder once no session holds it any more (23.09 refuses while one does)."""
+    from jupyter_bai.spec.errors import BaiError, NotFound
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.delete_vfolder(folder)
+            return
+        except NotFound:
+            return
+        except BaiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from backendai_cluster import IMAGE, Cluster
+from backendai_cluster import IMAGE, Cluster, delete_folder_when_free
 from jupyter_bai.client import AsyncClient, Client
 from jupyter_bai.client import engines
 from jupyter_bai.client.backendai import BackendAIConfig, BackendAIDriver
@@ -252,21 +251,7 @@ def test_session_with_a_mounted_vfolder_runs_code(cluster: Client, tmp_path: Pat
             cluster.destroy_session(sess, forced=True)
         except BaiError:
             pass
-        _delete_when_unmounted(cluster, folder)
-
-
-def _delete_when_unmounted(client: Client, folder: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            client.delete_vfolder(folder)
-            return
-        except NotFound:
-            return
-        except BaiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1)
+        delete_folder_when_free(cluster, folder)
 
 
 def test_batch_session_exit_code_and_logs(cluster: Client) -> None:
@@ -357,7 +342,7 @@ def _quickstart(ip: InteractiveShell, image: str, tmp: Path) -> list[Any]:
         client = engines.make_client()
         try:
             client.wait_session(sess, {"TERMINATED"}, timeout=120)
-            _delete_when_unmounted(client, folder)
+            delete_folder_when_free(client, folder)
         finally:
             client.close()
     return seen

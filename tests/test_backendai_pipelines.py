@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 
-from backendai_cluster import IMAGE, Cluster
+from backendai_cluster import IMAGE, Cluster, delete_folder_when_free
 from engine_proc import EngineProcess, start_engine
 from jupyter_bai.client import Client
 from jupyter_bai.client import engines
-from jupyter_bai.spec.errors import BaiError, NotFound
 
 pytestmark = pytest.mark.timeout(1200)
 ENGINE = "lab"
@@ -75,21 +74,6 @@ def _write(tmp: Path, data: dict[str, Any]) -> Path:
     path = tmp / "pipeline.json"
     path.write_text(json.dumps(data))
     return path
-
-
-def _delete_folder(client: Client, folder: str) -> None:
-    """Delete a cluster folder once no session holds it any more."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            client.delete_vfolder(folder)
-            return
-        except NotFound:
-            return
-        except BaiError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(2)
 
 
 def _history(job: dict[str, Any], task: str) -> list[str]:
@@ -149,7 +133,7 @@ def test_two_task_pipeline_runs_on_the_cluster(lab: dict[str, str], on_lab: Clie
             assert sessions[task["session_id"]].type == "batch"
     finally:
         if job.get("folder"):
-            _delete_folder(on_lab, job["folder"])
+            delete_folder_when_free(on_lab, job["folder"])
 
 
 def test_a_failed_attempt_is_retried_and_a_failed_job_rerun(on_lab: Client, tmp_path: Path) -> None:
@@ -184,8 +168,8 @@ def test_a_failed_attempt_is_retried_and_a_failed_job_rerun(on_lab: Client, tmp_
         assert next((tmp_path / "dl").rglob("seen.txt")).read_text() == "attempt 3\n"
     finally:
         if job.get("folder"):
-            _delete_folder(on_lab, job["folder"])
-        _delete_folder(on_lab, state)
+            delete_folder_when_free(on_lab, job["folder"])
+        delete_folder_when_free(on_lab, state)
 
 
 def test_cancel_destroys_the_cluster_sessions(on_lab: Client, tmp_path: Path) -> None:
@@ -207,7 +191,7 @@ def test_cancel_destroys_the_cluster_sessions(on_lab: Client, tmp_path: Path) ->
         assert on_lab.wait_session(sid, {"TERMINATED", "CANCELLED"}, timeout=120).status in (
             "TERMINATED", "CANCELLED")
     finally:
-        _delete_folder(on_lab, job["folder"])
+        delete_folder_when_free(on_lab, job["folder"])
 
 
 def test_unknown_image_is_one_line_and_makes_nothing(lab: dict[str, str], on_lab: Client,
@@ -307,7 +291,7 @@ def test_a_cluster_job_survives_its_engine_being_killed_and_notifies(
         assert client.get_pipeline_job(job["id"])["notifications"][0]["status"] == "DELIVERED"
     finally:
         if job.get("folder"):
-            _delete_folder(client, job["folder"])
+            delete_folder_when_free(client, job["folder"])
         client.close()
         srv.shutdown()
         eng.teardown()
