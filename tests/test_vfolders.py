@@ -40,7 +40,9 @@ def mgr(
         monkeypatch.setattr(safefs, "_openat2", None)
     else:
         require(safefs.uses_openat2(), "a kernel with openat2 (Linux 5.6+)")
-    return VFolderManager(store, tmp_path / "storage")
+    m = VFolderManager(store, tmp_path / "storage")
+    yield m
+    m.close()
 
 
 @pytest.fixture
@@ -582,6 +584,7 @@ def test_owner_gets_what_the_engine_makes(store: Store, tmp_path: Path) -> None:
 def test_many_uploads_leave_no_descriptors(mgr: VFolderManager) -> None:
     """Every path above opens descriptors; none may leak, even on refusals."""
     make(mgr, quota=100)
+    mgr.files_json("data")  # the walker process's socket stays open between calls
     before = len(os.listdir("/proc/self/fd"))
     for i in range(200):
         mgr.upload("data", f"d/f{i % 5}", b"x", size_hint=1)

@@ -185,7 +185,7 @@ class VFolderFilesHandler(BaiHandler):
     async def get(self, name: str) -> None:
         path = self.path_arg("path")
         files = self.engine.vfolders.files_json
-        body = await blocking(lambda: f'{{"files": {files(name, path)}}}'.encode())
+        body = await blocking(lambda: b'{"files": ' + files(name, path) + b"}")
         _reply_bytes(self, body)
 
     @api_method("write", operation_id="uploadFile", tag="vfolders", query=UploadQuery,

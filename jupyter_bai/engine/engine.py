@@ -160,6 +160,7 @@ class Engine:
             await self.sessions.close()
             for runtime in self.runtimes:
                 await asyncio.get_running_loop().run_in_executor(None, runtime.close)
+            await asyncio.get_running_loop().run_in_executor(None, self.vfolders.close)
             self.store.close()
         finally:  # whatever failed above, the next engine on this state dir may start
             self._release_lock()

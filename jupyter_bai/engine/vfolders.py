@@ -16,7 +16,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import json
+import logging
 import os
 import sqlite3
 import stat as stat_mod
@@ -25,9 +25,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Literal
+from typing import BinaryIO, Iterator
 
-from jupyter_bai.engine import safefs
+from jupyter_bai.engine import fsscan, safefs
+from jupyter_bai.engine.fsscan import TEMP_PREFIX
+from jupyter_bai.engine.fsscan import Row as _Row
+from jupyter_bai.engine.fsscan import is_temp as _is_temp
+from jupyter_bai.engine.fsscan import row as _row
+from jupyter_bai.engine.fswalker import FsWalkers, WalkerUnavailable
 from jupyter_bai.engine.safefs import Owner, closing_fd
 from jupyter_bai.engine.store import Store
 from jupyter_bai.spec.errors import BaiError, Conflict, InvalidRequest, NotFound, QuotaExceeded
@@ -40,9 +45,9 @@ from jupyter_bai.spec.vfolder import (
     validate_vfolder_name,
 )
 
-#: Uploads stream into a hidden temp file first; listings and usage skip these names.
-TEMP_PREFIX = ".bai-upload-"
 CHUNK_SIZE = 1 << 20
+log = logging.getLogger(__name__)
+
 #: A folder's own directory (``root/<id>``) is never a symlink; refuse one if it ever is.
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 #: Deleted folders are renamed to this prefix under the storage root, then removed.
@@ -64,10 +69,6 @@ def _fmt(n: int) -> str:
 def _storage_error(message: str) -> BaiError:
     """A failure of the host's storage, not of the request."""
     return BaiError(message, status=500, code="storage-error")
-
-
-def _is_temp(name: str) -> bool:
-    return name.startswith(TEMP_PREFIX)
 
 
 class UploadTooLarge(BaiError):
@@ -129,8 +130,14 @@ class VFolderManager:
         self.owner = owner
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        #: Big listings and usage walks run in these processes, off the server's GIL.
+        self.walkers = FsWalkers()
         if self.root.is_dir():
             threading.Thread(target=self.purge_trash, daemon=True, name="bai-vfolder-purge").start()
+
+    def close(self) -> None:
+        """Stop the walker processes; later listings walk in this process."""
+        self.walkers.close()
 
     # ------------------------------------------------------------------ folders
 
@@ -244,7 +251,7 @@ class VFolderManager:
         """Bytes of regular files in the folder (symlinks not followed, hard links once)."""
         folder = self._require(name)
         with self._open_folder(folder) as fd:
-            return _usage(fd)[0]
+            return self._usage(fd)[0]
 
     # ------------------------------------------------------------------ files
 
@@ -252,24 +259,26 @@ class VFolderManager:
         """A directory's entries, directories first then by name; symlinks shown as such."""
         return [_model(row) for row in self._scan(name, path)]
 
-    def files_json(self, name: str, path: str = "") -> str:
-        """:meth:`files` as a JSON array, made without one model per entry: a listing of
-        50,000 files would otherwise keep ~250,000 objects alive for the garbage collector
-        to walk (its full collections stop every thread, the event loop's included). Encoded
-        in batches: one ``json.dumps`` per entry costs twice the time, one for all of them
-        holds the GIL for a third of a second."""
-        rows = self._scan(name, path)
-        parts = [json.dumps([dict(zip(_FIELDS, row)) for row in rows[i : i + 512]])[1:-1]
-                 for i in range(0, len(rows), 512)]
-        return "[" + ", ".join(parts) + "]"
+    def files_json(self, name: str, path: str = "") -> bytes:
+        """:meth:`files` as a JSON array, made in a walker process
+        (:mod:`~jupyter_bai.engine.fswalker`): 50,000 stats and ~10 MB of JSON there cost the
+        server's event loop nothing, while in a thread they hold the GIL it needs."""
+        with self._listing_dir(name, path) as (fd, prefix):
+            try:
+                return self.walkers.listing_json(fd, prefix)
+            except WalkerUnavailable as err:
+                log.warning("listing in the engine's own process: %s", err)
+                return fsscan.rows_json(fsscan.scan(fd, prefix)).encode()
 
     def _scan(self, name: str, path: str) -> builtins.list[_Row]:
         """The directory's entries as field tuples, in listing order."""
+        with self._listing_dir(name, path) as (fd, prefix):
+            return fsscan.scan(fd, prefix)
+
+    @contextlib.contextmanager
+    def _listing_dir(self, name: str, path: str) -> Iterator[tuple[int, str]]:
+        """The directory to list, opened beneath its folder, and its path prefix."""
         t = self._target(name, path, allow_root=True)
-        # Flat lists of tuples of atoms (which the collector stops tracking), no dicts or
-        # models: nothing per entry for the garbage collector to walk again and again.
-        keys: builtins.list[str] = []
-        rows: builtins.list[_Row] = []
         with self._fs("list", t), self._open_folder(t.folder) as root:
             try:
                 fd = safefs.open_dir(root, t.parts)
@@ -277,19 +286,16 @@ class VFolderManager:
                 raise InvalidRequest(
                     f"path {t.rel!r} in vfolder {name!r} is not a directory"
                 ) from None
-            prefix = f"{t.rel}/" if t.parts else ""
-            with closing_fd(fd), os.scandir(fd) as it:
-                for e in it:
-                    if _is_temp(e.name):
-                        continue
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    # A str sort key (dirs first) keeps CPython's fast string sort.
-                    keys.append(("0" if stat_mod.S_ISDIR(st.st_mode) else "1") + e.name)
-                    rows.append(_row(st, e.name, prefix + e.name))
-        return [rows[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+            with closing_fd(fd):
+                yield fd, (f"{t.rel}/" if t.parts else "")
+
+    def _usage(self, fd: int) -> tuple[int, int]:
+        """(bytes, count) of the folder open at ``fd``, walked in a walker process."""
+        try:
+            return self.walkers.usage(fd)
+        except WalkerUnavailable as err:
+            log.warning("usage walk in the engine's own process: %s", err)
+            return fsscan.usage(fd)
 
     def stat(self, name: str, path: str) -> FileEntry:
         """One entry; a symlink is described as itself, not as what it names."""
@@ -540,7 +546,7 @@ class VFolderManager:
             usage, count = 0, 0
         else:
             with closing_fd(fd):
-                usage, count = _usage(fd)
+                usage, count = self._usage(fd)
         return VFolderInfo(
             id=folder.id,
             name=folder.name,
@@ -600,42 +606,6 @@ def _fs_error(err: OSError, what: str, name: str, rel: str) -> BaiError:
     if code in (errno.ENOSPC, errno.EDQUOT):
         return QuotaExceeded(f"cannot {what} {rel!r} in vfolder {name!r}: {err.strerror}")
     return _storage_error(f"cannot {what} {rel!r} in vfolder {name!r}: {err.strerror or err}")
-
-
-def _usage(fd: int) -> tuple[int, int]:
-    """(bytes, count) of regular files under ``fd``, hard links once, temp files left out."""
-    total = count = 0
-    seen: set[tuple[int, int]] = set()
-    for st in safefs.walk_stats(fd, _is_temp):
-        if not stat_mod.S_ISREG(st.st_mode):
-            continue
-        if st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-        total += st.st_size
-        count += 1
-    return total, count
-
-
-#: A :class:`FileEntry` as a tuple (for listings), in this field order.
-_FIELDS = ("name", "path", "type", "size", "mtime", "mode")
-_Kind = Literal["file", "dir", "symlink"]
-_Row = tuple[str, str, _Kind, int, float, str]
-
-
-def _row(st: os.stat_result, name: str, rel: str) -> _Row:
-    """The fields of a :class:`FileEntry` for ``st`` (a symlink described as itself)."""
-    kind: _Kind
-    if stat_mod.S_ISLNK(st.st_mode):
-        kind = "symlink"
-    elif stat_mod.S_ISDIR(st.st_mode):
-        kind = "dir"
-    else:
-        kind = "file"
-    return (name, rel, kind, 0 if kind == "dir" else st.st_size, st.st_mtime,
-            stat_mod.filemode(st.st_mode))
 
 
 def _model(row: _Row) -> FileEntry:
@@ -702,7 +672,7 @@ class Upload:
                     " pass parents=true to make it"
                 )
             if self._folder.quota is not None:
-                self._used = _usage(self._root)[0]
+                self._used = self.mgr._usage(self._root)[0]
                 if size_hint is not None and self._over_quota(size_hint):
                     raise _quota_error(self._folder, self._used, _fmt(size_hint))
             self._tmp = f"{TEMP_PREFIX}{uuid.uuid4().hex}"
@@ -768,7 +738,7 @@ class Upload:
                     rest = t.parts[self._depth : -1]
                     if self._folder.quota is not None:
                         # Another upload may have landed while this one streamed.
-                        self._used = _usage(self._root)[0]
+                        self._used = self.mgr._usage(self._root)[0]
                         if rest and self._over_quota(self.written):  # before making parents
                             raise _quota_error(self._folder, self._used, _fmt(self.written))
                     with closing_fd(safefs.make_dirs(self._tmp_dir, rest, self.mgr.owner)) as parent:
