@@ -14,6 +14,7 @@ its own process (so its work never holds the server's GIL), in phases:
 and prints p50/p99/max per phase with ratios against idle (target: p99 < 20 ms under load).
 Usage:
     .venv/bin/python bench/loop_lag.py [--files 50000] [--upload-mb 200] [--sessions 20]
+                                       [--only sessions|list|upload|all ...]
 """
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ def main() -> None:
     parser.add_argument("--upload-mb", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle baseline")
+    parser.add_argument("--only", choices=("sessions", "list", "upload", "all"), action="append",
+                        help="run only these load phases (repeatable; idle always runs)")
     parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,6 +215,9 @@ def main() -> None:
             (f"upload {args.upload_mb} MB", load.upload),
             ("all at once", load.everything),
         ]
+        if args.only:
+            keys = ("idle", "sessions", "list", "upload", "all")
+            phases = [p for k, p in zip(keys, phases) if k == "idle" or k in args.only]
         time.sleep(3.0)  # let start-up work settle
         for label, run in phases:
             t0 = time.monotonic()
