@@ -6,10 +6,13 @@ Docker call, a big JSON dump) shows up as lag. The parent drives the load over H
 its own process (so its work never holds the server's GIL), in phases:
 
     idle             nothing
-    sessions x20     20 batch sessions created at once, until all succeeded (3 rounds)
-    list 50k files   a folder of 50,000 files listed, and its usage read (3 rounds)
-    upload 200 MB    a 200 MB upload, streamed (3 rounds)
+    sessions x20     20 batch sessions created at once, until all succeeded
+    list 50k files   a folder of 50,000 files listed, and its usage read
+    upload 200 MB    a 200 MB upload, streamed
     all at once      the three together
+
+Each load repeats in rounds (at least 3) until the phase has run ``--secs`` seconds, so every
+phase has enough samples for its p99 to mean something (5 s of 5 ms probes: ~1,000).
 
 and prints p50/p99/max per phase with ratios against idle (target: p99 < 20 ms under load).
 Usage:
@@ -99,8 +102,9 @@ class Load:
     """The three kinds of load, each a blocking call that returns when it is done."""
 
     def __init__(self, http: httpx.Client, state_dir: Path, files: int, upload_mb: int,
-                 sessions: int) -> None:
+                 sessions: int, secs: float) -> None:
         self.http = http
+        self.secs = secs
         self.state_dir = state_dir
         self.sessions_n = sessions
         self.upload_mb = upload_mb
@@ -115,11 +119,18 @@ class Load:
             os.close(os.open(d / f"file-{i:06d}.txt", os.O_CREAT | os.O_WRONLY, 0o644))
         self.http.post("/vfolders", json={"name": "up"}).raise_for_status()
 
-    def sessions(self, rounds: int = 3) -> None:
-        """``rounds`` times: start N batch sessions at once, wait until all succeeded."""
+    def rounds(self) -> Iterator[int]:
+        """At least 3 rounds, and more until the phase has lasted ``secs``."""
+        t0, n = time.monotonic(), 0
+        while n < 3 or time.monotonic() - t0 < self.secs:
+            yield n
+            n += 1
+
+    def sessions(self) -> None:
+        """Rounds of: start N batch sessions at once, wait until all succeeded."""
         body = {"image": "local", "type": "batch", "command": "true",
                 "resources": {"cpu": "0.1", "mem": "64m"}}
-        for _ in range(rounds):
+        for _ in self.rounds():
             self._round += 1
             names = [f"lag-{self._round}-{i}" for i in range(self.sessions_n)]
             with ThreadPoolExecutor(self.sessions_n) as pool:
@@ -137,21 +148,21 @@ class Load:
             if failed:
                 raise RuntimeError(f"sessions failed: {listed[failed[0]]}")
 
-    def listing(self, rounds: int = 3) -> None:
-        for _ in range(rounds):
+    def listing(self) -> None:
+        for _ in self.rounds():
             r = self.http.get("/vfolders/wide/files")
             r.raise_for_status()
             assert len(r.content) > self.files_n * 50
             self.http.get("/vfolders/wide").raise_for_status()
 
-    def upload(self, rounds: int = 3) -> None:
+    def upload(self) -> None:
         block = b"u" * (1 << 20)
 
         def body() -> Iterator[bytes]:
             for _ in range(self.upload_mb):
                 yield block
 
-        for _ in range(rounds):
+        for _ in self.rounds():
             r = self.http.put("/vfolders/up/files", params={"path": "big.bin"}, content=body(),
                               headers={"Content-Length": str(self.upload_mb << 20)})
             r.raise_for_status()
@@ -170,6 +181,8 @@ def main() -> None:
     parser.add_argument("--upload-mb", type=int, default=200)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--idle", type=float, default=5.0, help="seconds of idle baseline")
+    parser.add_argument("--secs", type=float, default=5.0,
+                        help="each load phase repeats its rounds for at least this long")
     parser.add_argument("--only", choices=("sessions", "list", "upload", "all"), action="append",
                         help="run only these load phases (repeatable; idle always runs)")
     parser.add_argument("--serve", nargs=3, metavar=("STATE", "PORT", "OUT"),
@@ -206,7 +219,7 @@ def main() -> None:
         time.sleep(0.2)
     rows: list[tuple[str, list[float], float]] = []
     try:
-        load = Load(http, state, args.files, args.upload_mb, args.sessions)
+        load = Load(http, state, args.files, args.upload_mb, args.sessions, args.secs)
         load.setup()
         phases: list[tuple[str, Callable[[], None]]] = [
             ("idle", lambda: time.sleep(args.idle)),
