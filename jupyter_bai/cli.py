@@ -582,7 +582,12 @@ def pipeline_validate(bai: BaiContext, file: str) -> None:
 @json_option
 @pass_bai
 def pipeline_run(bai: BaiContext, file: str, wait: bool, timeout: float | None) -> None:
-    """Start a pipeline job from FILE."""
+    """Start a pipeline job from FILE.
+
+    With `engine: NAME` in FILE, or a Backend.AI engine as the default (`engine use`), each
+    task runs as a batch session on that cluster, while this machine's engine keeps the job's
+    record, retries and notifications (see the README for what differs from local tasks).
+    """
     shown: dict[str, Any] = {}
 
     def progress(job: Any) -> None:
