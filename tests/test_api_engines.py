@@ -16,6 +16,7 @@ import pytest
 
 from backendai_cluster import IMAGE, Cluster
 from engine_proc import Api, EngineProcess, free_port, start_engine
+from private_engines import isolate_engines
 from jupyter_bai.client import Client, engines
 
 pytestmark = pytest.mark.timeout(900)
@@ -45,14 +46,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, bwrap: str) -> Iterator[Setu
     (cfg / "jupyter_server_config.json").write_text(json.dumps({"BaiApp": {"engines": {
         "cfg": {"backendai": f"http://127.0.0.1:{free_port()}", "access_key": "AKCONFIGEXAMPLE",
                 "secret_key_env": "SIDE4_CFG_SECRET"}}}}))
-    env = {engines.ENV_STORE: str(cfg / "bai-engines.json"), "JUPYTER_CONFIG_DIR": str(cfg),
-           "SIDE4_CFG_SECRET": CONFIG_SECRET}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        for var in (engines.ENV_ENGINE, *engines.BACKEND_ENV):
-            mp.delenv(var, raising=False)
-        mp.setattr(engines, "_process_choice", None)
+        env = isolate_engines(mp, cfg, SIDE4_CFG_SECRET=CONFIG_SECRET)
         # Nothing answers on this port: the cluster is "unreachable".
         engines.add_engine("down", f"http://127.0.0.1:{free_port()}", "AKDOWNEXAMPLE", STORE_SECRET)
         eng = start_engine(base / "engine", env)

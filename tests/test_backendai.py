@@ -23,6 +23,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from backendai_cluster import IMAGE, Cluster, delete_folder_when_free
+from private_engines import isolate_engines
 from jupyter_bai.client import AsyncClient, Client
 from jupyter_bai.client import engines
 from jupyter_bai.client.backendai import BackendAIConfig, BackendAIDriver
@@ -38,14 +39,7 @@ def _tag() -> str:
 @pytest.fixture()
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private engine list and Jupyter config dir; no engine chosen by the environment."""
-    path = tmp_path / "cfg" / "bai-engines.json"
-    monkeypatch.setenv(engines.ENV_STORE, str(path))
-    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "cfg"))
-    monkeypatch.setenv("JUPYTER_CONFIG_PATH", str(tmp_path / "cfg"))
-    for var in (engines.ENV_ENGINE, *engines.BACKEND_ENV):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(engines, "_process_choice", None)
-    return path
+    return Path(isolate_engines(monkeypatch, tmp_path / "cfg")[engines.ENV_STORE])
 
 
 def cli(*argv: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,7 @@ import pytest
 
 from backendai_cluster import IMAGE, Cluster, delete_folder_when_free
 from engine_proc import EngineProcess, start_engine
+from private_engines import isolate_engines
 from jupyter_bai.client import Client
 from jupyter_bai.client import engines
 
@@ -39,13 +40,8 @@ def lab(backendai: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     environment a CLI or kernel of this user has (returned as env vars)."""
     base = tmp_path_factory.mktemp("blab")
     cfg = base / "cfg"
-    env = {engines.ENV_STORE: str(cfg / "bai-engines.json"), "JUPYTER_CONFIG_DIR": str(cfg),
-           "JUPYTER_CONFIG_PATH": str(cfg)}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        for var in (engines.ENV_ENGINE, *engines.BACKEND_ENV):
-            mp.delenv(var, raising=False)
+        env = isolate_engines(mp, cfg)
         engines.add_engine(ENGINE, backendai.endpoint, backendai.access_key, backendai.secret_key)
         eng: EngineProcess = start_engine(base / "engine", env)
         try:

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 
 from backendai_cluster import IMAGE, Cluster
-from jupyter_bai.client import Client, engines
+from private_engines import engine_env, without_engine_choice
+from jupyter_bai.client import Client
 from jupyter_bai.client.backendai import BackendAIConfig, BackendAIDriver
 from jupyter_bai.spec.errors import BaiError, InvalidRequest, InvalidState, NotFound
 from jupyter_bai.spec.models import RouteInfo, ServiceInfo
@@ -409,10 +410,7 @@ def test_cli_service_verbs_on_the_cluster(
         silent_app_proxy: str, tmp_path: Path, removed: list[str]) -> None:
     """``jupyter bai --engine lab service ...`` with the local engine's JSON shapes."""
     cfg = tmp_path / "cfg"
-    env = {**os.environ, engines.ENV_STORE: str(cfg / "bai-engines.json"),
-           "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTER_CONFIG_PATH": str(cfg)}
-    for var in (engines.ENV_ENGINE, *engines.BACKEND_ENV):
-        env.pop(var, None)
+    env = without_engine_choice({**os.environ, **engine_env(cfg)})
 
     def cli(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "jupyter_bai.cli", *argv], input=stdin,

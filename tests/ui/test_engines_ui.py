@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import expect
 
 from backendai_cluster import IMAGE, Cluster
+from private_engines import isolate_engines
 from jupyter_bai.client import Client, engines
 from ui.conftest import artifact
 from ui.lab import Lab, start_lab, stop_lab
@@ -34,14 +35,8 @@ SIDEBAR = "#jp-bai-sidebar"
 def lab_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A private engine list and Jupyter config dir for the lab and the CLI of this module."""
     cfg = tmp_path_factory.mktemp("engines-ui-cfg")
-    env = {engines.ENV_STORE: str(cfg / "bai-engines.json"), "JUPYTER_CONFIG_DIR": str(cfg)}
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        for var in (engines.ENV_ENGINE, *engines.BACKEND_ENV):
-            mp.delenv(var, raising=False)
-        mp.setattr(engines, "_process_choice", None)
-        yield env
+        yield isolate_engines(mp, cfg)
 
 
 @pytest.fixture(scope="module")
