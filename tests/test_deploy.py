@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -236,3 +237,46 @@ def test_a_cell_raising_at_start_up_fails_the_route_and_says_which(
         assert [v["version"] for v in json.loads(versions.stdout)] == [1]
     finally:
         _remove(api, "raises")
+
+
+def test_a_deploy_the_engine_dies_in_leaves_no_folder_behind(tmp_path: Path, bwrap: str) -> None:
+    """kill -9 while the version folder is being packed, then restart: the half-packed
+    folder is removed at start and the same deploy succeeds as version 1."""
+    root = tmp_path / "root"
+    root.mkdir()
+    classifier(root / "crash.ipynb", version="v1")
+    block = os.urandom(1 << 20)
+    with (root / "big.bin").open("wb") as f:  # big enough to be packing while the test looks
+        for _ in range(400):
+            f.write(block)
+    eng = start_engine(tmp_path / "eng", extra_argv=[f"--ServerApp.root_dir={root}"])
+    api = Api(eng)
+    try:
+        body = {"notebook": "crash.ipynb", "files": ["big.bin"], "resources": RESOURCES}
+        sender = threading.Thread(target=lambda: _ignore_http_errors(
+            api.post, "/services/crash/deploy", json=body), daemon=True)
+        sender.start()
+        vroot = eng.state_dir / "vfolders"
+        deadline = time.monotonic() + 120
+        while not list(vroot.glob("*/.bai-upload-*")):  # big.bin is streaming into v1's folder
+            assert time.monotonic() < deadline, eng.log_tail()
+            time.sleep(0.002)
+        eng.kill9()
+        assert [d for d in vroot.iterdir() if not d.name.startswith(".")]  # the folder is there
+        eng.start()
+        assert _deploy_folders(api) == []
+        assert api.get("/services/crash").status_code == 404
+        r = api.post("/services/crash/deploy",
+                     json={"notebook": "crash.ipynb", "resources": RESOURCES})
+        assert r.status_code == 202 and r.json()["version"] == 1, r.text
+        assert _deploy_folders(api) == ["crash.v1"]
+    finally:
+        _remove(api, "crash")
+        eng.teardown()
+
+
+def _ignore_http_errors(call: Any, *args: Any, **kw: Any) -> None:
+    try:
+        call(*args, **kw)
+    except httpx.HTTPError:
+        pass  # the engine was killed under the request, on purpose

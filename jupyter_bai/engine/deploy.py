@@ -161,11 +161,17 @@ class DeployManager:
             "env": {"BAI_NOTEBOOK": nb.name},
         })
         self.services.check_runnable(spec)  # the image and variant, before anything is made
+        # Journal first: if the engine dies from here on, its next start removes the folder.
+        self.store.execute("INSERT OR REPLACE INTO deploy_pending(folder, created_at) VALUES (?, ?)",
+                           (folder, time.time()))
         try:
             self.vfolders.create(VFolderCreate(name=folder, usage_mode="model", permission="ro"))
-        except Conflict:
-            raise Conflict(f"vfolder '{folder}' already exists (left by an interrupted deploy?): "
-                           f"remove it with `vfolder rm {folder}` and deploy again") from None
+        except BaseException as exc:
+            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
+            if isinstance(exc, Conflict):
+                raise Conflict(f"vfolder '{folder}' already exists: deploying '{name}' makes it "
+                               f"for version {version}; rename or remove that folder") from None
+            raise
         try:
             await asyncio.get_running_loop().run_in_executor(
                 None, self._pack, folder, nb, text, files,
@@ -180,11 +186,25 @@ class DeployManager:
                     (sid, version, captured.hash, req.notebook, folder,
                      json.dumps(spec.model_dump(mode="json")),
                      json.dumps([e.to_json() for e in captured.endpoints]), time.time()))
+                self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
         except BaseException:
             self._drop_folder(folder)
+            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
             raise
         return self._answer(name, version, captured.hash, req.public,
                             [e.to_json() for e in captured.endpoints])
+
+    def recover(self) -> None:
+        """Remove the folders of deploys an engine was killed in the middle of (blocking)."""
+        for row in self.store.query("SELECT folder FROM deploy_pending"):
+            try:
+                self.vfolders.lookup(row["folder"])
+            except NotFound:
+                pass
+            else:
+                log.warning("removing %s, left by a deploy the engine stopped in", row["folder"])
+                self._drop_folder(row["folder"])
+            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (row["folder"],))
 
     def _drop_folder(self, folder: str) -> None:
         try:

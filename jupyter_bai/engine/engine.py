@@ -128,6 +128,7 @@ class Engine:
         self.services = ServiceManager(cfg, self.store, self.events, self.sessions, self.vfolders)
         self.services.endpoint_base = self.proxy.endpoint
         self.deploys = DeployManager(cfg, self.store, self.services, self.vfolders)
+        await asyncio.get_running_loop().run_in_executor(None, self.deploys.recover)
         self.services.on_removed = self.deploys.forget
         await self.services.start()
         self.metrics = MetricsCollector(

@@ -225,6 +225,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE services ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE service_routes ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
     )),
+    Migration(7, "notebook deploy: the version folders of deploys in progress", (
+        # A row lives from just before the folder is made until the version row is written;
+        # one found at start names a folder an engine killed mid-deploy left behind.
+        """CREATE TABLE deploy_pending (
+            folder TEXT PRIMARY KEY,
+            created_at REAL NOT NULL
+        )""",
+    )),
 )
 
 
