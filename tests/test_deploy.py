@@ -211,6 +211,11 @@ def test_bad_input_is_refused_and_leaves_nothing(api: Api, bai: Any, root: Path)
     assert r.status_code == 400 and r.json()["error"] == "invalid-request"
     r = api.post("/services/bad/deploy", json={"notebook": "ok.ipynb", "files": ["nope.bin"]})
     assert r.status_code == 404 and "listed file 'nope.bin' does not exist" in r.json()["message"]
+    fifo = root / "pipe.fifo"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    r = api.post("/services/bad/deploy", json={"notebook": "ok.ipynb", "files": ["pipe.fifo"]})
+    assert r.status_code == 400 and "'pipe.fifo' is not a regular file" in r.json()["message"]
     r = api.post("/services/bad/deploy", json={"notebook": "/etc/hostname.ipynb"})
     assert r.status_code == 400 and "outside the Jupyter root" in r.json()["message"]
     r = api.post("/deploy/check", json={"notebook": "dup.ipynb"})

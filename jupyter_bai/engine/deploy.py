@@ -91,6 +91,8 @@ class DeployManager:
         seen: dict[str, str] = {}
         for f in files:
             src = self._resolve(f, "listed file")
+            if not (src.is_file() or src.is_dir()):  # a FIFO would block the pack, a device worse
+                raise InvalidRequest(f"listed file '{f}' is not a regular file or a directory")
             name = src.name
             if name in seen:
                 raise InvalidRequest(f"listed files '{seen[name]}' and '{f}' would both be "
