@@ -190,6 +190,30 @@ def test_cancel_destroys_the_cluster_sessions(on_lab: Client, tmp_path: Path) ->
         delete_folder_when_free(on_lab, job["folder"])
 
 
+def test_a_session_a_killed_engine_asked_for_is_adopted_not_started_twice(
+        on_lab: Client, tmp_path: Path) -> None:
+    """An engine killed after the cluster made an attempt's session but before recording it
+    leaves that session running under the attempt's name; the attempt adopts it. Here the
+    orphan is made by hand, under the name the dependent task's first attempt will have."""
+    tag = _tag()
+    spec = {"name": f"ad{tag}", "defaults": DEFAULTS, "tasks": [
+        {"name": "first", "command": "sleep 20"},
+        {"name": "second", "depends_on": ["first"], "command": "exit 7"}]}
+    job = dict(on_lab.run_pipeline(_write(tmp_path, spec)))
+    orphan = on_lab.create_session(IMAGE, name=f"pl-{job['id'][:12]}-second-1", type="batch",
+                                   command="sleep 30", resources=["cpu=1", "mem=512m"])
+    try:
+        done = on_lab.wait_pipeline_job(job["id"], timeout=600)
+        second = [t for t in done["tasks"] if t["name"] == "second"][0]
+        # the orphan's command (which succeeds), not the task's own `exit 7`, and one attempt
+        assert (second["status"], second["attempts"], second["session_id"]) == (
+            "SUCCEEDED", 1, orphan.id), done
+        named = [s for s in on_lab.list_sessions() if s.name == orphan.name]
+        assert [s.id for s in named] == [orphan.id]
+    finally:
+        delete_folder_when_free(on_lab, job["folder"])
+
+
 def test_unknown_image_is_one_line_and_makes_nothing(lab: dict[str, str], on_lab: Client,
                                                      tmp_path: Path) -> None:
     tag = _tag()

@@ -36,6 +36,8 @@ STATUS = {
     "ERROR": "ERROR", "CANCELLED": "CANCELLED",
 }
 _FIELDS = "id name status status_info status_data status_history result"
+#: Backend.AI 23.09's session statuses before TERMINATING.
+_UNFINISHED = "PENDING,SCHEDULED,PULLING,PREPARING,RUNNING,RESTARTING,RUNNING_DEGRADED"
 
 
 def _epoch(value: Any) -> float | None:
@@ -128,14 +130,29 @@ class ClusterLauncher:
     async def start(self, *, name: str, image: str, command: str, env: Mapping[str, str],
                     mounts: list[str], mount_map: Mapping[str, str],
                     resources: Mapping[str, Any]) -> str:
-        body = session_body(name=name, image=image, type_="batch", command=command,
-                            mounts=mounts, mount_map=mount_map, env=env, resources=resources,
-                            group=self.config.group)
-        created = await self.rest.send("POST", "/session", json_body=body)
-        sid = str(created["sessionId"])
+        """The attempt's batch session, or the one of that name an engine killed after asking
+        for it (and before recording it) left behind: adopted, not started twice."""
+        sid = await self.find(name)
+        if sid is None:
+            body = session_body(name=name, image=image, type_="batch", command=command,
+                                mounts=mounts, mount_map=mount_map, env=env, resources=resources,
+                                group=self.config.group)
+            created = await self.rest.send("POST", "/session", json_body=body)
+            sid = str(created["sessionId"])
+        else:
+            log.info("adopting cluster session %s (%s), made before the engine restarted", name, sid)
         self.seen[sid] = {"status": "PENDING", "result": "undefined", "exit_code": None,
                           "status_info": None, "started_at": None}
         return sid
+
+    async def find(self, name: str) -> str | None:
+        """The id of this keypair's session named ``name`` that is not over yet, if any."""
+        data = await self.rest.gql(
+            "query($f: String, $s: String, $a: String) { compute_session_list(limit: 1, "
+            "offset: 0, filter: $f, status: $s, access_key: $a) { items { id } } }",
+            {"f": f'name == "{name}"', "s": _UNFINISHED, "a": self.config.access_key})
+        items = (data.get("compute_session_list") or {}).get("items") or []
+        return str(items[0]["id"]) if items else None
 
     async def refresh(self, sid: str) -> bool:
         """Poll one session into :attr:`seen`; True when its status changed."""
