@@ -168,6 +168,12 @@ def test_a_failed_attempt_is_retried_and_a_failed_job_rerun(on_lab: Client, tmp_
         delete_folder_when_free(on_lab, state)
 
 
+def _containers_of(session_id: str) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-q", "--filter", f"label=ai.backend.session-id={session_id}"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
 def test_cancel_destroys_the_cluster_sessions(on_lab: Client, tmp_path: Path) -> None:
     tag = _tag()
     spec = {"name": f"cx{tag}", "defaults": DEFAULTS, "tasks": [
@@ -186,6 +192,12 @@ def test_cancel_destroys_the_cluster_sessions(on_lab: Client, tmp_path: Path) ->
         assert [t["status"] for t in done["tasks"]] == ["CANCELLED", "CANCELLED"]
         assert on_lab.wait_session(sid, {"TERMINATED", "CANCELLED"}, timeout=120).status in (
             "TERMINATED", "CANCELLED")
+        # and its container is gone from the agent (23.09 leaves one running, unseen by the
+        # manager, when a session is destroyed while the agent is still making it)
+        deadline = time.monotonic() + 120
+        while _containers_of(sid):
+            assert time.monotonic() < deadline, f"session {sid}'s container still runs"
+            time.sleep(1)
     finally:
         delete_folder_when_free(on_lab, job["folder"])
 

@@ -8,10 +8,12 @@ method, raw path, ``Date``, host, content type and ``X-BackendAI-Version``); err
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import platform
+import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -149,6 +151,10 @@ def json_field(value: Any) -> Any:
     return value
 
 
+#: Backend.AI 23.09's session statuses while an agent makes (or pulls the image of) a container.
+CREATING = frozenset({"SCHEDULED", "PULLING", "PREPARING"})
+
+
 class BackendAIRest:
     """Signed calls to one manager (``send``, ``gql``) and unsigned storage-proxy transfers
     (authorised by the token in their URL)."""
@@ -197,6 +203,26 @@ class BackendAIRest:
             raise BaiError(f"Backend.AI: {one_line(data['errors'][0].get('message'))}",
                            status=502, code="backendai-error")
         return dict(data.get("data") or {})
+
+    async def destroy_session(self, sid: str, *, forced: bool = True, settle: float = 120.0,
+                              poll: float = 0.5) -> None:
+        """``DELETE /session/{sid}``, once no agent is still making its container.
+
+        Backend.AI 23.09 marks a session destroyed while its agent creates the container as
+        gone, but the container starts anyway and keeps running, unseen, holding its CPU and
+        memory (seen on the halfstack: a pipeline cancelled 1.6 s after its task's session was
+        asked for). So this waits, up to ``settle`` seconds, for the session to leave
+        SCHEDULED/PULLING/PREPARING first; a PENDING one has no container and goes at once.
+        """
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            data = await self.gql("query($id: UUID!) { compute_session(id: $id) { status } }",
+                                  {"id": sid})
+            row = data.get("compute_session")
+            if not row or str(row.get("status")) not in CREATING:
+                break
+            await asyncio.sleep(poll)
+        await self.send("DELETE", f"/session/{sid}", params={"forced": "true"} if forced else None)
 
 
 def arch() -> str:

@@ -509,7 +509,7 @@ class BackendAIDriver(Driver):
         sess = await self.get_session(name)
         if sess.status in TERMINAL_STATUSES:
             return sess
-        await self._send("DELETE", f"/session/{sess.id}", params={"forced": "true"} if forced else None)
+        await self.rest.destroy_session(sess.id, forced=forced)
         return await self._session_by_id(sess.id)
 
     async def session_logs(self, name: str, tail: int | None) -> str:
@@ -912,7 +912,7 @@ class BackendAIDriver(Driver):
         for route in before.routes:
             if route.status != "TERMINATING" and route.session_id:
                 try:
-                    await self._send("DELETE", f"/session/{route.session_id}", params={"forced": "true"})
+                    await self.rest.destroy_session(route.session_id)
                 except (NotFound, InvalidState):
                     pass
         try:

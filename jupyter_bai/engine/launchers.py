@@ -191,7 +191,7 @@ class ClusterLauncher:
 
     async def destroy(self, sid: str) -> None:
         try:
-            await self.rest.send("DELETE", f"/session/{sid}", params={"forced": "true"})
+            await self.rest.destroy_session(sid)
         except NotFound:
             pass
         except BaiError as err:

@@ -220,7 +220,12 @@ class PipelineManager:
                 elif status == T.RUNNING and row["session_id"]:
                     running.append(row["session_id"])
         engine = self._engine_of(job_id)
-        await asyncio.gather(*(self._destroy(sid, engine) for sid in running))
+        if engine is None:
+            await asyncio.gather(*(self._destroy(sid) for sid in running))
+        else:  # a cluster session still being made is destroyed once it is made: not awaited
+            self._stopping.update(running)
+            for sid in running:
+                self._spawn(self._destroy(sid, engine))
         self._wake.set()
         return self.get(job_id)
 
