@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -257,6 +258,35 @@ def test_batch_session_exit_code_and_logs(cluster: Client) -> None:
     ok = cluster.create_session(IMAGE, name=f"b{_tag()}", type="batch", command="true",
                                 resources={"cpu": 1, "mem": "512m"}, wait=True, timeout=300)
     assert (ok.status, ok.result, ok.exit_code) == ("TERMINATED", "success", 0)
+
+
+def test_sessions_destroyed_as_soon_as_made_never_run(cluster: Client) -> None:
+    """Destroyed while PENDING or while the agent makes them, sessions end and leave no
+    container: 23.09 otherwise starts some anyway (a PENDING one cancelled while the scheduler
+    places it comes back RUNNING; one destroyed mid-PREPARING leaves its container running)."""
+    tag = _tag()
+    made = [cluster.create_session(IMAGE, name=f"gone{tag}{i}", resources=["cpu=1", "mem=512m"])
+            for i in range(3)]
+    cluster.destroy_session(made[0].id, forced=True)  # PENDING
+    for sess in made[1:]:  # as soon as the agent is making it
+        deadline = time.monotonic() + 60
+        while cluster.get_session(sess.id).status not in ("SCHEDULED", "PREPARING", "RUNNING"):
+            assert time.monotonic() < deadline, cluster.get_session(sess.id)
+            time.sleep(0.1)
+        cluster.destroy_session(sess.id, forced=True)
+    deadline = time.monotonic() + 120
+    for sess in made:
+        while (status := cluster.get_session(sess.id).status) not in ("TERMINATED", "CANCELLED"):
+            assert time.monotonic() < deadline, f"{sess.name} is {status}"
+            time.sleep(1)
+    time.sleep(5)  # the scheduler's next pass would have placed a wrongly cancelled one by now
+    assert {cluster.get_session(s.id).status for s in made} <= {"TERMINATED", "CANCELLED"}
+    running = subprocess.run(["docker", "ps", "-q", "--filter", "label=ai.backend.kernel-id"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    labels = {subprocess.run(["docker", "inspect", "-f",
+                              '{{index .Config.Labels "ai.backend.session-id"}}', c],
+                             capture_output=True, text=True).stdout.strip() for c in running}
+    assert not labels & {s.id for s in made}
 
 
 def test_cluster_errors_keep_the_servers_reason(cluster: Client) -> None:

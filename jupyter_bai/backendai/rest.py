@@ -153,6 +153,7 @@ def json_field(value: Any) -> Any:
 
 #: Backend.AI 23.09's session statuses while an agent makes (or pulls the image of) a container.
 CREATING = frozenset({"SCHEDULED", "PULLING", "PREPARING"})
+RUNNING = frozenset({"RUNNING", "RESTARTING", "RUNNING_DEGRADED"})
 
 
 class BackendAIRest:
@@ -205,24 +206,50 @@ class BackendAIRest:
         return dict(data.get("data") or {})
 
     async def destroy_session(self, sid: str, *, forced: bool = True, settle: float = 120.0,
-                              poll: float = 0.5) -> None:
-        """``DELETE /session/{sid}``, once no agent is still making its container.
+                              poll: float = 0.5, recheck: float = 5.0) -> None:
+        """``DELETE /session/{sid}``, made safe against two 23.09 races seen on the halfstack.
 
-        Backend.AI 23.09 marks a session destroyed while its agent creates the container as
-        gone, but the container starts anyway and keeps running, unseen, holding its CPU and
-        memory (seen on the halfstack: a pipeline cancelled 1.6 s after its task's session was
-        asked for). So this waits, up to ``settle`` seconds, for the session to leave
-        SCHEDULED/PULLING/PREPARING first; a PENDING one has no container and goes at once.
+        - A session destroyed while its agent creates the container is marked gone, but the
+          container starts anyway and keeps running, unseen, holding its CPU and memory. So
+          this first waits, up to ``settle`` seconds, for it to leave SCHEDULED/PULLING/PREPARING.
+        - A PENDING session cancelled while the scheduler places it goes CANCELLED, then
+          SCHEDULED, PREPARING and RUNNING. So a PENDING one is watched for ``recheck`` seconds
+          after its DELETE, and destroyed again if it comes back.
+
+        The first DELETE's errors (no such session, already terminated) reach the caller.
         """
         deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
-            data = await self.gql("query($id: UUID!) { compute_session(id: $id) { status } }",
-                                  {"id": sid})
-            row = data.get("compute_session")
-            if not row or str(row.get("status")) not in CREATING:
-                break
-            await asyncio.sleep(poll)
-        await self.send("DELETE", f"/session/{sid}", params={"forced": "true"} if forced else None)
+        status = await self.session_status(sid)
+        first = True
+        while True:
+            while status in CREATING and time.monotonic() < deadline:
+                await asyncio.sleep(poll)
+                status = await self.session_status(sid)
+            try:
+                await self.send("DELETE", f"/session/{sid}",
+                                params={"forced": "true"} if forced else None)
+            except BaiError:
+                if first:
+                    raise
+                return  # it ended meanwhile
+            first = False
+            if status != "PENDING" or time.monotonic() > deadline:
+                return
+            until = time.monotonic() + recheck
+            while time.monotonic() < until:
+                await asyncio.sleep(poll)
+                status = await self.session_status(sid)
+                if status in CREATING or status in RUNNING:
+                    break  # placed after all: destroy it (again) once it is made
+            else:
+                return
+
+    async def session_status(self, sid: str) -> str | None:
+        """The session's 23.09 status name, or None when the manager has no such session."""
+        data = await self.gql("query($id: UUID!) { compute_session(id: $id) { status } }",
+                              {"id": sid})
+        row = data.get("compute_session")
+        return str(row["status"]) if row else None
 
 
 def arch() -> str:
