@@ -129,6 +129,25 @@ def test_fifo_in_a_folder_is_refused_not_waited_on(api: Api, engine: EngineProce
     assert r.status_code == 400 and "not a regular file" in r.json()["message"]
 
 
+def test_a_listing_comes_from_the_walker_without_an_etag(api: Api, engine: EngineProcess) -> None:
+    """What the walker process sends is the answer, entry for entry; and no answer carries an
+    ETag (tornado would hash each body on the event loop, ~15 ms for a 10 MB listing)."""
+    folder = uniq("walk")
+    api.post("/vfolders", json={"name": folder})
+    d = folder_dir(engine, api, folder)
+    for i in range(300):
+        (d / f"f{i:03d}").write_bytes(b"x" * i)
+    (d / "sub").mkdir()
+    r = api.get(f"/vfolders/{folder}/files")
+    assert r.status_code == 200 and "etag" not in r.headers
+    files = r.json()["files"]
+    assert [f["name"] for f in files] == ["sub", *(f"f{i:03d}" for i in range(300))]
+    assert [f["size"] for f in files[1:]] == list(range(300))
+    info = api.get(f"/vfolders/{folder}")
+    assert "etag" not in info.headers and info.json()["file_count"] == 300
+    assert info.json()["usage_bytes"] == sum(range(300))
+
+
 # ---------------------------------------------------------------- uploads under limits
 
 
