@@ -9,6 +9,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 import { ApiError, AssistantSource, AskTurn, BaiApi } from './api';
 import { AnswerEnv, AnswerExtras, bestExample } from './answer';
+import { ExternalState } from './external';
 
 /** Turns sent back with a follow-up question (as the magic's CHAT_MEMORY). */
 export const CHAT_MEMORY = 6;
@@ -26,65 +27,56 @@ export interface ChatTurn {
 }
 
 /** The conversation and its requests, apart from React so it can be tested against an engine. */
-export class ChatModel {
-  private _turns: ChatTurn[] = [];
-  private _listeners = new Set<() => void>();
-
+export class ChatModel extends ExternalState<ChatTurn[]> {
   constructor(
     private api: BaiApi,
     private notify: (message: string) => void = () => undefined
-  ) {}
+  ) {
+    super([]);
+  }
 
   get turns(): ChatTurn[] {
-    return this._turns;
+    return this._state;
   }
 
   get busy(): boolean {
-    return this._turns.some(t => t.status === 'searching' || t.status === 'writing');
+    return this._state.some(t => t.status === 'searching' || t.status === 'writing');
   }
 
-  subscribe = (l: () => void): (() => void) => {
-    this._listeners.add(l);
-    return () => this._listeners.delete(l);
-  };
-
-  getTurns = (): ChatTurn[] => this._turns;
+  getTurns = (): ChatTurn[] => this._state;
 
   private update(i: number, patch: Partial<ChatTurn>): void {
-    this._turns = this._turns.map((t, j) => (j === i ? { ...t, ...patch } : t));
-    this._listeners.forEach(l => l());
+    this.replaceState(this._state.map((t, j) => (j === i ? { ...t, ...patch } : t)));
   }
 
   reset(): void {
-    this._turns = [];
-    this._listeners.forEach(l => l());
+    this.replaceState([]);
   }
 
   /** Ask `question`; resolves with its finished turn (errors are notified, and kept on the turn). */
   async ask(question: string): Promise<ChatTurn> {
     const q = question.trim();
-    const history: AskTurn[] = this._turns
+    const history: AskTurn[] = this._state
       .filter(t => t.status === 'done')
       .slice(-CHAT_MEMORY)
       .map(t => ({ question: t.question, answer: t.answer }));
-    const i = this._turns.length;
-    this._turns = [
-      ...this._turns,
+    const i = this._state.length;
+    this.replaceState([
+      ...this._state,
       { question: q, status: 'searching', answer: '', sources: [], example: null, mode: null, note: null, error: null }
-    ];
-    this._listeners.forEach(l => l());
+    ]);
     try {
       const final = await this.api.askStream(q, m => {
         if (m.type === 'sources') {
           this.update(i, { status: 'writing', sources: m.sources });
         } else if (m.type === 'delta') {
-          this.update(i, { status: 'writing', answer: this._turns[i].answer + m.text });
+          this.update(i, { status: 'writing', answer: this._state[i].answer + m.text });
         }
       }, history);
       this.update(i, {
         status: 'done',
         answer: final.answer,
-        sources: final.sources ?? this._turns[i].sources,
+        sources: final.sources ?? this._state[i].sources,
         example: bestExample(final.examples),
         mode: final.mode ?? null,
         note: final.note ?? null
@@ -94,7 +86,7 @@ export class ChatModel {
       this.update(i, { status: 'error', error: message });
       this.notify(message);
     }
-    return this._turns[i];
+    return this._state[i];
   }
 }
 

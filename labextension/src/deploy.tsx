@@ -9,6 +9,7 @@ import { Dialog } from '@jupyterlab/apputils';
 import { copyIcon, ReactWidget } from '@jupyterlab/ui-components';
 import { ApiError, BaiApi, BaiEvent, DeployRequest, DeployResult, Service, ServiceRoute } from './api';
 import { resourcesFromForm } from './format';
+import { ExternalState } from './external';
 import { copyText, StatusChip } from './sections/common';
 
 /** A decorator line `@endpoint(...)` (or `@serving.endpoint(...)`) in a code cell's source. */
@@ -102,27 +103,19 @@ export interface DeployState {
  * One deployment: check, deploy, follow the routes. `onEvent` (the sidebar store's) wakes the
  * follower on service and route events; it also re-reads every `pollMs` in case events are off.
  */
-export class DeployFlow {
-  state: DeployState = { phase: 'form', message: null, result: null, service: null };
-  private _listeners = new Set<() => void>();
+export class DeployFlow extends ExternalState<DeployState> {
   private _stopped = false;
 
   constructor(
     private api: BaiApi,
     private onEvent: (l: (e: BaiEvent) => void) => () => void = () => () => undefined,
     private pollMs = 1000
-  ) {}
+  ) {
+    super({ phase: 'form', message: null, result: null, service: null });
+  }
 
-  subscribe = (l: () => void): (() => void) => {
-    this._listeners.add(l);
-    return () => this._listeners.delete(l);
-  };
-
-  getState = (): DeployState => this.state;
-
-  private set(patch: Partial<DeployState>): void {
-    this.state = { ...this.state, ...patch };
-    this._listeners.forEach(l => l());
+  get state(): DeployState {
+    return this._state;
   }
 
   stop(): void {
@@ -132,23 +125,23 @@ export class DeployFlow {
   /** Check, deploy and wait; never throws: the outcome is in `state` (and `notify` for errors). */
   async run(name: string, request: DeployRequest, notify: (message: string) => void = () => undefined): Promise<DeployState> {
     try {
-      this.set({ phase: 'checking', message: `checking ${request.notebook}…` });
+      this.patchState({ phase: 'checking', message: `checking ${request.notebook}…` });
       const check = await this.api.deployCheck(request.notebook);
       if (check.problems.length) {
         throw new Error(`${request.notebook} cannot be deployed: ${check.problems.join('; ')}`);
       }
-      this.set({ phase: 'deploying', message: `deploying ${check.endpoints.length} endpoint(s) as '${name}'…` });
+      this.patchState({ phase: 'deploying', message: `deploying ${check.endpoints.length} endpoint(s) as '${name}'…` });
       // A redeploy rolls routes over: only routes made after this point are the new version's.
       const before = await this.api.service(name).then(
         s => new Set(s.routes.map(r => r.id)),
         () => new Set<string>()
       );
       const result = await this.api.deploy(name, request);
-      this.set({ phase: 'starting', message: `version ${result.version}: starting routes…`, result });
+      this.patchState({ phase: 'starting', message: `version ${result.version}: starting routes…`, result });
       await this.waitReady(name, request.replicas ?? 1, before);
     } catch (err) {
       const message = err instanceof ApiError || err instanceof Error ? err.message : String(err);
-      this.set({ phase: 'failed', message });
+      this.patchState({ phase: 'failed', message });
       notify(message);
     }
     return this.state;
@@ -166,12 +159,12 @@ export class DeployFlow {
       while (!this._stopped) {
         const service = await this.api.service(name);
         const p = routeProgress(service, replicas, before);
-        this.set({ service, message: `${p.healthy}/${replicas} route(s) healthy` });
+        this.patchState({ service, message: `${p.healthy}/${replicas} route(s) healthy` });
         if (p.failed) {
           throw new Error(`service '${name}': ${p.failed}`);
         }
         if (p.ready) {
-          this.set({ phase: 'ready', message: `${name} is serving (${p.healthy} route(s) healthy)` });
+          this.patchState({ phase: 'ready', message: `${name} is serving (${p.healthy} route(s) healthy)` });
           return service;
         }
         await new Promise<void>(resolve => {

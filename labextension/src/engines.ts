@@ -8,6 +8,7 @@
  */
 import { ApiError, BaiApi, EngineInfo, EngineList, Resources, Session } from './api';
 import type { Notify } from './state';
+import { ExternalState } from './external';
 
 export interface ClusterView {
   /** The engine these numbers are of (they are dropped when the default changes). */
@@ -88,9 +89,7 @@ export interface EngineModelOptions {
 }
 
 /** The engine header's state (subscribe/getState for React's useSyncExternalStore). */
-export class EngineModel {
-  private _state: EngineState = INITIAL_ENGINE_STATE;
-  private _listeners = new Set<() => void>();
+export class EngineModel extends ExternalState<EngineState> {
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _visible = true;
   private _disposed = false;
@@ -103,22 +102,9 @@ export class EngineModel {
     readonly api: BaiApi,
     options: EngineModelOptions = {}
   ) {
+    super(INITIAL_ENGINE_STATE);
     this.notify = options.notify ?? (() => undefined);
     this.interval = options.interval ?? 10000;
-  }
-
-  subscribe = (listener: () => void): (() => void) => {
-    this._listeners.add(listener);
-    return () => this._listeners.delete(listener);
-  };
-
-  getState = (): EngineState => this._state;
-
-  private set(next: Partial<EngineState>): void {
-    this._state = { ...this._state, ...next };
-    for (const l of [...this._listeners]) {
-      l();
-    }
   }
 
   start(): void {
@@ -130,7 +116,7 @@ export class EngineModel {
     if (this._timer) {
       clearTimeout(this._timer);
     }
-    this._listeners.clear();
+    this.dropListeners();
   }
 
   /** Polling pauses while nobody looks; showing again reads at once. */
@@ -159,17 +145,17 @@ export class EngineModel {
     try {
       list = await this.api.engines();
     } catch (err) {
-      this.set({ problem: message(err) });
+      this.patchState({ problem: message(err) });
       return;
     }
-    this.set({ list, problem: null });
+    this.patchState({ list, problem: null });
     await this.readCluster(list);
   }
 
   private async readCluster(list: EngineList): Promise<void> {
     const cluster = clusterEngine(list);
     if (!cluster) {
-      this.set({ cluster: null });
+      this.patchState({ cluster: null });
       this._notified = null;
       return;
     }
@@ -177,7 +163,7 @@ export class EngineModel {
     const read = ++this._reads;
     const keep = this._state.cluster?.name === name ? this._state.cluster : null;
     if (!keep) {
-      this.set({ cluster: { name, resources: null, sessions: null, problem: null } });
+      this.patchState({ cluster: { name, resources: null, sessions: null, problem: null } });
     }
     const [resources, sessions] = await Promise.allSettled([this.api.engineResources(name), this.api.engineSessions(name)]);
     if (read !== this._reads || clusterEngine(this._state.list)?.name !== name) {
@@ -186,7 +172,7 @@ export class EngineModel {
     const failed = [resources, sessions].find((r): r is PromiseRejectedResult => r.status === 'rejected');
     const problem = failed ? message(failed.reason) : null;
     const previous = this._state.cluster;
-    this.set({
+    this.patchState({
       cluster: {
         name,
         resources: resources.status === 'fulfilled' ? resources.value : previous?.resources ?? null,
@@ -208,17 +194,17 @@ export class EngineModel {
     if (name === this._state.list?.active) {
       return true;
     }
-    this.set({ switching: name });
+    this.patchState({ switching: name });
     try {
       const list = await this.api.setActiveEngine(name);
       this._notified = null;
-      this.set({ list, problem: null, switching: null });
+      this.patchState({ list, problem: null, switching: null });
       const e = activeEngine(list);
       this.notify('success', `default engine: ${name} (${e ? endpointHost(e.url) : ''}) — for jupyter bai and new kernels`);
       await this.readCluster(list);
       return true;
     } catch (err) {
-      this.set({ switching: null });
+      this.patchState({ switching: null });
       this.notify('error', message(err));
       return false;
     }

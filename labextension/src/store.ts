@@ -8,6 +8,7 @@
  * restart), it falls back or reconnects with back-off and says so once.
  */
 import { ApiError, BaiApi, BaiEvent, PipelineJob, Session } from './api';
+import { ExternalState } from './external';
 import { applyResync, applySnapshot, FetchKey, ResyncSnapshot, INITIAL_STATE, readSample, reduceEvent, StoreOptions, StoreState } from './state';
 
 export * from './state';
@@ -15,9 +16,7 @@ export * from './state';
 const EVENT_KINDS = ['session', 'vfolder', 'resources', 'image', 'service', 'route', 'pipeline-job', 'pipeline-task'];
 const ALL: FetchKey[] = ['sessions', 'vfolders', 'resources', 'jobs', 'services'];
 
-export class BaiStore {
-  private _state: StoreState = INITIAL_STATE;
-  private _listeners = new Set<() => void>();
+export class BaiStore extends ExternalState<StoreState> {
   private _eventListeners = new Set<(e: BaiEvent) => void>();
   private _ws: WebSocket | null = null;
   private _sse: EventSource | null = null;
@@ -37,6 +36,7 @@ export class BaiStore {
     readonly api: BaiApi,
     options: StoreOptions = {}
   ) {
+    super(INITIAL_STATE);
     this.opts = {
       WebSocket: options.WebSocket === undefined ? globalThis.WebSocket ?? null : options.WebSocket,
       EventSource: options.EventSource === undefined ? globalThis.EventSource ?? null : options.EventSource,
@@ -51,28 +51,10 @@ export class BaiStore {
     return this._state;
   }
 
-  /** For React's useSyncExternalStore. */
-  subscribe = (listener: () => void): (() => void) => {
-    this._listeners.add(listener);
-    return () => this._listeners.delete(listener);
-  };
-
-  getState = (): StoreState => this._state;
-
   /** Raw events as they arrive (the folder browser refreshes on its folder's uploads). */
   onEvent(listener: (e: BaiEvent) => void): () => void {
     this._eventListeners.add(listener);
     return () => this._eventListeners.delete(listener);
-  }
-
-  private set(next: StoreState): void {
-    if (next === this._state) {
-      return;
-    }
-    this._state = next;
-    for (const l of [...this._listeners]) {
-      l();
-    }
   }
 
   start(): void {
@@ -88,7 +70,7 @@ export class BaiStore {
     if (this._fetchTimer) {
       clearTimeout(this._fetchTimer);
     }
-    this._listeners.clear();
+    this.dropListeners();
   }
 
   /**
@@ -114,7 +96,7 @@ export class BaiStore {
   /** Re-read everything over REST now. */
   async refresh(): Promise<void> {
     const snap = await this.api.snapshot();
-    this.set(applySnapshot(this._state, snap));
+    this.replaceState(applySnapshot(this._state, snap));
   }
 
   /** Run a user action; its failure becomes a readable notification, never silence. */
@@ -174,7 +156,7 @@ export class BaiStore {
     if (gen !== this._generation) {
       return;
     }
-    this.set({ ...this._state, link: 'poll', problem: null, metrics: null });
+    this.replaceState({ ...this._state, link: 'poll', problem: null, metrics: null });
     this.recovered();
     this.schedulePoll(this.opts.pollInterval);
   }
@@ -182,7 +164,7 @@ export class BaiStore {
   private recovered(): void {
     this._failures = 0;
     if (this._state.problem) {
-      this.set({ ...this._state, problem: null });
+      this.replaceState({ ...this._state, problem: null });
     }
     if (this._outageNotified) {
       this._outageNotified = false;
@@ -201,7 +183,7 @@ export class BaiStore {
       err instanceof ApiError || err instanceof Error ? err.message : `the jupyter-bai engine is unreachable (${String(err)})`;
     this._failures++;
     const delay = Math.min(this.opts.pollInterval * 2 ** (this._failures - 1), this.opts.maxBackoff);
-    this.set({ ...this._state, link: 'offline', problem: message, metrics: null });
+    this.replaceState({ ...this._state, link: 'offline', problem: message, metrics: null });
     if (!this._outageNotified) {
       this._outageNotified = true;
       this._outageId = this.opts.notify('warning', `${message}; retrying`, { sticky: true }) || undefined;
@@ -264,7 +246,7 @@ export class BaiStore {
         if (data.type === 'hello' && !hello) {
           hello = true;
           clearTimeout(timer);
-          this.set({ ...this._state, link: 'ws', problem: null });
+          this.replaceState({ ...this._state, link: 'ws', problem: null });
           const since = this._state.lastSeq;
           // Our REST snapshot has no sequence number: take the server's, or ask for a resync.
           if (since === null || (typeof data.seq === 'number' && data.seq < since)) {
@@ -310,11 +292,11 @@ export class BaiStore {
     } else if (data?.channel === 'metrics' && data.sample) {
       const metrics = readSample(data.sample);
       if (metrics) {
-        this.set({ ...this._state, metrics });
+        this.replaceState({ ...this._state, metrics });
       }
     } else if (data?.type === 'resync' && data.snapshot && typeof data.seq === 'number') {
       const { state, fetch } = applyResync(this._state, data.snapshot as ResyncSnapshot, data.seq);
-      this.set(state);
+      this.replaceState(state);
       this.scheduleFetch(fetch, 0);
     } else if (data?.type === 'error' && data.message) {
       this.opts.notify('error', String(data.message));
@@ -348,7 +330,7 @@ export class BaiStore {
         if (!opened) {
           opened = true;
           clearTimeout(timer);
-          this.set({ ...this._state, link: 'sse', problem: null, metrics: null });
+          this.replaceState({ ...this._state, link: 'sse', problem: null, metrics: null });
           if (since === null) {
             // Events between our snapshot and this stream are not replayed: read once more.
             this.scheduleFetch(ALL, 0);
@@ -385,7 +367,7 @@ export class BaiStore {
 
   private handleEvent(event: BaiEvent): void {
     const { state, fetch } = reduceEvent(this._state, event);
-    this.set(state);
+    this.replaceState(state);
     for (const l of [...this._eventListeners]) {
       l(event);
     }
@@ -409,7 +391,7 @@ export class BaiStore {
     try {
       const jobs: Promise<void>[] = [];
       if (sessionsAll) {
-        jobs.push(api.sessions().then(sessions => this.set({ ...this._state, sessions })));
+        jobs.push(api.sessions().then(sessions => this.replaceState({ ...this._state, sessions })));
       } else {
         for (const t of todo) {
           if (t.startsWith('session:')) {
@@ -419,13 +401,13 @@ export class BaiStore {
         }
       }
       if (todo.includes('vfolders')) {
-        jobs.push(api.vfolders().then(vfolders => this.set({ ...this._state, vfolders })));
+        jobs.push(api.vfolders().then(vfolders => this.replaceState({ ...this._state, vfolders })));
       }
       if (todo.includes('resources')) {
-        jobs.push(api.resources().then(resources => this.set({ ...this._state, resources })));
+        jobs.push(api.resources().then(resources => this.replaceState({ ...this._state, resources })));
       }
       if (todo.includes('jobs')) {
-        jobs.push(api.jobs().then(list => this.set({ ...this._state, jobs: list })));
+        jobs.push(api.jobs().then(list => this.replaceState({ ...this._state, jobs: list })));
       } else {
         for (const t of todo) {
           if (t.startsWith('job:')) {
@@ -434,7 +416,7 @@ export class BaiStore {
         }
       }
       if (todo.includes('services')) {
-        jobs.push(api.services().then(services => this.set({ ...this._state, services })));
+        jobs.push(api.services().then(services => this.replaceState({ ...this._state, services })));
       }
       await Promise.all(jobs);
     } catch (err) {
@@ -459,7 +441,7 @@ export class BaiStore {
     } else {
       list[i] = j;
     }
-    this.set({ ...this._state, jobs: list });
+    this.replaceState({ ...this._state, jobs: list });
   }
 
   private upsertSession(s: Session): void {
@@ -470,6 +452,6 @@ export class BaiStore {
     } else {
       sessions[i] = s;
     }
-    this.set({ ...this._state, sessions });
+    this.replaceState({ ...this._state, sessions });
   }
 }

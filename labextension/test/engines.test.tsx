@@ -2,7 +2,6 @@
  * whose engine list holds a cluster nobody answers for. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as React from 'react';
@@ -10,7 +9,7 @@ import { renderToStaticMarkup } from 'react-dom/server';
 import { BaiApi, EngineList, tokenRequester } from '../src/api';
 import { activeEngine, clusterEngine, EngineModel, endpointHost, INITIAL_ENGINE_STATE, optionLabel, scopeNotes } from '../src/engines';
 import { EngineHeaderView } from '../src/sections/engine';
-import { Engine } from './engine';
+import { Engine, freePort } from './engine';
 
 const local = { name: 'local', kind: 'local', url: null, source: 'builtin', active: false, secret_key: 'none' } as const;
 const lab = { name: 'lab', kind: 'backendai', url: 'http://10.1.2.3:8081/', source: 'store', active: true, secret_key: 'set' } as const;
@@ -59,17 +58,6 @@ describe('engine header logic', () => {
     expect(html).toContain('per kernel');
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => ok(port));
-    });
-  });
-}
 
 describe('EngineModel against a real engine', () => {
   const cfg = mkdtempSync(join(tmpdir(), 'bai-ts-engines-'));
