@@ -171,3 +171,14 @@ def delete_folder_when_free(client: Any, folder: str, timeout: float = 120) -> N
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+def destroy_if_there(client: Any, session: str) -> None:
+    """A test's clean-up: destroy the cluster session, which may never have been made or may
+    already be gone."""
+    from jupyter_bai.spec.errors import BaiError
+
+    try:
+        client.destroy_session(session, forced=True)
+    except BaiError:
+        pass

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backendai_cluster import IMAGE, Cluster
+from backendai_cluster import IMAGE, Cluster, destroy_if_there
 from engine_proc import Api, EngineProcess, free_port, start_engine
 from private_engines import isolate_engines
 from jupyter_bai.client import Client, engines
@@ -176,10 +176,7 @@ def test_cluster_resources_and_sessions_through_the_driver(setup: Setup, backend
         listed = _names(setup.api.get("/engines").json())
         assert listed[lab]["url"] == backendai.endpoint and listed[lab]["source"] == "store"
     finally:
-        try:
-            cluster.destroy_session(sess, forced=True)
-        except Exception:
-            pass
+        destroy_if_there(cluster, sess)
         cluster.close()
         setup.cli("engine", "rm", lab)
         setup.cli("engine", "rm", bad)

@@ -23,7 +23,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from backendai_cluster import IMAGE, Cluster, delete_folder_when_free
+from backendai_cluster import IMAGE, Cluster, delete_folder_when_free, destroy_if_there
 from private_engines import isolate_engines
 from jupyter_bai.client import AsyncClient, Client
 from jupyter_bai.client import engines
@@ -242,10 +242,7 @@ def test_session_with_a_mounted_vfolder_runs_code(cluster: Client, tmp_path: Pat
         with pytest.raises(BaiError):
             cluster.run_code(sess, "1")
     finally:
-        try:
-            cluster.destroy_session(sess, forced=True)
-        except BaiError:
-            pass
+        destroy_if_there(cluster, sess)
         delete_folder_when_free(cluster, folder)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from backendai_cluster import IMAGE, Cluster
+from backendai_cluster import IMAGE, Cluster, destroy_if_there
 from private_engines import isolate_engines
 from jupyter_bai.client import Client, engines
 from ui.conftest import artifact
@@ -126,10 +126,7 @@ def test_add_switch_to_the_cluster_see_it_and_switch_back(backendai: Cluster, pa
         expect(sessions.locator(f'li.jp-bai-session[data-session="{sess}"]')).to_have_count(0)
         expect(head.locator(".jp-bai-engine-problem")).to_have_count(0)
     finally:
-        try:
-            cluster.destroy_session(sess, forced=True)
-        except Exception:
-            pass
+        destroy_if_there(cluster, sess)
         cluster.close()
         cli("engine", "rm", name)
         cli("engine", "rm", bad)
