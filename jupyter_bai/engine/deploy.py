@@ -169,7 +169,7 @@ class DeployManager:
         try:
             self.vfolders.create(VFolderCreate(name=folder, usage_mode="model", permission="ro"))
         except BaseException as exc:
-            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
+            self._settled(folder)
             if isinstance(exc, Conflict):
                 raise Conflict(f"vfolder '{folder}' already exists: deploying '{name}' makes it "
                                f"for version {version}; rename or remove that folder") from None
@@ -188,10 +188,10 @@ class DeployManager:
                     (sid, version, captured.hash, req.notebook, folder,
                      json.dumps(spec.model_dump(mode="json")),
                      json.dumps([e.to_json() for e in captured.endpoints]), time.time()))
-                self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
+                self._settled(folder)
         except BaseException:
             self._drop_folder(folder)
-            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
+            self._settled(folder)
             raise
         return self._answer(name, version, captured.hash, req.public,
                             [e.to_json() for e in captured.endpoints])
@@ -206,7 +206,11 @@ class DeployManager:
             else:
                 log.warning("removing %s, left by a deploy the engine stopped in", row["folder"])
                 self._drop_folder(row["folder"])
-            self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (row["folder"],))
+            self._settled(row["folder"])
+
+    def _settled(self, folder: str) -> None:
+        """The deploy that made ``folder`` has recorded its version, or removed the folder."""
+        self.store.execute("DELETE FROM deploy_pending WHERE folder = ?", (folder,))
 
     def _drop_folder(self, folder: str) -> None:
         try:
